@@ -1,0 +1,135 @@
+"""`stylert <verb>`: a thin layer over the dataclass configurations.
+
+Each verb's module is imported only when that verb runs, so `stylert --help` and the runtime
+verbs work without torch installed. Users' mistakes (StyleRTError) print one clear message
+and exit 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+
+from .errors import StyleRTError
+
+DEFAULT_DATA_HINT = "../shared/data/content ../shared/data/style"
+
+
+def _fmt(description: str, example: str) -> dict:
+    return dict(
+        description=textwrap.dedent(description).strip(),
+        epilog="example:\n" + textwrap.indent(textwrap.dedent(example).strip(), "  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+# ----------------------------------------------------------------------------- train
+def add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train the VAE on folders of images",
+        **_fmt(
+            """
+            Train the convolutional VAE (ELBO: MSE reconstruction + beta x KL, KL warm-up,
+            Adam with cosine decay) on random scaled, cropped and flipped patches of the
+            images in DATA. Checkpoints go to OUT/last every --checkpoint-every steps and
+            training resumes from there when rerun with the same OUT; the trained model is
+            written to OUT/final (model.safetensors + config.json). Files named in --holdout
+            are kept out of training and scored (PSNR at 256x256) at every checkpoint.
+            Unreadable images are skipped with a warning.
+            """,
+            """
+            stylert train ../shared/data/content ../shared/data/style --out runs/vae \\
+                --holdout chelsea.jpg flowers.jpg newyork.jpg --steps 6000
+            """,
+        ),
+    )
+    from dataclasses import fields
+
+    p.add_argument("data", nargs="+", help="folders of training images (any format Pillow reads)")
+    p.add_argument("--out", default="runs/vae", help="checkpoint folder (default: %(default)s)")
+    p.add_argument("--holdout", nargs="*", default=[], metavar="FILE", help="file names to keep out of training and score")
+    p.add_argument("--steps", type=int, default=6000, help="optimizer steps (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=8, help="images per step (default: %(default)s)")
+    p.add_argument("--crop", type=int, default=128, help="crop side in pixels, multiple of 8 (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default: %(default)s)")
+    p.add_argument("--beta", type=float, default=1e-4, help="KL weight (default: %(default)s)")
+    p.add_argument("--kl-warmup", type=int, default=500, help="steps of linear KL warm-up (default: %(default)s)")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="default: %(default)s")
+    p.add_argument("--seed", type=int, default=0, help="for repeatable runs (default: %(default)s)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all (default: %(default)s)")
+    p.add_argument("--latent-channels", type=int, default=16, help="default: %(default)s")
+    p.add_argument("--widths", type=int, nargs=4, default=None, metavar="W", help="channels at 1, 1/2, 1/4, 1/8 resolution")
+    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+    p.set_defaults(func=run_train)
+
+
+def run_train(a) -> int:
+    from stylert.export.model import VAEConfig
+    from stylert.export.train import TrainConfig, train
+
+    mcfg = VAEConfig(latent_channels=a.latent_channels, **({"widths": tuple(a.widths)} if a.widths else {}))
+    cfg = TrainConfig(
+        data=a.data, out=a.out, holdout=a.holdout, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
+        beta=a.beta, kl_warmup=a.kl_warmup, checkpoint_every=a.checkpoint_every, seed=a.seed,
+        device=a.device, threads=a.threads, model=mcfg,
+    )
+    print("config:", cfg)
+    summary = train(cfg, resume=not a.no_resume, progress=not a.no_progress)
+    print(f"done: {summary['steps']} steps in {summary['seconds']:.0f} s; held-out PSNR {summary['heldout_psnr']}")
+    print(f"model written to {a.out}/final")
+    return 0
+
+
+# ----------------------------------------------------------------------------- main
+VERBS = {"train": add_train}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stylert",
+        **_fmt(
+            """
+            StyleRT: style transfer with a convolutional VAE on an optimized inference engine.
+            The pipeline: train -> export-onnx -> build-engine -> stylize -> bench.
+            Run `stylert VERB --help` for each verb's options and an example.
+            """,
+            """
+            stylert export-onnx --out out/export          # the shipped model -> verified ONNX
+            stylert build-engine out/export --int8        # INT8 artifact + accuracy report
+            stylert stylize photos/ --style painting.jpg --out stylized/
+            stylert bench --batch 16
+            """,
+        ),
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for add in VERBS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except StyleRTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _verb_main(verb: str):
+    def entry(argv: list[str] | None = None) -> int:
+        return main([verb, *(sys.argv[1:] if argv is None else argv)])
+
+    return entry
+
+
+export_onnx_main = _verb_main("export-onnx")
+build_engine_main = _verb_main("build-engine")
+bench_main = _verb_main("bench")

@@ -1,0 +1,123 @@
+"""Reading and writing images: the one place that turns files into float32 RGB arrays.
+
+Torch-free: the runtime, training and build-engine's calibration all read images here.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import StyleRTError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
+
+# Pillow's decompression-bomb guard stays on; we raise our own error with a remedy instead of
+# its DecompressionBombWarning/Error. 20000 x 20000 is refused by default.
+MAX_PIXELS_DEFAULT = 89_478_485  # Pillow's own default limit
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly in `folder`, sorted. Raises if the folder is missing or empty."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise StyleRTError("folder does not exist.", "Pass a folder of images.", path=folder)
+    if not folder.is_dir():
+        raise StyleRTError("is not a folder.", "Pass a folder of images.", path=folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise StyleRTError(
+            "folder holds no images.",
+            f"Expected files ending in one of {sorted(IMAGE_SUFFIXES)}.",
+            path=folder,
+        )
+    return files
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB: EXIF rotation applied, alpha composited on white,
+    16-bit scaled down, palette and CMYK converted."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.clip(a * (255.0 if a.max() <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA"):
+        bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(bg, img.convert("RGBA"))
+    return img.convert("RGB")
+
+
+def load_image(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS_DEFAULT) -> Image.Image:
+    """Open an image file as 8-bit RGB, with errors that name the file and the remedy."""
+    path = Path(path)
+    if not path.exists():
+        raise StyleRTError("file does not exist.", path=path)
+    if path.stat().st_size == 0:
+        raise StyleRTError("file is empty (0 bytes).", "Re-export or re-download the image.", path=path)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if max_pixels is not None and w * h > max_pixels:
+                raise StyleRTError(
+                    f"image is {w}x{h} = {w * h / 1e6:.0f} megapixels, over the limit of {max_pixels / 1e6:.0f}.",
+                    "Downscale it first, or raise the limit (--max-pixels / max_pixels=) if you trust the file.",
+                    path=path,
+                )
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im.load()
+            return to_rgb(im)
+    except StyleRTError:
+        raise
+    except UnidentifiedImageError:
+        raise StyleRTError("is not an image Pillow can read.", "Check the file's format and extension.", path=path) from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise StyleRTError(f"could not be decoded: {e}.", "The file is probably truncated or corrupt.", path=path) from None
+
+
+def to_array(img: Image.Image) -> np.ndarray:
+    """RGB PIL image -> float32 (3, H, W) in [0, 1]."""
+    return np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
+
+
+def to_pil(arr: np.ndarray) -> Image.Image:
+    """float (3, H, W) in [0, 1] -> RGB PIL image (rounded, clipped)."""
+    a = np.clip(np.asarray(arr, dtype=np.float32).transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(a, "RGB")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: never a partial file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_image(img: Image.Image, path: str | os.PathLike, **kwargs) -> None:
+    """Save atomically; the format comes from the suffix."""
+    import io
+
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise StyleRTError(f"unknown image format '{path.suffix}'.", "Use .png, .jpg or .webp.", path=path)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,74 @@
+"""Checkpoints: weights in safetensors, the VAEConfig as JSON beside them. Loading never
+unpickles, so an untrusted checkpoint cannot execute code."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from stylert.engine.errors import StyleRTError
+from stylert.engine.images import atomic_write_bytes
+
+from .model import VAE, VAEConfig
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+# The trained default model shipped in the repository (models/default).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_model(model: VAE, folder: str | os.PathLike, extra: dict | None = None) -> None:
+    """Write model.safetensors and config.json into `folder`, each atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{WEIGHTS_FILE}.tmp"
+    state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, folder / WEIGHTS_FILE)
+    meta = {"model": model.cfg.to_dict(), **(extra or {})}
+    atomic_write_bytes(folder / CONFIG_FILE, json.dumps(meta, indent=2).encode())
+
+
+def load_model(folder: str | os.PathLike | None = None) -> tuple[VAE, str]:
+    """Load a checkpoint folder -> (model in eval mode on CPU, sha256 of the weights)."""
+    folder = Path(folder) if folder is not None else DEFAULT_MODEL_DIR
+    wpath, cpath = folder / WEIGHTS_FILE, folder / CONFIG_FILE
+    if not folder.is_dir():
+        raise StyleRTError("checkpoint folder does not exist.", f"Expected a folder with {WEIGHTS_FILE} and {CONFIG_FILE} (written by `stylert train`).", path=folder)
+    for p in (wpath, cpath):
+        if not p.is_file():
+            raise StyleRTError("is missing.", f"A checkpoint folder holds {WEIGHTS_FILE} and {CONFIG_FILE}.", path=p)
+    try:
+        cfg = VAEConfig.from_dict(json.loads(cpath.read_text())["model"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise StyleRTError(f"is not a valid model config: {e}.", "It should be the config.json written by `stylert train`.", path=cpath) from None
+    try:
+        state = load_file(str(wpath))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise StyleRTError(f"is not a readable safetensors file: {e}.", "The checkpoint is corrupt or truncated; retrain or re-download it.", path=wpath) from None
+    model = VAE(cfg)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0:3]
+        raise StyleRTError(
+            "weights do not match config.json: " + " ".join(first),
+            "The config and the weights come from different models; keep them together.",
+            path=wpath,
+        ) from None
+    return model.eval(), file_sha256(wpath)

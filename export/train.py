@@ -1,0 +1,246 @@
+"""`stylert train`: fit the VAE on a folder of images by minimizing the negative ELBO.
+
+Random scale, crop and flip of every image; reconstruction (MSE) plus beta x KL with a linear
+KL warm-up; Adam with a cosine learning-rate decay; periodic checkpoints that resume exactly
+(weights, optimizer state, step, RNG seed); CPU or CUDA chosen automatically (bf16 autocast
+on CUDA). Held-out images are scored at 256x256 (centre crops) at every checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from stylert.engine.errors import StyleRTError
+from stylert.engine.images import atomic_write_bytes, list_images, load_image
+
+from .checkpoint import save_model
+from .model import VAE, VAEConfig, elbo_loss
+
+
+@dataclass
+class TrainConfig:
+    data: list[str] = field(default_factory=list)  # folders of images (searched recursively)
+    out: str = "runs/vae"  # checkpoints: out/last (resume), out/final (the trained model)
+    holdout: list[str] = field(default_factory=list)  # file names kept out of training, scored
+    steps: int = 6000
+    batch: int = 8
+    crop: int = 128  # training crop side, pixels (multiple of 8)
+    scale_min: float = 0.4  # random downscale of the source image before cropping
+    lr: float = 5e-4
+    lr_min: float = 2e-5  # cosine decay floor
+    beta: float = 1e-4  # KL weight (per image element, see model.elbo_loss)
+    kl_warmup: int = 500  # steps over which beta ramps from 0
+    checkpoint_every: int = 500
+    eval_size: int = 256
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch CPU threads; 0 = all cores
+    model: VAEConfig = field(default_factory=VAEConfig)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean PSNR in dB over a batch of images in [0, 1]."""
+    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return float((10 * torch.log10(1.0 / mse)).mean())
+
+
+class ImagePool:
+    """All training images in memory as uint8 HWC arrays (a few MB for hundreds of images)."""
+
+    def __init__(self, files: list[Path], min_side: int):
+        self.images: list[np.ndarray] = []
+        self.skipped: list[tuple[Path, str]] = []
+        for f in files:
+            try:
+                img = load_image(f)
+            except StyleRTError as e:
+                warnings.warn(f"skipping {e}", stacklevel=2)
+                self.skipped.append((f, str(e)))
+                continue
+            if min(img.size) < min_side:  # upscale tiny images so a crop fits
+                s = min_side / min(img.size)
+                img = img.resize((max(min_side, round(img.width * s)), max(min_side, round(img.height * s))))
+            self.images.append(np.asarray(img))
+        if not self.images:
+            raise StyleRTError("no readable training images.", "All files failed to load; see the warnings above.")
+
+    def batch(self, rng: random.Random, n: int, crop: int, scale_min: float) -> torch.Tensor:
+        from PIL import Image
+
+        out = np.empty((n, crop, crop, 3), np.uint8)
+        for i in range(n):
+            a = self.images[rng.randrange(len(self.images))]
+            h, w = a.shape[:2]
+            s = rng.uniform(max(scale_min, crop / min(h, w)), 1.0)
+            if s < 0.999:
+                a = np.asarray(Image.fromarray(a).resize((max(crop, round(w * s)), max(crop, round(h * s))), Image.BICUBIC))
+                h, w = a.shape[:2]
+            y, x = rng.randrange(h - crop + 1), rng.randrange(w - crop + 1)
+            c = a[y : y + crop, x : x + crop]
+            if rng.random() < 0.5:
+                c = c[:, ::-1]
+            out[i] = c
+        return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def center_crops(files: list[Path], size: int) -> torch.Tensor | None:
+    """Held-out images, short side resized to `size` when smaller... then centre-cropped."""
+    from PIL import Image
+
+    arrs = []
+    for f in files:
+        img = load_image(f)
+        if min(img.size) < size:
+            s = size / min(img.size)
+            img = img.resize((round(img.width * s), round(img.height * s)), Image.BICUBIC)
+        l, t = (img.width - size) // 2, (img.height - size) // 2
+        arrs.append(np.asarray(img.crop((l, t, l + size, t + size))))
+    if not arrs:
+        return None
+    return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+@torch.no_grad()
+def evaluate(model: VAE, x: torch.Tensor, device: torch.device) -> float:
+    model.eval()
+    y = torch.cat([model.reconstruct(x[i : i + 4].to(device)).cpu() for i in range(0, len(x), 4)])
+    model.train()
+    return psnr(y, x)
+
+
+def _save_state(folder: Path, model: VAE, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig, history: list) -> None:
+    """Resume state without pickle: Adam's tensors flattened into safetensors."""
+    tensors, scalars = {}, {}
+    for idx, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v) and v.ndim > 0:
+                tensors[f"{idx}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{k}"] = float(v)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".optimizer.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, folder / "optimizer.safetensors")
+    save_model(model, folder, extra={"train": _jsonable(cfg), "step": step, "optimizer_scalars": scalars, "history": history})
+
+
+def _load_state(folder: Path, model: VAE, opt: torch.optim.Optimizer) -> tuple[int, list]:
+    meta = json.loads((folder / "config.json").read_text())
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    tensors = load_file(str(folder / "optimizer.safetensors"))
+    sd = opt.state_dict()
+    state: dict = {}
+    for key, v in tensors.items():
+        idx, k = key.split(".", 1)
+        state.setdefault(int(idx), {})[k] = v
+    for key, v in meta.get("optimizer_scalars", {}).items():
+        idx, k = key.split(".", 1)
+        state.setdefault(int(idx), {})[k] = torch.tensor(v)
+    sd["state"] = state
+    opt.load_state_dict(sd)
+    return int(meta["step"]), list(meta.get("history", []))
+
+
+def _jsonable(cfg: TrainConfig) -> dict:
+    d = asdict(cfg)
+    d["model"] = cfg.model.to_dict()
+    return d
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    warm = 100  # short linear LR warm-up: Adam's first steps are noisy
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    t = (step - warm) / max(1, cfg.steps - warm)
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
+    """Train; returns a summary dict (steps, seconds, final train loss, held-out PSNR)."""
+    from tqdm import tqdm
+
+    if cfg.crop % 8:
+        raise StyleRTError(f"--crop {cfg.crop} is not a multiple of 8.", "The latent is 1/8 of the image; use e.g. 96 or 128.")
+    if not cfg.data:
+        raise StyleRTError("no training data given.", "Pass one or more folders of images: `stylert train PHOTOS/`.")
+    files: list[Path] = []
+    for d in cfg.data:
+        files += list_images(d)
+    held = set(cfg.holdout)
+    train_files = [f for f in files if f.name not in held]
+    val_files = [f for f in files if f.name in held]
+    missing = held - {f.name for f in val_files}
+    if missing:
+        raise StyleRTError(f"held-out files not found in the data: {sorted(missing)}.", "--holdout takes file names that are in the data folders.")
+    if not train_files:
+        raise StyleRTError("every image is held out.", "Keep some images for training.")
+
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else (cfg.device if cfg.device != "auto" else "cpu"))
+    amp = device.type == "cuda"
+
+    pool = ImagePool(train_files, cfg.crop)
+    val = center_crops(val_files, cfg.eval_size)
+    model = VAE(cfg.model).to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    out = Path(cfg.out)
+    step, history = 0, []
+    if resume and (out / "last" / "optimizer.safetensors").exists():
+        step, history = _load_state(out / "last", model, opt)
+        rng = random.Random(cfg.seed * 1_000_003 + step)  # a fresh, still repeatable stream
+        torch.manual_seed(cfg.seed * 1_000_003 + step)
+        print(f"resumed from {out / 'last'} at step {step}")
+    print(f"training on {len(pool.images)} images ({len(pool.skipped)} skipped), {len(val_files)} held out; "
+          f"device {device}{' (bf16 autocast)' if amp else ''}, {torch.get_num_threads()} threads")
+
+    t0 = time.time()
+    ema_loss = ema_psnr = None
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    while step < cfg.steps:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        beta = cfg.beta * min(1.0, (step + 1) / max(1, cfg.kl_warmup))
+        x = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min).to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            recon, mu, logvar = model(x)
+        loss, mse, kl = elbo_loss(x, recon.float(), mu.float(), logvar.float(), beta)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"loss became {loss.item()} at step {step}; lower --lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        p = 10 * math.log10(1.0 / max(mse.item(), 1e-10))
+        ema_loss = loss.item() if ema_loss is None else 0.95 * ema_loss + 0.05 * loss.item()
+        ema_psnr = p if ema_psnr is None else 0.95 * ema_psnr + 0.05 * p
+        bar.set_postfix(loss=f"{ema_loss:.5f}", psnr=f"{ema_psnr:.2f}", kl=f"{kl.item():.4f}", lr=f"{lr_at(step, cfg):.1e}")
+        bar.update(1)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            entry = {"step": step, "train_loss": ema_loss, "train_psnr": ema_psnr, "seconds": round(time.time() - t0, 1)}
+            if val is not None:
+                entry["heldout_psnr"] = evaluate(model, val, device)
+            history.append(entry)
+            _save_state(out / "last", model, opt, step, cfg, history)
+            bar.write(json.dumps(entry))
+    bar.close()
+    summary = {"steps": step, "seconds": round(time.time() - t0, 1), "train_loss": ema_loss,
+               "heldout_psnr": evaluate(model, val, device) if val is not None else None,
+               "heldout": sorted(held), "skipped": [str(f) for f, _ in pool.skipped]}
+    save_model(model.cpu(), out / "final", extra={"train": _jsonable(cfg), "summary": summary, "history": history})
+    atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
+    return summary
