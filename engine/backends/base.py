@@ -1,0 +1,173 @@
+"""The one runner interface every backend implements (Polygraphy's BaseRunner shape).
+
+Public methods (`load`, `encode`, `decode`, `run_adain`, `close`) check the runner's state and
+validate inputs once; backends override only the small `*_impl` hooks. Arrays cross this
+interface as host NumPy float32 NCHW: image (N, 3, H, W) in [0, 1], latent (N, C, H/8, W/8).
+What happens in between (device buffers, streams, graphs) never leaks to the caller.
+
+Concurrency: a runner with `thread_safe = True` may be called from many threads at once
+(its implementation keeps per-thread state or the library guarantees it); otherwise the base
+serializes calls with one lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+from ..contract import ModelContract
+from ..errors import StyleRTError
+from .. import mixing
+
+
+class Runner:
+    name = "base"
+    # True: calls may overlap (ORT sessions' run() is thread-safe; TensorRT keeps one
+    # execution context per thread). False: the base serializes calls with a lock.
+    thread_safe = True
+
+    def __init__(self, contract: ModelContract, device: str = "cpu", precision: str = "fp32"):
+        self.contract = contract
+        self.device = device
+        self.precision = precision
+        # Largest batch one call may hold (an engine's optimization profile); None: unbounded.
+        self.max_batch: int | None = None
+        # Image side range (pixels) the artifact accepts; None: any multiple of downsample.
+        self.side_range: tuple[int, int] | None = None
+        self._loaded = False
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ public API
+    def load(self) -> "Runner":
+        if not self._loaded:
+            self.load_impl()
+            self._loaded = True
+        return self
+
+    def close(self) -> None:
+        if self._loaded:
+            self.close_impl()
+            self._loaded = False
+
+    def __enter__(self):
+        return self.load()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._loaded
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """image (N, 3, H, W) float32 in [0, 1] -> latent (N, C, H/8, W/8) float32."""
+        x = self._check_image(x)
+        with self._guard():
+            z = self.encode_impl(x)
+        return self._check_out(z, self.contract.latent_shape(*_nhw(x)), "encode")
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """latent (N, C, h, w) float32 -> image (N, 3, 8h, 8w) float32 in [0, 1]."""
+        z = self._check_latent(z)
+        d = self.contract.downsample
+        with self._guard():
+            y = self.decode_impl(z)
+        return self._check_out(y, (z.shape[0], 3, z.shape[2] * d, z.shape[3] * d), "decode")
+
+    def run_adain(self, x: np.ndarray, style_mean: np.ndarray, style_std: np.ndarray, strength: float = 1.0) -> np.ndarray:
+        """encode -> AdaIN with the style statistics ((C,) or (N, C)) -> decode, in one call so
+        a device backend can keep the latent on the device (and replay a CUDA graph)."""
+        x = self._check_image(x)
+        mixing.check_strength(strength)
+        n, c = x.shape[0], self.contract.latent_channels
+        sm = np.broadcast_to(np.asarray(style_mean, np.float32).reshape(-1, c), (n, c)).copy()
+        ss = np.broadcast_to(np.asarray(style_std, np.float32).reshape(-1, c), (n, c)).copy()
+        with self._guard():
+            y = self.run_adain_impl(x, sm, ss, float(strength))
+        return self._check_out(y, x.shape, "run_adain")
+
+    def info(self) -> dict:
+        """What this runner is running on: backend, device, precision, library versions."""
+        return {"backend": self.name, "device": self.device, "precision": self.precision, **self.info_impl()}
+
+    # ------------------------------------------------------------------ hooks
+    def load_impl(self) -> None:
+        raise NotImplementedError
+
+    def encode_impl(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def decode_impl(self, z: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def run_adain_impl(self, x: np.ndarray, sm: np.ndarray, ss: np.ndarray, strength: float) -> np.ndarray:
+        # Host composition; device backends override to stay on the device.
+        z = self.encode_impl(x)
+        return self.decode_impl(mixing.adain(z, sm, ss, strength))
+
+    def close_impl(self) -> None:
+        pass
+
+    def info_impl(self) -> dict:
+        return {}
+
+    # ------------------------------------------------------------------ validation
+    @contextlib.contextmanager
+    def _guard(self):
+        if not self._loaded:
+            raise StyleRTError(f"the {self.name} runner is not loaded.", "Call load() first (or use it as a context manager).")
+        if self.thread_safe:
+            yield
+        else:
+            with self._lock:
+                yield
+
+    def _check_batch(self, n: int) -> None:
+        if n < 1:
+            raise StyleRTError("empty batch.", "Pass at least one image.")
+        if self.max_batch is not None and n > self.max_batch:
+            raise StyleRTError(f"batch of {n} exceeds the engine's maximum batch {self.max_batch}.",
+                               "Split the batch (Engine.stylize does), or rebuild with a larger --max-batch.")
+
+    def _check_image(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        d = self.contract.downsample
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise StyleRTError(f"image batch has shape {x.shape}.", "Expected float32 (N, 3, H, W) in [0, 1].")
+        if x.shape[2] % d or x.shape[3] % d or x.shape[2] == 0 or x.shape[3] == 0:
+            raise StyleRTError(f"image size {x.shape[2]}x{x.shape[3]} is not a positive multiple of {d}.",
+                               "Pad with Engine.preprocess (reflect padding) first.")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise StyleRTError(f"image batch has dtype {x.dtype}.", "Expected float32 in [0, 1] (use Engine.preprocess).")
+        self._check_batch(x.shape[0])
+        if self.side_range is not None:
+            lo, hi = self.side_range
+            if not (lo <= x.shape[2] <= hi and lo <= x.shape[3] <= hi):
+                raise StyleRTError(f"image size {x.shape[2]}x{x.shape[3]} is outside the engine's profile {lo}..{hi}.",
+                                   "Use tiling (Engine tile=) or rebuild the engine with --min-size/--max-size.")
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _check_latent(self, z) -> np.ndarray:
+        z = np.asarray(z)
+        if z.ndim != 4 or z.shape[1] != self.contract.latent_channels or z.shape[2] == 0 or z.shape[3] == 0:
+            raise StyleRTError(f"latent has shape {z.shape}.",
+                               f"Expected (N, {self.contract.latent_channels}, h, w) from this model's encoder.")
+        self._check_batch(z.shape[0])
+        if self.side_range is not None:
+            lo, hi = (v // self.contract.downsample for v in self.side_range)
+            if not (lo <= z.shape[2] <= hi and lo <= z.shape[3] <= hi):
+                raise StyleRTError(f"latent size {z.shape[2]}x{z.shape[3]} is outside the engine's profile {lo}..{hi}.",
+                                   "Use tiling or rebuild the engine with a wider size range.")
+        return np.ascontiguousarray(z, dtype=np.float32)
+
+    def _check_out(self, y, shape, what: str) -> np.ndarray:
+        y = np.asarray(y)
+        # An invariant of the backend, not a user mistake: a wrong shape is a bug.
+        assert tuple(y.shape) == tuple(shape), f"{self.name}.{what} returned {y.shape}, expected {tuple(shape)}"
+        return y.astype(np.float32, copy=False)
+
+
+def _nhw(x: np.ndarray) -> tuple[int, int, int]:
+    return x.shape[0], x.shape[2], x.shape[3]

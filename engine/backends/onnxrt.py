@@ -1,0 +1,126 @@
+"""ONNX Runtime runner: the CPU execution provider everywhere; the CUDA provider with IO
+binding when onnxruntime-gpu and a GPU are present (the latent then stays on the device and
+the AdaIN kernel of cuda_mix.py mixes it there when cuda-python is installed).
+
+Thread safety: `InferenceSession.run` (and run_with_iobinding with a binding per call) is
+safe to call from several threads on one session, so the runner is `thread_safe`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import contract_from_onnx_metadata
+from ..contract import ModelContract
+from ..errors import StyleRTError
+from .base import Runner
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+class OnnxRuntimeRunner(Runner):
+    name = "onnxruntime"
+    thread_safe = True
+
+    def __init__(self, encoder: str | os.PathLike, decoder: str | os.PathLike, contract: ModelContract,
+                 device: str = "cpu", precision: str = "fp32", threads: int | None = None):
+        super().__init__(contract, device, precision)
+        self.paths = {"encoder": Path(encoder), "decoder": Path(decoder)}
+        self.threads = threads
+        self._sess: dict = {}
+        self._mixer = None  # cuda_mix.AdaINMixer on CUDA when cuda-python is importable
+
+    def load_impl(self) -> None:
+        import onnxruntime as ort
+
+        if self.device == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise StyleRTError("ONNX Runtime has no CUDA execution provider here.",
+                                   "Install onnxruntime-gpu in place of onnxruntime, or use device='cpu'.")
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        else:
+            providers = ["CPUExecutionProvider"]
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.threads:
+            so.intra_op_num_threads = int(self.threads)
+        for role, path in self.paths.items():
+            if not path.is_file():
+                raise StyleRTError(f"{role} model is missing.", "Re-run `stylert export-onnx` / `stylert build-engine`.", path=path)
+            try:
+                sess = ort.InferenceSession(str(path), so, providers=providers)
+            except Exception as e:  # ORT raises its own exception types for corrupt files
+                raise StyleRTError(f"ONNX Runtime cannot load the {role}: {str(e).splitlines()[0]}.",
+                                   "The file is corrupt or not an ONNX model; re-export it.", path=path) from None
+            meta = contract_from_onnx_metadata(sess.get_modelmeta().custom_metadata_map, path)
+            if meta.latent_channels != self.contract.latent_channels:
+                raise StyleRTError(f"{role} has {meta.latent_channels} latent channels, the manifest says "
+                                   f"{self.contract.latent_channels}.", "The folder mixes files of two models; re-export.", path=path)
+            want_in = self.contract.image.name if role == "encoder" else self.contract.latent.name
+            if [i.name for i in sess.get_inputs()] != [want_in]:
+                raise StyleRTError(f"{role} inputs are {[i.name for i in sess.get_inputs()]}, expected ['{want_in}'].",
+                                   "Re-export with `stylert export-onnx`.", path=path)
+            self._sess[role] = sess
+        if self.device == "cuda":
+            try:
+                from ..cuda_mix import AdaINMixer
+
+                self._mixer = AdaINMixer()
+            except (ImportError, StyleRTError):
+                self._mixer = None  # mix on the host: the latent is 1/12 of the image's bytes
+
+    def _run(self, role: str, x: np.ndarray) -> np.ndarray:
+        sess = self._sess[role]
+        if self.device != "cuda":
+            return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+        b = sess.io_binding()
+        b.bind_cpu_input(sess.get_inputs()[0].name, x)
+        b.bind_output(sess.get_outputs()[0].name, "cuda")
+        sess.run_with_iobinding(b)
+        return b.copy_outputs_to_cpu()[0]
+
+    def encode_impl(self, x):
+        return self._run("encoder", x)
+
+    def decode_impl(self, z):
+        return self._run("decoder", z)
+
+    def run_adain_impl(self, x, sm, ss, strength):
+        if self.device != "cuda" or self._mixer is None:
+            return super().run_adain_impl(x, sm, ss, strength)
+        import onnxruntime as ort
+
+        enc, dec = self._sess["encoder"], self._sess["decoder"]
+        b = enc.io_binding()
+        b.bind_cpu_input(enc.get_inputs()[0].name, x)
+        b.bind_output(enc.get_outputs()[0].name, "cuda")
+        enc.run_with_iobinding(b)  # synchronizes its outputs before returning
+        z = b.get_outputs()[0]
+        zmix = ort.OrtValue.ortvalue_from_shape_and_type(z.shape(), np.float32, "cuda", 0)
+        self._mixer.mix_device(z.data_ptr(), zmix.data_ptr(), z.shape(), sm, ss, strength, stream=0, sync=True)
+        b2 = dec.io_binding()
+        b2.bind_ortvalue_input(dec.get_inputs()[0].name, zmix)
+        b2.bind_output(dec.get_outputs()[0].name, "cuda")
+        dec.run_with_iobinding(b2)
+        return b2.copy_outputs_to_cpu()[0]
+
+    def close_impl(self) -> None:
+        self._sess.clear()
+        if self._mixer is not None:
+            self._mixer.close()
+            self._mixer = None
+
+    def info_impl(self) -> dict:
+        import onnxruntime as ort
+
+        prov = self._sess["encoder"].get_providers() if self._sess else []
+        return {"providers": prov, "onnxruntime": ort.__version__, "device_mixing": self._mixer is not None,
+                "files": {k: str(v) for k, v in self.paths.items()}}

@@ -1,0 +1,152 @@
+"""PyTorch runner: the reference. FP32 on CPU or CUDA; on CUDA also FP16 with channels_last,
+and CUDA graphs of encode -> AdaIN -> decode per input shape.
+
+Loads the checkpoint folder (model.safetensors + config.json) of an export
+(`EXPORT/checkpoint`) through stylert.export.checkpoint.load_model; torch is imported only
+when the runner loads, so the runtime imports without it.
+
+Thread safety: not declared thread-safe. The module itself is read-only under inference_mode,
+but CUDA graphs own static input/output buffers, so the base serializes calls with a lock.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..contract import ModelContract
+from ..errors import StyleRTError
+from ..mixing import EPS
+from .base import Runner
+
+
+class TorchRunner(Runner):
+    name = "torch"
+    thread_safe = False
+
+    def __init__(self, checkpoint: str | os.PathLike, contract: ModelContract | None, device: str = "cpu",
+                 precision: str = "fp32", threads: int | None = None, cuda_graphs: bool = True):
+        if precision not in ("fp32", "fp16"):
+            raise StyleRTError(f"the torch backend has no precision '{precision}'.", "Use fp32 (or fp16 on CUDA).")
+        if precision == "fp16" and device != "cuda":
+            raise StyleRTError("torch FP16 runs on CUDA only.", "Use precision='fp32' on the CPU.")
+        super().__init__(contract, device, precision)  # contract may be None until load()
+        self.checkpoint = Path(checkpoint)
+        self.threads = threads
+        self.cuda_graphs = cuda_graphs and device == "cuda"
+        self._graphs: dict = {}
+        self.model = None
+        self.sha256 = ""
+
+    def load_impl(self) -> None:
+        try:
+            import torch
+            from stylert.export.checkpoint import load_model
+        except ImportError as e:
+            raise StyleRTError(f"the torch backend needs PyTorch: {e}.",
+                               "pip install 'stylert[export]', or use backend='onnxruntime'.") from None
+        model, sha = load_model(self.checkpoint)
+        if self.contract is None:
+            self.contract = ModelContract(latent_channels=model.cfg.latent_channels, downsample=model.cfg.downsample,
+                                          checkpoint_sha256=sha)
+        elif self.contract.checkpoint_sha256 and self.contract.checkpoint_sha256 != sha:
+            raise StyleRTError("checkpoint weights differ from the ones the export was made from (sha256 mismatch).",
+                               "Re-run `stylert export-onnx` so the folder holds one model.", path=self.checkpoint)
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise StyleRTError("torch sees no CUDA device.", "Use device='cpu', or install a CUDA build of torch.")
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        self.sha256 = sha
+        self._torch = torch
+        self._dev = torch.device(self.device)
+        self._dtype = torch.float16 if self.precision == "fp16" else torch.float32
+        m = model.to(self._dev, self._dtype)
+        if self.device == "cuda":
+            m = m.to(memory_format=torch.channels_last)
+        self.model = m
+
+    # --- the three pieces, as tensors
+    def _enc(self, t):
+        e = self.model.encoder
+        return e.mu(e.body(t))
+
+    def _dec(self, z):
+        return self.model.decoder.image(z)
+
+    def _adain(self, z, sm, ss, strength):
+        # same math as mixing.adain (population variance, eps inside the sqrt), in FP32
+        zf = z.float()
+        mu = zf.mean(dim=(2, 3), keepdim=True)
+        sigma = (zf.var(dim=(2, 3), keepdim=True, unbiased=False) + EPS).sqrt()
+        t = (zf - mu) / sigma * ss[:, :, None, None] + sm[:, :, None, None]
+        return (strength * t + (1.0 - strength) * zf).to(z.dtype)
+
+    def _in(self, a: np.ndarray):
+        t = self._torch.from_numpy(a).to(self._dev, self._dtype)
+        return t.contiguous(memory_format=self._torch.channels_last) if self.device == "cuda" else t
+
+    def _out(self, t) -> np.ndarray:
+        return t.float().contiguous().cpu().numpy()
+
+    def encode_impl(self, x):
+        with self._torch.inference_mode():
+            return self._out(self._enc(self._in(x)))
+
+    def decode_impl(self, z):
+        with self._torch.inference_mode():
+            return self._out(self._dec(self._in(z)))
+
+    def run_adain_impl(self, x, sm, ss, strength):
+        torch = self._torch
+        if not self.cuda_graphs:
+            with torch.inference_mode():
+                smt, sst = torch.from_numpy(sm).to(self._dev), torch.from_numpy(ss).to(self._dev)
+                return self._out(self._dec(self._adain(self._enc(self._in(x)), smt, sst, strength)))
+        g = self._graphs.get(x.shape) or self._capture(x.shape)
+        g["x"].copy_(self._in(x))
+        g["sm"].copy_(torch.from_numpy(sm))
+        g["ss"].copy_(torch.from_numpy(ss))
+        g["a"].fill_(strength)
+        g["graph"].replay()
+        return self._out(g["y"])
+
+    def _capture(self, shape):
+        """One CUDA graph per input shape: static buffers in, encode -> AdaIN -> decode, static
+        buffer out. Warm-up on a side stream first, as torch.cuda.graphs requires."""
+        torch = self._torch
+        n, c = shape[0], self.contract.latent_channels
+        x = torch.zeros(shape, device=self._dev, dtype=self._dtype).contiguous(memory_format=torch.channels_last)
+        sm = torch.zeros(n, c, device=self._dev)
+        ss = torch.ones(n, c, device=self._dev)
+        a = torch.ones((), device=self._dev)
+
+        def body():
+            return self._dec(self._adain(self._enc(x), sm, ss, a))
+
+        with torch.inference_mode():
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):
+                for _ in range(2):
+                    body()
+            torch.cuda.current_stream().wait_stream(s)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                y = body()
+        self._graphs[shape] = {"graph": graph, "x": x, "sm": sm, "ss": ss, "a": a, "y": y}
+        return self._graphs[shape]
+
+    def close_impl(self) -> None:
+        self._graphs.clear()
+        self.model = None
+
+    def info_impl(self) -> dict:
+        torch = self._torch
+        d = {"torch": torch.__version__, "checkpoint": str(self.checkpoint), "cuda_graphs": self.cuda_graphs}
+        if self.device == "cuda":
+            d["gpu"] = torch.cuda.get_device_name()
+        else:
+            d["threads"] = torch.get_num_threads()
+        return d

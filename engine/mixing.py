@@ -1,0 +1,253 @@
+"""Latent mixing in NumPy: the reference every device implementation is checked against.
+
+The math is ../shared/notes/style-transfer.md. Latents are (N, C, h, w) float32; a style is
+its per-channel mean and std over the spatial positions (2 x C numbers), so a service encodes
+a style once and keeps the StyleCode (a style bank).
+
+Statistics: mu = mean over h x w, sigma = sqrt(population variance + EPS), EPS = 1e-5.
+The CUDA kernel (kernels/adain.cu) and the torch path use the same definition.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .errors import StyleRTError
+
+EPS = 1e-5
+
+
+# ----------------------------------------------------------------------------- statistics
+def channel_stats(z: np.ndarray, mask: np.ndarray | None = None, eps: float = EPS) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample, per-channel mean and std of z (N, C, h, w) -> two (N, C) float32 arrays.
+
+    mask: optional (N or 1, 1 or C, h, w) weights in [0, 1]; the statistics are then taken
+    over the weighted region only (a region with no weight gives mean 0, std sqrt(eps)).
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if mask is None:
+        mu = z.mean(axis=(2, 3))
+        var = z.var(axis=(2, 3))
+    else:
+        m = np.broadcast_to(np.asarray(mask, dtype=np.float64), z.shape)
+        wsum = np.maximum(m.sum(axis=(2, 3)), 1e-12)
+        mu = (m * z).sum(axis=(2, 3)) / wsum
+        var = (m * (z - mu[:, :, None, None]) ** 2).sum(axis=(2, 3)) / wsum
+    return mu.astype(np.float32), np.sqrt(var + eps).astype(np.float32)
+
+
+def adain(content: np.ndarray, style_mean: np.ndarray, style_std: np.ndarray, strength: float = 1.0,
+          eps: float = EPS) -> np.ndarray:
+    """alpha * AdaIN(z_c, style) + (1 - alpha) * z_c.
+
+    content (N, C, h, w); style_mean/style_std (C,) or (N, C). Returns float32 (N, C, h, w).
+    """
+    z = np.asarray(content, dtype=np.float32)
+    mu, sigma = channel_stats(z, eps=eps)
+    sm = _per_sample(style_mean, z.shape)
+    ss = _per_sample(style_std, z.shape)
+    t = (z - mu[:, :, None, None]) / sigma[:, :, None, None] * ss + sm
+    return (strength * t + (1.0 - strength) * z).astype(np.float32)
+
+
+def _per_sample(s: np.ndarray, shape) -> np.ndarray:
+    s = np.asarray(s, dtype=np.float32)
+    if s.ndim == 1:
+        s = s[None]
+    if s.shape[-1] != shape[1] or s.shape[0] not in (1, shape[0]):
+        raise StyleRTError(
+            f"style statistics have shape {s.shape}, the latent has {shape[1]} channels and batch {shape[0]}.",
+            "The StyleCode was made with a different model; re-encode the style with this engine.",
+        )
+    return s[:, :, None, None]
+
+
+# ----------------------------------------------------------------------------- StyleCode
+@dataclass
+class StyleCode:
+    """A style's per-channel latent statistics: what AdaIN needs, 2 x C numbers.
+
+    model: the sha256 of the checkpoint whose latent space the numbers live in (a code is
+    meaningless under another model); sources: where it came from, for people.
+    """
+
+    mean: np.ndarray  # (C,) float32
+    std: np.ndarray  # (C,) float32
+    model: str = ""
+    sources: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.mean = np.asarray(self.mean, dtype=np.float32).reshape(-1)
+        self.std = np.asarray(self.std, dtype=np.float32).reshape(-1)
+        if self.mean.shape != self.std.shape:
+            raise StyleRTError(f"StyleCode mean {self.mean.shape} and std {self.std.shape} differ in length.")
+        if not (np.all(np.isfinite(self.mean)) and np.all(np.isfinite(self.std)) and np.all(self.std > 0)):
+            raise StyleRTError("StyleCode holds non-finite values or a non-positive std.", "Re-encode the style.")
+
+    @property
+    def channels(self) -> int:
+        return int(self.mean.shape[0])
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["mean"] = [float(v) for v in self.mean]
+        d["std"] = [float(v) for v in self.std]
+        return json.dumps({"kind": "stylert-style", **d}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "StyleCode":
+        try:
+            d = json.loads(text)
+            if d.pop("kind", None) != "stylert-style":
+                raise ValueError("kind is not 'stylert-style'")
+            return cls(mean=np.array(d["mean"], np.float32), std=np.array(d["std"], np.float32),
+                       model=str(d.get("model", "")), sources=list(d.get("sources", [])))
+        except (ValueError, KeyError, TypeError) as e:
+            raise StyleRTError(f"not a valid StyleCode JSON: {e}.", "Write it with StyleCode.to_json().") from None
+
+    @classmethod
+    def from_latent(cls, z: np.ndarray, model: str = "", sources: Sequence[str] = ()) -> "StyleCode":
+        """Statistics of one or several style latents (N, C, h, w); several are averaged
+        with equal weights (the same as a weighted mix of their codes)."""
+        mu, sigma = channel_stats(z)
+        return cls(mu.mean(0), sigma.mean(0), model=model, sources=list(sources))
+
+
+def combine(codes: Sequence[StyleCode], weights: Sequence[float] | None = None) -> StyleCode:
+    """Weighted mix of styles. AdaIN is linear in the style statistics, so the mix is
+    sum_k w_k mu_k and sum_k w_k sigma_k with weights normalized to sum 1."""
+    w = normalize_weights(weights, len(codes))
+    _check_same_space(codes)
+    mean = sum(wk * c.mean for wk, c in zip(w, codes))
+    std = sum(wk * c.std for wk, c in zip(w, codes))
+    return StyleCode(mean, std, model=codes[0].model, sources=[s for c in codes for s in c.sources])
+
+
+def normalize_weights(weights: Sequence[float] | None, k: int) -> np.ndarray:
+    if k == 0:
+        raise StyleRTError("no style given.", "Pass at least one style image or StyleCode.")
+    w = np.ones(k) if weights is None else np.asarray(list(weights), dtype=np.float64)
+    if w.shape != (k,):
+        raise StyleRTError(f"{len(w)} style weights for {k} styles.", "Give one weight per style.")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise StyleRTError(f"style weights {list(w)} are invalid.", "Weights must be >= 0 with a positive sum.")
+    return w / w.sum()
+
+
+def _check_same_space(codes: Sequence[StyleCode]) -> None:
+    if len({c.channels for c in codes}) > 1:
+        raise StyleRTError(f"styles have different channel counts {[c.channels for c in codes]}.",
+                           "All StyleCodes must come from the same model.")
+    models = {c.model for c in codes if c.model}
+    if len(models) > 1:
+        raise StyleRTError("styles were encoded by different models.", "Re-encode every style with this engine.")
+
+
+# ----------------------------------------------------------------------------- mixing
+def mix(z: np.ndarray, styles: Sequence[StyleCode] | StyleCode, weights: Sequence[float] | None = None,
+        strength: float = 1.0, masks: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """Move the style statistics onto the content latent z (N, C, h, w).
+
+    Without masks: one AdaIN with the weighted mix of the styles.
+    With masks (one (h, w) or (N, 1, h, w) weight map in [0, 1] per style, at the latent's
+    resolution): for each style k, the content statistics are taken over its region, AdaIN is
+    applied there and scattered back with the mask as weight. Where the masks sum above 1 they
+    are normalized; where they sum below 1 the rest is the content. Weights, if given, scale
+    each style's mask (relative to the largest weight).
+    """
+    styles = [styles] if isinstance(styles, StyleCode) else list(styles)
+    check_strength(strength)
+    z = np.asarray(z, dtype=np.float32)
+    if z.ndim != 4:
+        raise StyleRTError(f"latent has shape {z.shape}.", "Expected (N, C, h, w).")
+    if masks is None:
+        s = combine(styles, weights)
+        return adain(z, s.mean, s.std, strength)
+    if len(masks) != len(styles):
+        raise StyleRTError(f"{len(masks)} masks for {len(styles)} styles.", "Give one mask per style.")
+    _check_same_space(styles)
+    w = normalize_weights(weights, len(styles))
+    w = w / w.max()
+    n, c, h, wd = z.shape
+    ms = []
+    for m in masks:
+        m = np.asarray(m, dtype=np.float32)
+        m = m.reshape((1, 1) + m.shape) if m.ndim == 2 else m
+        if m.shape[-2:] != (h, wd) or m.ndim != 4:
+            raise StyleRTError(f"mask has shape {m.shape}, the latent is {h}x{wd}.",
+                               "Masks are resized to the image first; pass (H, W) maps at image size to the engine.")
+        ms.append(np.clip(np.broadcast_to(m, (n, 1, h, wd)), 0.0, 1.0) * w[len(ms)])
+    total = np.sum(ms, axis=0)
+    scale = np.where(total > 1.0, 1.0 / np.maximum(total, 1e-12), 1.0)
+    out = z * (1.0 - np.minimum(total, 1.0))
+    for code, m in zip(styles, ms):
+        mu, sigma = channel_stats(z, mask=m)
+        t = (z - mu[:, :, None, None]) / sigma[:, :, None, None] * code.std[None, :, None, None] + code.mean[None, :, None, None]
+        out = out + m * scale * (strength * t + (1.0 - strength) * z)
+    return out.astype(np.float32)
+
+
+def check_strength(strength: float) -> None:
+    if not (0.0 <= float(strength) <= 1.0):
+        raise StyleRTError(f"strength {strength} is outside [0, 1].", "0 keeps the content, 1 is full style.")
+
+
+# ----------------------------------------------------------------------------- colour
+def coral(style: np.ndarray, content: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """Recolour `style` (3, H, W) in [0, 1] so its RGB pixels have the mean and covariance
+    of `content`'s (CORAL, as the AdaIN authors do for colour preservation). Returns float32
+    (3, H, W) clipped to [0, 1]."""
+    s = np.asarray(style, np.float64).reshape(3, -1)
+    c = np.asarray(content, np.float64).reshape(3, -1)
+    ms, mc = s.mean(1, keepdims=True), c.mean(1, keepdims=True)
+    cs = np.cov(s - ms) + eps * np.eye(3)
+    cc = np.cov(c - mc) + eps * np.eye(3)
+    # x' = Cc^(1/2) Cs^(-1/2) (x - ms) + mc
+    t = _sqrtm(cc) @ np.linalg.inv(_sqrtm(cs))
+    out = t @ (s - ms) + mc
+    return np.clip(out, 0.0, 1.0).reshape(np.shape(style)).astype(np.float32)
+
+
+def _sqrtm(a: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh(a)
+    return (v * np.sqrt(np.maximum(w, 0.0))) @ v.T
+
+
+# ----------------------------------------------------------------------------- interpolation
+def lerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """(1 - t) a + t b."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    return ((1.0 - t) * a + t * b).astype(np.float32)
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: float, dot_threshold: float = 0.9995) -> np.ndarray:
+    """Spherical interpolation per sample over the flattened latent; lerp when the two
+    vectors are nearly parallel (|cos| > dot_threshold), where slerp is ill-conditioned.
+    Norms are interpolated linearly so the path keeps the latents' scale."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise StyleRTError(f"latents differ in shape: {a.shape} vs {b.shape}.",
+                           "Interpolate between images of the same size.")
+    lead = a.shape[:1] if a.ndim == 4 else ()
+    fa, fb = a.reshape(*lead, -1), b.reshape(*lead, -1)
+    if not lead:
+        fa, fb = fa[None], fb[None]
+    out = np.empty_like(fa)
+    for i in range(len(fa)):
+        na, nb = np.linalg.norm(fa[i]), np.linalg.norm(fb[i])
+        if na == 0 or nb == 0:
+            out[i] = (1 - t) * fa[i] + t * fb[i]
+            continue
+        ua, ub = fa[i] / na, fb[i] / nb
+        dot = float(np.clip(ua @ ub, -1.0, 1.0))
+        if abs(dot) > dot_threshold:
+            out[i] = (1 - t) * fa[i] + t * fb[i]
+            continue
+        th = np.arccos(dot)
+        u = (np.sin((1 - t) * th) * ua + np.sin(t * th) * ub) / np.sin(th)
+        out[i] = u * ((1 - t) * na + t * nb)
+    return out.reshape(a.shape).astype(np.float32)
