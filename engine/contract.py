@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 MANIFEST_FILE = "manifest.json"
-OPSET = 17
+OPSET = 18  # the dynamo exporter's native opset; TensorRT 10.8+ and ORT 1.17+ run it
 
 
 @dataclass(frozen=True)

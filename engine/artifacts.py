@@ -1,0 +1,76 @@
+"""Torch-free readers for the artifacts the pipeline writes: an export folder
+(encoder.onnx, decoder.onnx, manifest.json, checkpoint/)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from .contract import DECODER_FILE, ENCODER_FILE, MANIFEST_FILE, METADATA_KEY, ModelContract
+from .errors import StyleRTError
+
+EXPORT_KIND = "stylert-export"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_export(folder: str | os.PathLike, check_hashes: bool = False) -> dict:
+    """The validated manifest of an export folder. Raises StyleRTError when it is missing,
+    corrupt, or (check_hashes) when an ONNX file no longer matches its recorded hash."""
+    folder = Path(folder)
+    mpath = folder / MANIFEST_FILE
+    if not mpath.is_file():
+        raise StyleRTError(
+            f"no {MANIFEST_FILE}: this is not a StyleRT export folder.",
+            "Create one with `stylert export-onnx --out FOLDER`.",
+            path=folder,
+        )
+    try:
+        m = json.loads(mpath.read_text())
+        if m.get("kind") != EXPORT_KIND:
+            raise ValueError(f"kind is {m.get('kind')!r}, expected {EXPORT_KIND!r}")
+        ModelContract.from_json(json.dumps(m["contract"]))
+        files = m["files"]
+        for role in ("encoder", "decoder"):
+            files[role]["path"], files[role]["sha256"]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise StyleRTError(f"is not a valid export manifest: {e}.", "Re-run `stylert export-onnx`.", path=mpath) from None
+    for role in ("encoder", "decoder"):
+        p = folder / files[role]["path"]
+        if not p.is_file():
+            raise StyleRTError(f"{role} model is missing.", "Re-run `stylert export-onnx` into this folder.", path=p)
+        if check_hashes and sha256_file(p) != files[role]["sha256"]:
+            raise StyleRTError(
+                f"{role} model changed since export (sha256 differs from {MANIFEST_FILE}).",
+                "Re-run `stylert export-onnx` rather than editing exported files.",
+                path=p,
+            )
+    return m
+
+
+def contract_of(folder: str | os.PathLike) -> ModelContract:
+    """The model contract recorded in an export folder's manifest."""
+    return ModelContract.from_json(json.dumps(read_export(folder)["contract"]))
+
+
+def contract_from_onnx_metadata(metadata: dict[str, str], path: str | os.PathLike | None = None) -> ModelContract:
+    """The contract stored in an ONNX model's metadata_props (as ORT's
+    `session.get_modelmeta().custom_metadata_map` returns them)."""
+    if METADATA_KEY not in metadata:
+        raise StyleRTError(
+            f"ONNX model carries no '{METADATA_KEY}' metadata: it was not exported by StyleRT.",
+            "Export with `stylert export-onnx`; the runtime does not guess tensor names or layouts.",
+            path=path,
+        )
+    return ModelContract.from_json(metadata[METADATA_KEY])
+
+
+__all__ = ["read_export", "contract_of", "contract_from_onnx_metadata", "sha256_file", "ENCODER_FILE", "DECODER_FILE"]
