@@ -1,0 +1,346 @@
+"""Which configurations exist on this machine, and each one's pipeline of stages.
+
+A configuration is a backend + precision (+ options) that a user could deploy. Every one runs
+the same pipeline on the same batch:
+
+  preprocess   uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [0, 1]
+  h2d          host -> device (on CPU: nothing to copy, ~0 and reported as such)
+  encode       image -> latent (N, C, H/8, W/8)
+  mix          AdaIN with a style's statistics (encoded once, outside the timed loop)
+  decode       latent -> image in [0, 1]
+  d2h          device -> host (~0 on CPU)
+  postprocess  float32 -> uint8 (N, H, W, 3)
+
+The ONNX Runtime rows go through the runtime (stylert.engine.runtime.Engine when present,
+else its ONNX Runtime runner), so they measure what a service gets; the "+option" rows build
+their own sessions to test one session option each (tuning experiments, `--configs all`).
+The PyTorch peers drive stylert.export.model directly.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .harness import Stage
+
+BASELINE = "torch-eager-fp32"
+# PSNR (dB) against the FP32 reference that a configuration must reach to count: tolerances
+# depend on the precision (fp16 is never bit-exact; int8 loses more).
+ACCURACY_GATE_DB = {"fp32": 60.0, "fp16": 40.0, "bf16": 35.0, "int8": 30.0}
+
+
+def preprocess(u8: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [0, 1] (engine.images.to_array, batched)."""
+    return np.ascontiguousarray(u8.transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(1.0 / 255.0)
+
+
+def postprocess(y: np.ndarray) -> np.ndarray:
+    """float32 (N, 3, H, W) in [0, 1] -> uint8 (N, H, W, 3) (engine.images.to_pil's rounding)."""
+    return np.clip(y.transpose(0, 2, 3, 1) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _identity(x):
+    return x
+
+
+@dataclass
+class Context:
+    """What every configuration shares: the export folder, the batch and the style."""
+
+    export: Path
+    batch: int
+    size: int
+    threads: int
+    style_mean: np.ndarray  # (C,)
+    style_std: np.ndarray  # (C,)
+    cache: Path
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class Config:
+    name: str
+    backend: str  # torch | onnxruntime | tensorrt
+    precision: str  # fp32 | fp16 | int8 | bf16
+    device: str = "cpu"
+    peer: bool = False  # a framework a user would pick instead of StyleRT
+    default: bool = True  # in the default set (False: a tuning experiment, `--configs all`)
+    options: dict = field(default_factory=dict)
+    unavailable: str | None = None  # why it cannot run here
+    # set by load()
+    stages: list[Stage] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def cuda(self) -> bool:
+        return self.device == "cuda"
+
+    def load(self, ctx: Context) -> None:
+        """Build the pipeline (the cold start: sessions, weights, compilation)."""
+        loader = {"torch": _load_torch, "onnxruntime": _load_ort}[self.backend]
+        self.stages = loader(self, ctx)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "backend": self.backend, "precision": self.precision, "device": self.device,
+                "peer": self.peer, "options": self.options, "info": self.info, "note": self.note}
+
+
+# ----------------------------------------------------------------------------- discovery
+def discover() -> list[Config]:
+    """Every configuration, available or not (an unavailable one carries the reason)."""
+    out: list[Config] = []
+    try:
+        import torch
+
+        has_torch, cuda = True, torch.cuda.is_available()
+    except ImportError:
+        has_torch, cuda = False, False
+    no_torch = None if has_torch else "not measured: PyTorch is not installed"
+    out.append(Config(BASELINE, "torch", "fp32", peer=True, unavailable=no_torch))
+    out.append(Config("torch-compile-fp32", "torch", "fp32", peer=True, options={"compile": True}, unavailable=no_torch))
+    out.append(Config("torch-eager-fp32+channels_last", "torch", "fp32", peer=True, default=False,
+                      options={"channels_last": True}, unavailable=no_torch))
+    out.append(Config("torch-eager-bf16+channels_last", "torch", "bf16", peer=True, default=False,
+                      options={"channels_last": True, "dtype": "bfloat16"}, unavailable=no_torch))
+    if cuda:
+        out.append(Config("torch-cuda-fp32", "torch", "fp32", device="cuda", peer=True))
+        out.append(Config("torch-cuda-fp16+cudagraph", "torch", "fp16", device="cuda", peer=True,
+                          options={"dtype": "float16", "cuda_graph": True, "channels_last": True}))
+    for p in ("fp32", "fp16", "int8"):
+        out.append(Config(f"onnxruntime-{p}", "onnxruntime", p))
+    # Tuning experiments: one session option each, on the FP32 and INT8 graphs.
+    for p in ("fp32", "int8"):
+        out.append(Config(f"onnxruntime-{p}+nospin", "onnxruntime", p, default=False,
+                          options={"session.intra_op.allow_spinning": "0"}))
+        out.append(Config(f"onnxruntime-{p}+basic-opt", "onnxruntime", p, default=False,
+                          options={"graph_optimization_level": "basic"}))
+    try:
+        import tensorrt  # noqa: F401
+
+        trt = None if cuda else "not measured: TensorRT is installed but there is no CUDA GPU"
+    except ImportError:
+        trt = "not measured: TensorRT unavailable on this machine"
+    for p in ("fp16", "int8"):
+        out.append(Config(f"tensorrt-{p}", "tensorrt", p, device="cuda",
+                          unavailable=trt or "not measured: the TensorRT path of bench is not written yet"))
+    return out
+
+
+def select(configs: list[Config], patterns: list[str] | None) -> list[Config]:
+    """Filter by comma/space-separated substrings; 'all' keeps the tuning experiments too.
+    The baseline is always kept (every figure is a ratio to it)."""
+    if not patterns:
+        return [c for c in configs if c.default]
+    pats = [p for s in patterns for p in s.replace(",", " ").split() if p]
+    if "all" in pats:
+        return configs
+    chosen = [c for c in configs if c.name == BASELINE or any(p in c.name for p in pats)]
+    return chosen
+
+
+# ----------------------------------------------------------------------------- torch
+def _torch_adain(torch, z, sm, ss, eps):
+    """The AdaIN of stylert.engine.mixing, on the device (population variance, eps inside)."""
+    mu = z.mean(dim=(2, 3), keepdim=True)
+    sd = (z.var(dim=(2, 3), keepdim=True, unbiased=False) + eps).sqrt()
+    return (z - mu) / sd * ss + sm
+
+
+def _load_torch(cfg: Config, ctx: Context) -> list[Stage]:
+    import torch
+
+    from stylert.engine.mixing import EPS
+    from stylert.export.checkpoint import load_model
+
+    torch.set_num_threads(ctx.threads)
+    model, sha = load_model(ctx.export / "checkpoint")
+    dev = torch.device(cfg.device)
+    dtype = getattr(torch, cfg.options.get("dtype", "float32"))
+    cl = bool(cfg.options.get("channels_last"))
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    model = model.to(dev).to(memory_format=fmt)
+    if dtype != torch.float32 and cfg.device == "cuda":
+        model = model.to(dtype)
+    enc = lambda x: model.encoder(x)[0]  # noqa: E731  the mean, as exported
+    dec = model.decoder.image
+    if cfg.options.get("compile"):
+        enc, dec = torch.compile(enc), torch.compile(dec)
+    autocast = dtype == torch.bfloat16 and cfg.device == "cpu"
+    C = model.cfg.latent_channels
+    sm = torch.from_numpy(ctx.style_mean).reshape(1, C, 1, 1).to(dev)
+    ss = torch.from_numpy(ctx.style_std).reshape(1, C, 1, 1).to(dev)
+    cfg.info = {"torch": torch.__version__, "threads": torch.get_num_threads(), "checkpoint_sha256": sha,
+                "memory_format": "channels_last" if cl else "contiguous (NCHW)", "dtype": str(dtype).replace("torch.", ""),
+                "autocast": autocast}
+
+    def run(fn):
+        def g(x):
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                return fn(x)
+        return g
+
+    def h2d(x):
+        t = torch.from_numpy(x)
+        if cfg.device == "cuda":
+            t = t.to(dev, non_blocking=False)
+        if dtype != torch.float32 and cfg.device == "cuda":
+            t = t.to(dtype)
+        return t.contiguous(memory_format=fmt)
+
+    def d2h(y):
+        return y.float().cpu().numpy() if cfg.device == "cuda" else y.float().numpy()
+
+    mix = run(lambda z: _torch_adain(torch, z.float(), sm, ss, EPS).to(z.dtype))
+    if cfg.options.get("cuda_graph"):
+        enc_s, mix_s, dec_s = _cuda_graphs(torch, run(enc), mix, run(dec), ctx, dev, dtype, fmt)
+        stages = [Stage("encode", enc_s, True), Stage("mix", mix_s, True), Stage("decode", dec_s, True)]
+    else:
+        stages = [Stage("encode", run(enc), cfg.cuda), Stage("mix", mix, cfg.cuda), Stage("decode", run(dec), cfg.cuda)]
+    return [Stage("preprocess", preprocess), Stage("h2d", h2d, cfg.cuda), *stages,
+            Stage("d2h", d2h, cfg.cuda), Stage("postprocess", postprocess)]
+
+
+def _cuda_graphs(torch, enc, mix, dec, ctx: Context, dev, dtype, fmt):
+    """Capture encode, mix and decode as three CUDA graphs on static buffers (one replay each,
+    no per-kernel launch cost). The buffers belong to the graphs; inputs are copied in."""
+    x = torch.zeros(ctx.batch, 3, ctx.size, ctx.size, device=dev, dtype=dtype).contiguous(memory_format=fmt)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):  # warm-up on a side stream, as torch.cuda.graphs requires
+            dec(mix(enc(x)))
+    torch.cuda.current_stream().wait_stream(s)
+    graphs = []
+    inp = x
+    for fn in (enc, mix, dec):
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            out = fn(inp)
+        graphs.append((g, inp, out))
+        inp = out
+
+    def stage(i):
+        g, static_in, static_out = graphs[i]
+
+        def f(t):
+            if t.data_ptr() != static_in.data_ptr():
+                static_in.copy_(t)
+            g.replay()
+            return static_out
+        return f
+
+    return stage(0), stage(1), stage(2)
+
+
+# ----------------------------------------------------------------------------- onnxruntime
+def artifact_paths(cfg: Config, ctx: Context) -> tuple[Path, Path, str]:
+    """(encoder, decoder, how they were obtained) for the configuration's precision.
+
+    fp32: the export itself. fp16/int8: a build-engine output folder in the cache, built on
+    first use with stylert.engine.build (issue 3) when that module is present."""
+    if cfg.precision == "fp32":
+        return ctx.export / "encoder.onnx", ctx.export / "decoder.onnx", "export"
+    from .artifacts import precision_artifacts
+
+    return precision_artifacts(ctx.export, cfg.precision, ctx.cache, size=ctx.size, log=ctx.log)
+
+
+def _load_ort(cfg: Config, ctx: Context) -> list[Stage]:
+    import onnxruntime as ort
+
+    from stylert.engine.mixing import adain
+
+    enc_path, dec_path, origin = artifact_paths(cfg, ctx)
+    if not cfg.options:
+        encode, decode, info = _runtime_ort(enc_path, dec_path, cfg, ctx)
+    else:
+        encode, decode, info = _tuned_sessions(ort, enc_path, dec_path, cfg, ctx)
+    cfg.info = {"onnxruntime": ort.__version__, "artifacts": origin, "encoder": str(enc_path), "decoder": str(dec_path), **info}
+    mix = lambda z: adain(z, ctx.style_mean, ctx.style_std)  # noqa: E731
+    return [Stage("preprocess", preprocess), Stage("h2d", _identity), Stage("encode", encode), Stage("mix", mix),
+            Stage("decode", decode), Stage("d2h", _identity), Stage("postprocess", postprocess)]
+
+
+def _runtime_ort(enc_path, dec_path, cfg: Config, ctx: Context):
+    """The runtime's own ONNX Runtime path: what a service gets."""
+    from stylert.engine.artifacts import contract_of
+    from stylert.engine.backends.onnxrt import OnnxRuntimeRunner
+
+    r = OnnxRuntimeRunner(enc_path, dec_path, contract_of(ctx.export), device="cpu", precision=cfg.precision, threads=ctx.threads)
+    r.load()
+    return r.encode, r.decode, {"via": "stylert.engine.backends.onnxrt.OnnxRuntimeRunner", "threads": ctx.threads, **r.info_impl()}
+
+
+def _tuned_sessions(ort, enc_path, dec_path, cfg: Config, ctx: Context):
+    """Sessions with one option changed from the runtime's (ORT_ENABLE_ALL, intra_op=threads)."""
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = ctx.threads
+    so.graph_optimization_level = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    }[cfg.options.get("graph_optimization_level", "all")]
+    if cfg.options.get("execution_mode") == "parallel":
+        so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    for k, v in cfg.options.items():
+        if k.startswith("session."):
+            so.add_session_config_entry(k, str(v))
+    sess = {r: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for r, p in (("encoder", enc_path), ("decoder", dec_path))}
+    enc_in, dec_in = sess["encoder"].get_inputs()[0].name, sess["decoder"].get_inputs()[0].name
+    return (lambda x: sess["encoder"].run(None, {enc_in: x})[0], lambda z: sess["decoder"].run(None, {dec_in: z})[0],
+            {"via": "bench session (tuning experiment)", "threads": ctx.threads, "session_options": cfg.options})
+
+
+def reference_fp32(ctx: Context, x_u8: np.ndarray) -> np.ndarray:
+    """The FP32 reference output (float, before postprocess): PyTorch eager FP32 when torch is
+    importable, else ONNX Runtime FP32 on the export (which the exporter verified against it)."""
+    try:
+        cfg = Config(BASELINE, "torch", "fp32")
+        cfg.load(ctx)
+    except ImportError:
+        cfg = Config("onnxruntime-fp32", "onnxruntime", "fp32")
+        cfg.load(ctx)
+    out = x_u8
+    for st in cfg.stages:
+        if st.name == "postprocess":
+            break
+        out = st.fn(out)
+    return out
+
+
+def now_s() -> float:
+    return time.perf_counter()
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                want = {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "fma", "f16c"}
+                return sorted(want & set(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return []
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

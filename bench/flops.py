@@ -1,0 +1,140 @@
+"""Work per image, counted from the ONNX graph, and the machine's peak, measured.
+
+FLOPs: a multiply-add counts 2. Conv: 2 x N x Cout x Hout x Wout x (Cin / group) x kh x kw
+(+ N x Cout x Hout x Wout for the bias); Gemm/MatMul likewise; element-wise ops count one
+per output element. Shapes come from ONNX shape inference with the input pinned to
+(1, 3, H, W), so the counts are per image.
+
+Bytes: weights (initializers, read once per batch) and activations (every node's inputs
+read plus outputs written, as if nothing were fused: an upper bound on traffic that a fusing
+runtime lowers). Their ratio to FLOPs is the arithmetic intensity a roofline needs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+_ELEMENTWISE = {"Relu", "Add", "Sub", "Mul", "Div", "Clip", "Sigmoid", "Tanh", "Exp", "Sqrt", "Max", "Min", "Pow", "LeakyRelu"}
+_ELEM_SIZE = {1: 4, 10: 2, 16: 2, 2: 1, 3: 1, 6: 4, 7: 8, 11: 8}  # onnx TensorProto elem types
+
+
+@dataclass
+class Work:
+    flops: float  # per image
+    conv_flops: float
+    weight_bytes: int  # per model (per batch)
+    activation_bytes: float  # per image, unfused upper bound
+    nodes: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __add__(self, o: "Work") -> "Work":
+        return Work(self.flops + o.flops, self.conv_flops + o.conv_flops, self.weight_bytes + o.weight_bytes, self.activation_bytes + o.activation_bytes, self.nodes + o.nodes)
+
+
+def _shape(vi) -> list[int] | None:
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+    return None if any(d <= 0 for d in dims) else dims
+
+
+def count_onnx(path_or_model, height: int, width: int) -> Work:
+    """FLOPs and bytes per image of the ONNX model at an image (1, C, height, width) or, for a
+    latent input, at (1, C, height / 8, width / 8) (the model's own downsample is not known
+    here; the caller passes the input's spatial size)."""
+    import onnx
+
+    m = onnx.load(path_or_model) if isinstance(path_or_model, str) or hasattr(path_or_model, "__fspath__") else path_or_model
+    m = onnx.ModelProto.FromString(m.SerializeToString())  # pin shapes on a copy
+    inits = {i.name: i for i in m.graph.initializer}
+    for inp in m.graph.input:
+        if inp.name in inits:
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        for d, v in zip(dims, [1, None, height, width]):
+            if v is not None:
+                d.ClearField("dim_param")
+                d.dim_value = v
+    m = onnx.shape_inference.infer_shapes(m, strict_mode=False, data_prop=True)
+    shapes: dict[str, tuple[list[int], int]] = {}
+    for vi in list(m.graph.value_info) + list(m.graph.input) + list(m.graph.output):
+        s = _shape(vi)
+        if s is not None:
+            shapes[vi.name] = (s, _ELEM_SIZE.get(vi.type.tensor_type.elem_type, 4))
+    for name, init in inits.items():
+        shapes[name] = (list(init.dims), _ELEM_SIZE.get(init.data_type, 4))
+
+    flops = conv = 0.0
+    act = 0.0
+    for node in m.graph.node:
+        outs = [shapes.get(o) for o in node.output if o]
+        if node.op_type in ("Conv", "QLinearConv", "ConvInteger") and outs and outs[0]:
+            x_idx, w_idx = (0, 3) if node.op_type == "QLinearConv" else (0, 1)
+            w = shapes.get(node.input[w_idx])
+            if w is None:
+                raise ValueError(f"Conv {node.name}: weight shape unknown")
+            (n, cout, *spatial), _ = outs[0]
+            k = int(np.prod(w[0][2:]))
+            cin_g = w[0][1]  # weights are (Cout, Cin / group, kh, kw)
+            out_el = n * cout * int(np.prod(spatial))
+            f = 2.0 * out_el * cin_g * k + (out_el if len(node.input) > 2 else 0)
+            flops += f
+            conv += f
+        elif node.op_type in ("MatMul", "Gemm") and outs and outs[0]:
+            a = shapes.get(node.input[0])
+            if a is not None:
+                flops += 2.0 * int(np.prod(outs[0][0])) * a[0][-1]
+        elif node.op_type in _ELEMENTWISE and outs and outs[0]:
+            flops += float(np.prod(outs[0][0]))
+        for name in list(node.input) + list(node.output):
+            if name and name in shapes and name not in inits:
+                s, b = shapes[name]
+                act += float(np.prod(s)) * b
+    wbytes = int(sum(int(np.prod(i.dims)) * _ELEM_SIZE.get(i.data_type, 4) for i in inits.values()))
+    return Work(flops, conv, wbytes, act, len(m.graph.node))
+
+
+def count_export(folder, height: int, width: int, downsample: int = 8) -> Work:
+    """Encoder at (1, 3, H, W) plus decoder at (1, C, H / downsample, W / downsample)."""
+    import os
+
+    enc = count_onnx(os.path.join(folder, "encoder.onnx"), height, width)
+    dec = count_onnx(os.path.join(folder, "decoder.onnx"), height // downsample, width // downsample)
+    return enc + dec
+
+
+def measure_peak(n: int = 2048, reps: int = 3, threads: int | None = None) -> dict:
+    """The machine's FP32 matmul peak right now (best of `reps` n x n products, NumPy's BLAS
+    and torch's when importable), in GFLOP/s. Measured in the same run as the configurations,
+    so both see the same load."""
+    out = {"n": n, "reps": reps}
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(reps))
+    out["numpy_gflops"] = 2.0 * n**3 / best / 1e9
+    try:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        ta @ tb
+        best = min(_timed(lambda: ta @ tb) for _ in range(reps))
+        out["torch_gflops"] = 2.0 * n**3 / best / 1e9
+    except ImportError:
+        pass
+    out["peak_gflops"] = max(v for k, v in out.items() if k.endswith("_gflops"))
+    return out
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter_ns()
+    fn()
+    return (time.perf_counter_ns() - t) / 1e9
