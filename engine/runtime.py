@@ -1,0 +1,462 @@
+"""The runtime API services embed: `Engine.load(folder)` over ONNX Runtime, TensorRT or PyTorch.
+
+    eng = Engine.load("out/export")                      # or an engine folder, or a checkpoint
+    print(eng.info["backend"], eng.info["reason"])
+    style = eng.encode_style("painting.jpg")             # StyleCode: keep it (style bank)
+    out = eng.stylize(["a.jpg", pil_img, array], style, strength=0.8)
+
+Stages, public so a benchmark can time them separately:
+    preprocess(images) -> (batch (N, 3, H8, W8) float32, sizes)   [module function]
+    eng.encode(batch) -> latent;  eng.mix(latent, styles, ...) -> latent
+    eng.decode(latent) -> batch;  postprocess(batch, sizes, kind) -> images   [module function]
+    eng.run_adain(batch, style) -> batch: the fused encode -> AdaIN -> decode (device-resident
+    on GPU backends, a CUDA graph on TensorRT / torch-CUDA)
+
+Inputs: file paths, PIL images of any mode (EXIF rotation applied), and NumPy arrays: (H, W)
+grey, (H, W, 1|3|4) or (1|3|4, H, W); uint8, uint16 or float in [0, 1]. Images are padded
+(reflect) to multiples of 8 and the result is cropped back: outputs have the input's size.
+Outputs have the input's kind: PIL for PIL or paths, (H, W, 3) uint8 for integer arrays,
+(H, W, 3) float32 in [0, 1] for float arrays.
+
+Large images: sides above `tile` (default 1024 px) are encoded and decoded in tiles with
+`overlap` pixels of context (statistics are taken over the whole latent, so tiles agree);
+`max_side` (default None) instead downscales larger images and scales the result back up.
+
+Concurrency: one Engine may be shared by many threads. ONNX Runtime sessions allow
+concurrent run(); TensorRT keeps an execution context, stream and buffers per thread; the
+torch runner serializes calls with a lock. Engine itself keeps no per-call state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from . import mixing
+from .artifacts import read_export
+from .contract import ModelContract
+from .errors import StyleRTError
+from .images import load_image, to_array, to_pil, to_rgb
+from .mixing import StyleCode
+from .tiling import run_tiled
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+DEFAULT_BATCH = 8  # images per call for backends without a profile (bounded memory)
+
+
+# ============================================================================= stages
+def as_array(img: Any, name: str | None = None) -> np.ndarray:
+    """Any supported image (path, PIL, ndarray) -> float32 (3, H, W) in [0, 1]."""
+    if isinstance(img, (str, os.PathLike)):
+        return to_array(load_image(img))
+    if isinstance(img, Image.Image):
+        return to_array(to_rgb(img))
+    if isinstance(img, np.ndarray):
+        return _array_to_chw(img, name)
+    raise StyleRTError(f"unsupported image type {type(img).__name__}.",
+                       "Pass a file path, a PIL image or a NumPy array.", path=name)
+
+
+def _array_to_chw(a: np.ndarray, name: str | None) -> np.ndarray:
+    if a.ndim == 2:
+        a = a[:, :, None]
+    elif a.ndim == 3 and a.shape[-1] not in (1, 3, 4) and a.shape[0] in (1, 3, 4):
+        a = a.transpose(1, 2, 0)  # CHW -> HWC
+    if a.ndim != 3 or a.shape[-1] not in (1, 3, 4) or a.shape[0] == 0 or a.shape[1] == 0:
+        raise StyleRTError(f"image array has shape {a.shape}.", "Expected (H, W), (H, W, 1|3|4) or (1|3|4, H, W).", path=name)
+    if a.dtype == np.uint8:
+        f = a.astype(np.float32) / 255.0
+    elif a.dtype == np.uint16:
+        f = a.astype(np.float32) / 65535.0
+    elif np.issubdtype(a.dtype, np.floating) or a.dtype == bool:
+        f = a.astype(np.float32)
+        if not np.all(np.isfinite(f)):
+            raise StyleRTError("image array holds NaN or infinite values.", "Pass finite values in [0, 1].", path=name)
+        f = np.clip(f, 0.0, 1.0)
+    else:
+        raise StyleRTError(f"image array has dtype {a.dtype}.", "Use uint8, uint16, or float in [0, 1].", path=name)
+    if f.shape[-1] == 4:  # composite on white, as images.to_rgb does for files
+        f = f[..., :3] * f[..., 3:] + (1.0 - f[..., 3:])
+    elif f.shape[-1] == 1:
+        f = np.repeat(f, 3, axis=-1)
+    return np.ascontiguousarray(f.transpose(2, 0, 1))
+
+
+def pad_to_multiple(x: np.ndarray, m: int) -> np.ndarray:
+    """(..., H, W) -> reflect-padded on the bottom/right to multiples of m ('edge' where the
+    image is too small to reflect)."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % m, -w % m
+    if not (ph or pw):
+        return x
+    pads = [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)]
+    mode = "reflect" if h > ph and w > pw else "edge"
+    return np.pad(x, pads, mode=mode)
+
+
+def preprocess(images: Sequence[Any], multiple: int = 8) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Images of one size -> (batch (N, 3, H', W') float32 in [0, 1], H' W' multiples of
+    `multiple`; the original (H, W) of each). Engine.stylize groups mixed sizes itself."""
+    arrs = [as_array(im) for im in images]
+    sizes = [a.shape[1:] for a in arrs]
+    if len(set(sizes)) > 1:
+        raise StyleRTError(f"preprocess got images of several sizes {sorted(set(sizes))}.",
+                           "Batch images of one size (Engine.stylize groups them for you).")
+    return np.stack([pad_to_multiple(a, multiple) for a in arrs]), [tuple(s) for s in sizes]
+
+
+def postprocess(y: np.ndarray, sizes: Sequence[tuple[int, int]], kind: str = "pil") -> list:
+    """Batch (N, 3, H', W') -> N images cropped to `sizes`: kind "pil" (RGB), "uint8"
+    ((H, W, 3) uint8) or "float" ((H, W, 3) float32 in [0, 1])."""
+    out = []
+    for img, (h, w) in zip(y, sizes):
+        a = img[:, :h, :w]
+        if kind == "pil":
+            out.append(to_pil(a))
+        elif kind == "uint8":
+            out.append(np.asarray(to_pil(a)))
+        elif kind == "float":
+            out.append(np.ascontiguousarray(np.clip(a, 0.0, 1.0).transpose(1, 2, 0)))
+        else:
+            raise ValueError(f"unknown output kind {kind!r}")
+    return out
+
+
+def _kind_of(img: Any) -> str:
+    if isinstance(img, np.ndarray):
+        return "float" if np.issubdtype(img.dtype, np.floating) else "uint8"
+    return "pil"
+
+
+def _name_of(img: Any, i: int) -> str:
+    return os.fspath(img) if isinstance(img, (str, os.PathLike)) else f"input #{i}"
+
+
+# ============================================================================= the engine
+class Engine:
+    """One model on one backend. Build with Engine.load; see the module docstring."""
+
+    def __init__(self, runner, info: dict, tile: int = 1024, overlap: int = 64, max_side: int | None = None,
+                 batch_size: int | None = None):
+        self.runner = runner
+        self.contract: ModelContract = runner.contract
+        d = self.contract.downsample
+        self.tile = max(2 * d, tile // d * d)
+        self.overlap = overlap // d * d
+        if self.tile <= 2 * self.overlap:
+            raise StyleRTError(f"tile {tile} must exceed twice the overlap {overlap}.", "Use e.g. tile=1024, overlap=64.")
+        if runner.side_range is not None:
+            self.tile = min(self.tile, runner.side_range[1])
+        self.max_side = max_side
+        self.batch_size = min(batch_size or runner.max_batch or DEFAULT_BATCH, runner.max_batch or 1 << 30)
+        self.info = {**info, **runner.info(), "tile": self.tile, "overlap": self.overlap,
+                     "max_side": max_side, "batch_size": self.batch_size}
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, folder: str | os.PathLike, backend: str = "auto", precision: str | None = None,
+             device: str = "auto", threads: int | None = None, **options) -> "Engine":
+        """Load an export folder (manifest.json), an engine folder (engine.json, from
+        build-engine) or a checkpoint folder (model.safetensors, torch only).
+
+        backend: auto | onnxruntime | tensorrt | torch. precision: None (the folder's own) |
+        fp32 | fp16 | int8. device: auto | cpu | cuda. options: tile, overlap, max_side,
+        batch_size. `info["reason"]` says what was chosen and why."""
+        runner, info = _choose(Path(folder), backend, precision, device, threads)
+        runner.load()
+        return cls(runner, info, **options)
+
+    def close(self) -> None:
+        self.runner.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------ latent stages
+    def _batched(self, fn, x: np.ndarray) -> np.ndarray:
+        parts = [fn(x[i:i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """Batch (N, 3, H, W) float32 in [0, 1], H and W multiples of 8 -> latent
+        (N, C, H/8, W/8). Batched by the engine's batch size, tiled above `tile`."""
+        x = np.asarray(x, np.float32)
+        if x.ndim == 4 and max(x.shape[2:]) > self.tile:
+            d, c = self.contract.downsample, self.contract.latent_channels
+            return self._batched(lambda b: run_tiled(self.runner.encode, b, self.tile, self.overlap, 1, d, c), x)
+        return self._batched(self.runner.encode, x)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Latent (N, C, h, w) -> batch (N, 3, 8h, 8w) float32 in [0, 1]."""
+        z = np.asarray(z, np.float32)
+        d = self.contract.downsample
+        if z.ndim == 4 and max(z.shape[2:]) * d > self.tile:
+            return self._batched(lambda b: run_tiled(self.runner.decode, b, self.tile // d, self.overlap // d, d, 1, 3), z)
+        return self._batched(self.runner.decode, z)
+
+    def mix(self, z: np.ndarray, style, weights: Sequence[float] | None = None, strength: float = 1.0,
+            masks: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        """AdaIN of the latent z (N, C, h, w) towards one StyleCode or several (weights),
+        with optional masks (one per style, (h, w) at latent resolution). NumPy on the host."""
+        codes = [style] if isinstance(style, StyleCode) else list(style)
+        self._check_codes(codes)
+        return mixing.mix(z, codes, weights, strength, masks)
+
+    def run_adain(self, x: np.ndarray, style: StyleCode, strength: float = 1.0) -> np.ndarray:
+        """Fused encode -> AdaIN -> decode of a padded batch (the device path on GPUs)."""
+        self._check_codes([style])
+        x = np.asarray(x, np.float32)
+        if max(x.shape[2:]) > self.tile:
+            return self.decode(self.mix(self.encode(x), style, strength=strength))
+        return self._batched(lambda b: self.runner.run_adain(b, style.mean, style.std, strength), x)
+
+    # ------------------------------------------------------------------ styles
+    def encode_style(self, images, weights: Sequence[float] | None = None) -> StyleCode:
+        """One style image (path, PIL, array) or several (mixed with `weights`) -> StyleCode."""
+        items = images if isinstance(images, (list, tuple)) else [images]
+        codes = []
+        for i, im in enumerate(items):
+            x, _ = preprocess([self._fit(as_array(im, _name_of(im, i)))], self.contract.downsample)
+            code = StyleCode.from_latent(self.encode(x), model=self.contract.checkpoint_sha256, sources=[_name_of(im, i)])
+            codes.append(code)
+        return codes[0] if len(codes) == 1 else mixing.combine(codes, weights)
+
+    def _check_codes(self, codes: Sequence[StyleCode]) -> None:
+        for c in codes:
+            if c.channels != self.contract.latent_channels:
+                raise StyleRTError(f"StyleCode has {c.channels} channels, this model's latent has {self.contract.latent_channels}.",
+                                   "Re-encode the style with this engine (encode_style).")
+            if c.model and self.contract.checkpoint_sha256 and c.model != self.contract.checkpoint_sha256:
+                raise StyleRTError("StyleCode was encoded by a different model (checkpoint sha256 differs).",
+                                   "Re-encode the style with this engine (encode_style).")
+
+    # ------------------------------------------------------------------ the whole path
+    def stylize(self, contents, style, weights: Sequence[float] | None = None, strength: float = 1.0,
+                mask=None, preserve_color: bool = False):
+        """Stylize one content image or a list. `style`: a StyleCode, a style image, or a list
+        of them mixed with `weights`. `mask`: one mask per style (path, PIL or (H, W) array
+        in [0, 1], resized to each content), the style applies where the mask is 1.
+        `preserve_color`: recolour each style image to the content's colours (CORAL) before
+        encoding (needs style images, not StyleCodes). Returns outputs of the inputs' kind,
+        a list when `contents` is a list."""
+        single = not isinstance(contents, (list, tuple))
+        items = [contents] if single else list(contents)
+        styles = style if isinstance(style, (list, tuple)) else [style]
+        masks = None if mask is None else (mask if isinstance(mask, (list, tuple)) else [mask])
+        mixing.check_strength(strength)
+        w = mixing.normalize_weights(weights, len(styles))
+        if masks is not None and len(masks) != len(styles):
+            raise StyleRTError(f"{len(masks)} masks for {len(styles)} styles.", "Give one mask per style.")
+        if preserve_color and any(isinstance(s, StyleCode) for s in styles):
+            raise StyleRTError("preserve_color needs the style images, not StyleCodes.",
+                               "Pass the style image(s); colour preservation recolours them per content.")
+        style_arrays = [None if isinstance(s, StyleCode) else self._fit(as_array(s, _name_of(s, i))) for i, s in enumerate(styles)]
+        codes = None
+        if not preserve_color:
+            codes = [s if isinstance(s, StyleCode) else self._code_of(a, _name_of(s, i))
+                     for i, (s, a) in enumerate(zip(styles, style_arrays))]
+            self._check_codes(codes)
+        mask_arrays = None if masks is None else [as_mask(m, f"mask #{i}") for i, m in enumerate(masks)]
+
+        arrays = [as_array(c, _name_of(c, i)) for i, c in enumerate(items)]
+        outputs: list = [None] * len(items)
+        # group same-size contents into batches; everything else runs per image
+        groups: dict[tuple, list[int]] = {}
+        for i, a in enumerate(arrays):
+            key = a.shape if (masks is None and not preserve_color) else ("single", i)
+            groups.setdefault(key, []).append(i)
+        for idx in groups.values():
+            orig = [arrays[i] for i in idx]
+            fitted = [self._fit(a) for a in orig]
+            x, sizes = preprocess(fitted, self.contract.downsample)
+            if preserve_color:
+                codes = [self._code_of(mixing.coral(sa, fitted[0]), _name_of(styles[k], k)) for k, sa in enumerate(style_arrays)]
+            if mask_arrays is None:
+                y = self.run_adain(x, mixing.combine(codes, w), strength)
+            else:
+                d = self.contract.downsample
+                ml = [_downsample(pad_to_multiple(_resize_mask(m, sizes[0]), d), d) for m in mask_arrays]
+                y = self.decode(self.mix(self.encode(x), codes, w, strength, ml))
+            for j, i in enumerate(idx):
+                out = y[j:j + 1, :, :sizes[j][0], :sizes[j][1]]
+                if out.shape[2:] != orig[j].shape[1:]:
+                    out = _resize_array(out[0], orig[j].shape[1:])[None]
+                outputs[i] = postprocess(out, [orig[j].shape[1:]], _kind_of(items[i]))[0]
+        return outputs[0] if single else outputs
+
+    def _code_of(self, arr: np.ndarray, name: str) -> StyleCode:
+        x, _ = preprocess([arr], self.contract.downsample)
+        return StyleCode.from_latent(self.encode(x), model=self.contract.checkpoint_sha256, sources=[name])
+
+    def _fit(self, a: np.ndarray) -> np.ndarray:
+        """The max-side policy: downscale (3, H, W) so its longer side <= max_side."""
+        if self.max_side is None or max(a.shape[1:]) <= self.max_side:
+            return a
+        s = self.max_side / max(a.shape[1:])
+        return _resize_array(a, (max(1, round(a.shape[1] * s)), max(1, round(a.shape[2] * s))))
+
+    # ------------------------------------------------------------------ interpolation
+    def interpolate(self, a, b, ts: Sequence[float], method: str = "slerp") -> list:
+        """Images along the latent path from image a to image b (same size) at each t in ts."""
+        if method not in ("lerp", "slerp"):
+            raise StyleRTError(f"unknown interpolation '{method}'.", "Use 'lerp' or 'slerp'.")
+        x, sizes = preprocess([a, b], self.contract.downsample)
+        za, zb = np.split(self.encode(x), 2)
+        f = mixing.slerp if method == "slerp" else mixing.lerp
+        z = np.concatenate([f(za, zb, float(t)) for t in ts])
+        return postprocess(self.decode(z), [sizes[0]] * len(ts), _kind_of(a))
+
+
+# ============================================================================= helpers
+def as_mask(m: Any, name: str) -> np.ndarray:
+    """Path, PIL or array -> float32 (H, W) in [0, 1] (the luminance of colour masks)."""
+    if isinstance(m, (str, os.PathLike)):
+        m = load_image(m)
+        name = os.fspath(name)
+    if isinstance(m, Image.Image):
+        return np.asarray(to_rgb(m).convert("L"), np.float32) / 255.0
+    a = as_array(np.asarray(m), name)
+    return a.mean(0)
+
+
+def _resize_mask(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if m.shape == tuple(size):
+        return m
+    im = Image.fromarray(m.astype(np.float32), "F").resize((size[1], size[0]), Image.BILINEAR)
+    return np.clip(np.asarray(im, np.float32), 0.0, 1.0)
+
+
+def _resize_array(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(3, H, W) float -> (3, size) with Lanczos per channel (float, no 8-bit rounding)."""
+    return np.stack([np.asarray(Image.fromarray(c.astype(np.float32), "F").resize((size[1], size[0]), Image.LANCZOS))
+                     for c in a]).clip(0.0, 1.0)
+
+
+def _downsample(m: np.ndarray, d: int) -> np.ndarray:
+    """(H, W) with H, W multiples of d -> (H/d, W/d) block means."""
+    h, w = m.shape
+    return m.reshape(h // d, d, w // d, d).mean(axis=(1, 3))
+
+
+def _contract_from(d: dict) -> ModelContract:
+    return ModelContract.from_json(json.dumps(d))
+
+
+def _choose(folder: Path, backend: str, precision: str | None, device: str, threads: int | None):
+    """Pick the runner for `folder` -> (runner, info with the reason)."""
+    from .cuda_mix import cuda_device_count
+
+    if backend not in BACKENDS:
+        raise StyleRTError(f"unknown backend '{backend}'.", f"Choose one of {', '.join(BACKENDS)}.")
+    if device not in ("auto", "cpu", "cuda"):
+        raise StyleRTError(f"unknown device '{device}'.", "Choose auto, cpu or cuda.")
+    if not folder.is_dir():
+        raise StyleRTError("model folder does not exist.",
+                           "Pass an export folder (`stylert export-onnx --out DIR`) or an engine folder (`stylert build-engine`).",
+                           path=folder)
+    info: dict = {"folder": str(folder)}
+    if (folder / "engine.json").is_file():
+        return _choose_engine(folder, backend, precision, device, threads, info)
+    if (folder / "manifest.json").is_file():
+        m = read_export(folder)
+        contract = _contract_from(m["contract"])
+        info["kind"] = "export"
+        if backend == "tensorrt":
+            raise StyleRTError("TensorRT runs engines, and this is an export folder.",
+                               f"Build one: stylert build-engine {folder} --backend tensorrt --precision fp16", path=folder)
+        if backend == "torch":
+            return _torch(folder / m["checkpoint"]["path"], contract, precision, device, threads, info,
+                          "torch requested: the reference PyTorch model from the export's checkpoint")
+        if precision not in (None, "fp32"):
+            raise StyleRTError(f"an export folder holds FP32 models; precision '{precision}' needs an engine.",
+                               f"Build one: stylert build-engine {folder} --precision {precision}", path=folder)
+        from .backends.onnxrt import OnnxRuntimeRunner, available_providers
+
+        gpu = cuda_device_count() > 0
+        cuda_ep = "CUDAExecutionProvider" in available_providers()
+        if device == "cuda" or (device == "auto" and gpu and cuda_ep):
+            dev, why = "cuda", "ONNX Runtime's CUDA execution provider with IO binding (a GPU and onnxruntime-gpu are present)"
+        else:
+            dev = "cpu"
+            why = ("ONNX Runtime on the CPU: " + ("device='cpu' was asked for" if device == "cpu" else
+                   "no CUDA GPU here" if not gpu else "onnxruntime has no CUDA provider (install onnxruntime-gpu)"))
+        if backend == "auto":
+            why = "auto: the export's FP32 ONNX models in " + why
+            if gpu:
+                why += f"; for TensorRT build an engine: stylert build-engine {folder} --backend tensorrt"
+        files = m["files"]
+        info.update(reason=why)
+        return OnnxRuntimeRunner(folder / files["encoder"]["path"], folder / files["decoder"]["path"], contract,
+                                 device=dev, precision="fp32", threads=threads), info
+    if (folder / "model.safetensors").is_file():
+        info["kind"] = "checkpoint"
+        if backend not in ("auto", "torch"):
+            raise StyleRTError(f"a checkpoint folder runs on the torch backend only, not '{backend}'.",
+                               f"Export it first: stylert export-onnx --checkpoint {folder} --out EXPORT_DIR", path=folder)
+        return _torch(folder, None, precision, device, threads, info, "a checkpoint folder: the PyTorch reference")
+    raise StyleRTError("is not a StyleRT model folder (no manifest.json, engine.json or model.safetensors).",
+                       "Pass an export folder (`stylert export-onnx --out DIR`) or an engine folder (`stylert build-engine`).",
+                       path=folder)
+
+
+def _torch(ckpt: Path, contract, precision, device, threads, info, why):
+    from .backends.torch_backend import TorchRunner
+
+    if device == "auto":
+        try:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        except ImportError:
+            device = "cpu"  # the runner's load() raises the clear error
+        why += f"; device auto -> {device}"
+    precision = precision or ("fp16" if device == "cuda" else "fp32")
+    info.update(reason=why + f", {precision}")
+    return TorchRunner(ckpt, contract, device=device, precision=precision, threads=threads), info
+
+
+def _choose_engine(folder: Path, backend, precision, device, threads, info):
+    from .manifest import backend_version, check_engine, current_device, read_engine_manifest
+
+    m = read_engine_manifest(folder)
+    info["kind"] = "engine"
+    eb, ep = m["backend"], m["precision"]
+    if backend not in ("auto", eb):
+        raise StyleRTError(f"this is a {eb} engine, backend '{backend}' was asked for.",
+                           f"Pass backend='{eb}' or 'auto', or load the export folder it was built from.", path=folder)
+    if precision not in (None, ep):
+        raise StyleRTError(f"this engine is {ep}, precision '{precision}' was asked for.",
+                           f"Build a {precision} engine with `stylert build-engine --precision {precision}`.", path=folder)
+    try:
+        here = current_device(eb)
+    except Exception as e:  # no TensorRT / cuda-python / GPU here
+        raise StyleRTError(f"cannot run a {eb} engine on this machine: {e}.",
+                           "Run it where it was built, or load the export folder with backend='onnxruntime'.", path=folder) from None
+    check_engine(m, backend_version(eb), here, folder=folder)
+    contract = _contract_from(m["contract"])
+    files = m["files"]
+    prof = m.get("profile") or {}
+    if eb == "tensorrt":
+        from .backends.tensorrt import TensorRTRunner
+
+        side = (prof["min_size"], prof["max_size"]) if "min_size" in prof and "max_size" in prof else None
+        runner = TensorRTRunner(folder / files["encoder"]["path"], folder / files["decoder"]["path"], contract,
+                                precision=ep, max_batch=int(prof.get("max_batch", 1)), side_range=side)
+        info.update(reason=f"a {ep} TensorRT engine folder, checked against this GPU and TensorRT {backend_version(eb)}")
+        return runner, info
+    from .backends.onnxrt import OnnxRuntimeRunner
+
+    runner = OnnxRuntimeRunner(folder / files["encoder"]["path"], folder / files["decoder"]["path"], contract,
+                               device="cpu", precision=ep, threads=threads)
+    if device == "cuda":
+        raise StyleRTError("this ONNX Runtime engine was built for the CPU.", "Use device='cpu' or 'auto'.", path=folder)
+    info.update(reason=f"a {ep} ONNX Runtime engine folder built for this CPU")
+    return runner, info

@@ -1,0 +1,280 @@
+"""`stylert stylize`: content files, folders or globs -> stylized images in --out.
+
+Top-level imports stay light (stdlib, numpy via the runtime on demand): `stylert --help`
+never imports torch or onnxruntime.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"  # the shipped model
+FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
+
+
+def add_parser(sub) -> None:
+    import argparse
+
+    p = sub.add_parser(
+        "stylize",
+        help="stylize photos with one or several style images",
+        description=textwrap.dedent("""
+            Encode each content image, move the style's per-channel latent statistics onto it
+            (AdaIN, `--strength` blends with the content), decode. Several --style options mix
+            styles by weight (--style-weights, or PATH:WEIGHT); --mask gives each style a
+            region; --preserve-color keeps the content's colours. Outputs keep the input's
+            size and go to --out as NAME.FORMAT, written atomically; existing files are
+            skipped unless --overwrite. A file that fails is reported with its reason at the
+            end (exit 1) and every other file is still written. Without --model the shipped
+            model is exported once into a cache folder (needs the `export` extra) or, with
+            --backend torch, run directly.""").strip(),
+        epilog="example:\n" + textwrap.indent(textwrap.dedent("""
+            stylert stylize ../shared/data/content --style ../shared/data/style/brushstrokes.jpg --out stylized/
+            stylert stylize 'photos/*.jpg' --style a.jpg:0.7 --style b.jpg:0.3 --strength 0.8 --grid --out mix/
+            stylert stylize photo.jpg --style a.jpg --style b.jpg --mask sky.png --mask ground.png --out masked/
+            """).strip(), "  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("content", nargs="+", help="content image files, folders (recursive) or glob patterns")
+    p.add_argument("--style", action="append", required=True, metavar="PATH[:WEIGHT]",
+                   help="style image or StyleCode .json; repeat to mix several")
+    p.add_argument("--style-weights", type=float, nargs="+", metavar="W", help="one weight per --style (normalized)")
+    p.add_argument("--strength", type=float, default=1.0, help="0 = content, 1 = full style (default: %(default)s)")
+    p.add_argument("--mask", action="append", metavar="PATH", help="one mask image per --style (white = that style)")
+    p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (CORAL recolour of the style)")
+    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--format", choices=sorted(FORMATS), default="png", help="output format (default: %(default)s)")
+    p.add_argument("--quality", type=int, default=92, help="JPEG/WebP quality (default: %(default)s)")
+    p.add_argument("--model", help="export folder, engine folder or checkpoint (default: the shipped model)")
+    p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt", "torch"], default="auto")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="default: the model folder's own")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--threads", type=int, help="CPU threads for the backend")
+    p.add_argument("--tile", type=int, default=1024, help="images with a side above this run in tiles (default: %(default)s)")
+    p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (default: %(default)s)")
+    p.add_argument("--max-side", type=int, help="downscale larger images to this side before stylizing (output keeps the input size)")
+    p.add_argument("--max-pixels", type=int, default=89_478_485, help="refuse larger images (decompression bombs; default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--grid", action="store_true", help="also write grid.FORMAT: contents (rows) x styles (columns)")
+    p.add_argument("--save-style", metavar="JSON", help="also write the (mixed) StyleCode to this file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+# ----------------------------------------------------------------------------- inputs
+def expand_contents(items: list[str]) -> list[Path]:
+    """Files, folders (recursive, image suffixes) and globs -> sorted unique paths."""
+    from .errors import StyleRTError
+    from .images import IMAGE_SUFFIXES, list_images
+
+    out: list[Path] = []
+    for it in items:
+        p = Path(it)
+        if p.is_dir():
+            out += list_images(p)
+        elif p.is_file():
+            out.append(p)
+        elif glob.has_magic(it):
+            hits = sorted(Path(h) for h in glob.glob(it, recursive=True))
+            hits = [h for h in hits if h.is_file() and h.suffix.lower() in IMAGE_SUFFIXES]
+            if not hits:
+                raise StyleRTError(f"pattern '{it}' matches no image files.", "Check the pattern (quote it for the shell).")
+            out += hits
+        else:
+            raise StyleRTError("no such file or folder.", "Pass image files, folders or glob patterns.", path=it)
+    seen, uniq = set(), []
+    for p in out:
+        if p.resolve() not in seen:
+            seen.add(p.resolve())
+            uniq.append(p)
+    return uniq
+
+
+def parse_styles(specs: list[str], weights: list[float] | None) -> tuple[list[str], list[float] | None]:
+    """'a.jpg:0.7' -> ('a.jpg', 0.7). Weights come from the suffixes or --style-weights."""
+    from .errors import StyleRTError
+
+    paths, ws = [], []
+    for s in specs:
+        head, sep, tail = s.rpartition(":")
+        try:
+            w = float(tail) if sep and head else None
+        except ValueError:
+            w = None
+        paths.append(head if w is not None else s)
+        ws.append(w)
+    given = [w for w in ws if w is not None]
+    if weights is not None:
+        if given:
+            raise StyleRTError("weights given twice (PATH:WEIGHT and --style-weights).", "Use one of the two forms.")
+        if len(weights) != len(paths):
+            raise StyleRTError(f"{len(weights)} --style-weights for {len(paths)} styles.", "Give one weight per --style.")
+        return paths, list(weights)
+    if given and len(given) != len(ws):
+        raise StyleRTError("some styles have a :WEIGHT and some do not.", "Give a weight to every style or to none.")
+    return paths, (ws if given else None)
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("STYLERT_CACHE", Path.home() / ".cache" / "stylert"))
+
+
+def default_model(backend: str, log=print) -> Path:
+    """The shipped model as a folder the chosen backend can load: the checkpoint itself for
+    torch, else an export cached under ~/.cache/stylert/exports/<weights sha>, made on first use."""
+    from .errors import StyleRTError
+
+    weights = DEFAULT_MODEL_DIR / "model.safetensors"
+    if not weights.is_file():
+        raise StyleRTError(f"no --model given and the shipped model is absent ({DEFAULT_MODEL_DIR}).",
+                           "Pass --model EXPORT_DIR (from `stylert export-onnx`) or an engine folder.")
+    if backend == "torch":
+        return DEFAULT_MODEL_DIR
+    h = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    cached = _cache_root() / "exports" / h
+    if (cached / "manifest.json").is_file():
+        return cached
+    try:
+        from stylert.export.onnx_export import export_onnx
+    except ImportError as e:
+        raise StyleRTError(
+            f"no --model given, and exporting the shipped model needs the export extra ({e}).",
+            "pip install 'stylert[export]' (torch, onnx) and rerun, or export elsewhere with "
+            "`stylert export-onnx --out DIR` and pass --model DIR.") from None
+    log(f"first use: exporting the shipped model to {cached} (once)")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(cached, log=lambda *a: None)
+    return cached
+
+
+# ----------------------------------------------------------------------------- run
+def run(a) -> int:
+    from PIL import Image
+
+    from .errors import StyleRTError
+    from .images import load_image, save_image
+    from .mixing import StyleCode
+    from .runtime import Engine
+
+    contents = expand_contents(a.content)
+    style_paths, weights = parse_styles(a.style, a.style_weights)
+    if a.mask and len(a.mask) != len(style_paths):
+        raise StyleRTError(f"{len(a.mask)} --mask for {len(style_paths)} --style.", "Give one mask per style.")
+    out = Path(a.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StyleRTError(f"cannot create the output folder: {e.strerror}.", "Choose a writable --out.", path=out) from None
+    model = Path(a.model) if a.model else default_model(a.backend)
+    eng = Engine.load(model, backend=a.backend, precision=a.precision, device=a.device, threads=a.threads,
+                      tile=a.tile, overlap=a.overlap, max_side=a.max_side)
+    print(f"model {model}: {eng.info['backend']} {eng.info['precision']} on {eng.info['device']} ({eng.info['reason']})")
+
+    def read_style(p: str):
+        if p.lower().endswith(".json"):
+            try:
+                return StyleCode.from_json(Path(p).read_text())
+            except OSError as e:
+                raise StyleRTError(f"cannot read: {e.strerror}.", path=p) from None
+        return load_image(p, max_pixels=a.max_pixels)
+
+    styles = [read_style(p) for p in style_paths]
+    masks = [load_image(m, max_pixels=a.max_pixels) for m in a.mask] if a.mask else None
+    if not a.preserve_color:
+        # encode every style once, not once per content
+        styles = [s if isinstance(s, StyleCode) else eng.encode_style(s) for s in styles]
+        for s, p in zip(styles, style_paths):
+            s.sources = [p]
+    if a.save_style:
+        from .images import atomic_write_bytes
+        from .mixing import combine
+
+        if a.preserve_color:
+            raise StyleRTError("--save-style cannot be combined with --preserve-color (the code depends on each content).")
+        atomic_write_bytes(a.save_style, combine(styles, weights).to_json().encode())
+
+    ext = FORMATS[a.format]
+    save_kw = {} if a.format == "png" else {"quality": a.quality}
+    failures: list[tuple[str, str]] = []
+    skipped, written, names = [], [], set()
+    grid_rows = []
+    todo = []
+    for c in contents:
+        name = c.stem
+        k = 2
+        while name in names:  # same stem from two folders
+            name, k = f"{c.stem}_{k}", k + 1
+        names.add(name)
+        dst = out / f"{name}{ext}"
+        if dst.exists() and not a.overwrite and not a.grid:
+            skipped.append(str(dst))
+            continue
+        todo.append((c, dst))
+
+    from tqdm import tqdm
+
+    bar = tqdm(todo, unit="img", disable=a.no_progress or not todo, file=sys.stderr)
+    for c, dst in bar:
+        bar.set_postfix_str(c.name)
+        try:
+            img = load_image(c, max_pixels=a.max_pixels)
+            y = eng.stylize(img, styles, weights=weights, strength=a.strength, mask=masks, preserve_color=a.preserve_color)
+            if dst.exists() and not a.overwrite:
+                skipped.append(str(dst))
+            else:
+                save_image(y, dst, **save_kw)
+                written.append(str(dst))
+            if a.grid:
+                cols = [eng.stylize(img, [s], strength=a.strength, preserve_color=a.preserve_color) for s in styles] \
+                    if len(styles) > 1 else [y]
+                grid_rows.append((img, cols))
+        except (StyleRTError, OSError, MemoryError) as e:
+            failures.append((str(c), str(e).replace("\n", " ")))
+    bar.close()
+
+    if a.grid and grid_rows:
+        style_thumbs = [s if isinstance(s, Image.Image) else None for s in
+                        ([load_image(p) if not p.lower().endswith(".json") else None for p in style_paths])]
+        gpath = out / f"grid{ext}"
+        if gpath.exists() and not a.overwrite:
+            skipped.append(str(gpath))
+        else:
+            save_image(contact_sheet(grid_rows, style_thumbs), gpath, **save_kw)
+            written.append(str(gpath))
+
+    print(f"wrote {len(written)} file(s) to {out}" + (f"; skipped {len(skipped)} existing (use --overwrite)" if skipped else ""))
+    if failures:
+        print(f"{len(failures)} file(s) failed:", file=sys.stderr)
+        for name, why in failures:
+            print(f"  {name}: {why}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def contact_sheet(rows, style_thumbs, cell: int = 192):
+    """Contents (rows) x styles (columns): the first column is the content, the first row
+    the style images (blank for StyleCodes)."""
+    from PIL import Image
+
+    ncol = 1 + len(rows[0][1])
+    sheet = Image.new("RGB", (ncol * cell, (1 + len(rows)) * cell), (255, 255, 255))
+
+    def put(img, r, c):
+        if img is None:
+            return
+        t = img.copy()
+        t.thumbnail((cell - 4, cell - 4))
+        sheet.paste(t, (c * cell + (cell - t.width) // 2, r * cell + (cell - t.height) // 2))
+
+    for j, s in enumerate(style_thumbs[: ncol - 1] if len(style_thumbs) >= ncol - 1 else []):
+        put(s, 0, 1 + j)
+    for i, (content, cols) in enumerate(rows):
+        put(content, 1 + i, 0)
+        for j, y in enumerate(cols):
+            put(y, 1 + i, 1 + j)
+    return sheet
