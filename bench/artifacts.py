@@ -33,8 +33,12 @@ def calibration_batch(size: int, inputs: np.ndarray | None = None) -> tuple[np.n
         if paths:
             return load_batch(paths, size), str(d)
     if inputs is not None:
-        return inputs, "bench inputs (synthetic)"
-    raise FileNotFoundError("no calibration images")
+        return inputs, "bench inputs"
+    from .suite import _synthetic
+
+    u8 = _synthetic(CALIB_IMAGES, size, seed=2)
+    return np.ascontiguousarray(u8.transpose(0, 3, 1, 2), np.float32) / 255.0, "synthetic gradients (no calibration photos found)"
+
 
 
 def precision_artifacts(export: Path, precision: str, cache: Path, size: int = 256, log: Callable = print) -> tuple[Path, Path, str]:

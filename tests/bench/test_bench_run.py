@@ -1,0 +1,116 @@
+"""A whole (tiny) bench run: the JSON's named fields, the plot, the table, the compare gate
+and its exit code. Very small settings keep it to seconds; no speed is asserted."""
+
+import copy
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("matplotlib")
+
+from stylert.bench import suite  # noqa: E402
+from stylert.bench.configs import BASELINE, discover, select  # noqa: E402
+from stylert.bench.report import plot, table, write_json  # noqa: E402
+
+FAST = dict(batch=2, size=32, min_time=0.0, min_iters=2, warmup=0.0, threads=1, peak_n=128)
+
+
+@pytest.fixture(scope="module")
+def result(tiny_export, tmp_path_factory):
+    opt = suite.BenchOptions(model=str(tiny_export), configs=["onnxruntime-fp32", "onnxruntime-int8", "tensorrt"],
+                             cache=str(tmp_path_factory.mktemp("cache")), **FAST)
+    return suite.run_bench(opt, log=lambda m: None)
+
+
+def test_json_has_named_fields(result, tmp_path):
+    assert result["kind"] == "stylert-bench" and result["baseline"] == BASELINE
+    env = result["environment"]
+    assert env["cpu"]["model"] and env["versions"]["onnxruntime"] and "git_commit" in env and env["threads"] == 1
+    assert result["model"]["work_per_image"]["flops"] > 0 and result["peak"]["peak_gflops"] > 0
+    rows = {r["name"]: r for r in result["results"]}
+    assert set(rows) >= {BASELINE, "onnxruntime-fp32", "onnxruntime-int8", "tensorrt-fp16"}
+    for name in (BASELINE, "onnxruntime-fp32", "onnxruntime-int8"):
+        r = rows[name]
+        assert r["status"] == "measured", r["note"]
+        assert r["iterations"] >= 2 and r["throughput"]["images_per_s"] > 0
+        assert set(r["stages"]) == {"preprocess", "h2d", "encode", "mix", "decode", "d2h", "postprocess"}
+        for k in ("median_ms", "iqr_ms", "p90_ms", "p99_ms", "max_ms", "cv_pct"):
+            assert k in r["latency"] and k in r["stages"]["encode"]["host"]
+        assert r["cold_start"]["load_s"] >= 0 and r["cold_start"]["first_inference_s"] > 0
+        assert {"psnr_db", "max_abs", "gate_psnr_db", "passed"} <= set(r["accuracy"])
+        assert len(r["trace_ms"]) == r["iterations"]
+    assert rows[BASELINE]["throughput"]["ratio_vs_baseline"] == pytest.approx(1.0)
+    assert rows[BASELINE]["accuracy"]["max_abs"] == 0.0
+    # ORT FP32 is the same math as the reference.
+    assert rows["onnxruntime-fp32"]["accuracy"]["max_abs"] < 1e-3 and rows["onnxruntime-fp32"]["accuracy"]["passed"]
+    assert rows["tensorrt-fp16"]["status"] == "not measured" and "TensorRT" in rows["tensorrt-fp16"]["note"]
+    # Round trip through the file, and the readers.
+    p = tmp_path / "r.json"
+    write_json(result, p)
+    back = suite.load_json(p)
+    assert back["results"][0]["name"] == result["results"][0]["name"]
+
+
+def test_table_and_plot(result, tmp_path):
+    t = table(result)
+    for name in (BASELINE, "onnxruntime-fp32", "tensorrt-fp16", "not measured: TensorRT"):
+        assert name in t
+    png = tmp_path / "b.png"
+    plot(result, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_gate(result):
+    same = suite.compare_runs(result, result, 0.10)
+    assert same["passed"] and same["compared"] >= 3
+    faster_before = copy.deepcopy(result)
+    for r in faster_before["results"]:
+        if r["throughput"]:
+            r["throughput"]["images_per_s"] *= 2
+            if r["name"] != BASELINE:
+                r["throughput"]["ratio_vs_baseline"] *= 2
+    gate = suite.compare_runs(result, faster_before, 0.10)
+    assert not gate["passed"]
+    bad = {c["name"] for c in gate["checks"] if not c["speed_ok"]}
+    assert "onnxruntime-fp32" in bad and BASELINE in bad
+    # Within the allowance: passes.
+    assert suite.compare_runs(result, faster_before, 0.6)["passed"]
+
+
+def test_cli_compare_exit_code(result, tiny_export, tmp_path, capsys):
+    from stylert.engine.cli import main
+
+    base = copy.deepcopy(result)
+    for r in base["results"]:
+        if r["throughput"] and r["name"] != BASELINE:
+            r["throughput"]["ratio_vs_baseline"] *= 100  # a baseline no run can match
+    bp = tmp_path / "base.json"
+    bp.write_text(json.dumps(base))
+    args = ["bench", "--model", str(tiny_export), "--batch", "2", "--size", "32", "--min-time", "0", "--min-iters", "2",
+            "--warmup", "0", "--threads", "1", "--configs", "onnxruntime-fp32", "--cache", str(tmp_path / "c"),
+            "--json", str(tmp_path / "new.json"), "--compare", str(bp), "--max-regression", "10%"]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and (tmp_path / "new.json").is_file()
+    assert main(args[:-4]) == 0  # no gate: success
+
+
+def test_user_mistakes_are_clear(tmp_path):
+    from stylert.engine.errors import StyleRTError
+
+    with pytest.raises(StyleRTError, match="multiple of 8"):
+        suite.BenchOptions(size=30)
+    with pytest.raises(StyleRTError, match="neither an export folder"):
+        suite.resolve_model(str(tmp_path), tmp_path)
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(StyleRTError, match="not a bench result"):
+        suite.load_json(tmp_path / "x.json")
+
+
+def test_select_keeps_baseline_and_filters():
+    cs = discover()
+    names = [c.name for c in select(cs, ["onnxruntime-fp32"])]
+    assert BASELINE in names and "onnxruntime-fp32" in names and "onnxruntime-int8" not in names
+    assert all(c.default for c in select(cs, None))
+    assert len(select(cs, ["all"])) == len(cs)
