@@ -3,5 +3,7 @@ onnxruntime alone (never torch)."""
 
 from .contract import __version__
 from .errors import StyleRTError
+from .mixing import StyleCode
+from .runtime import Engine
 
-__all__ = ["StyleRTError", "__version__"]
+__all__ = ["Engine", "StyleCode", "StyleRTError", "__version__"]

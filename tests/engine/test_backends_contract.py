@@ -1,0 +1,86 @@
+"""ONE contract test for every runner the machine has (Polygraphy's habit): the same
+checks against ONNX Runtime, PyTorch, and (where present) CUDA and TensorRT."""
+
+import numpy as np
+import pytest
+
+from stylert.engine.cuda_mix import cuda_device_count
+from stylert.engine.errors import StyleRTError
+from stylert.engine import mixing
+from stylert.engine.runtime import Engine
+
+TOL = 1e-4  # FP32 backends agree with the ONNX Runtime CPU reference to the export tolerance
+
+
+def _has_torch_cuda():
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def _has_ort_cuda():
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers() and cuda_device_count() > 0
+
+
+BACKENDS = [
+    pytest.param(("onnxruntime", "cpu"), id="onnxruntime-cpu"),
+    pytest.param(("torch", "cpu"), id="torch-cpu"),
+    pytest.param(("onnxruntime", "cuda"), id="onnxruntime-cuda", marks=pytest.mark.gpu),
+    pytest.param(("torch", "cuda"), id="torch-cuda", marks=pytest.mark.gpu),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request, tiny_export):
+    backend, device = request.param
+    if backend == "torch":
+        pytest.importorskip("torch", reason="the torch backend needs PyTorch")
+    if device == "cuda" and not (_has_torch_cuda() if backend == "torch" else _has_ort_cuda()):
+        pytest.skip(f"{backend} on CUDA needs a GPU (and onnxruntime-gpu for ONNX Runtime)")
+    eng = Engine.load(tiny_export, backend=backend, device=device, precision="fp32")
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_export):
+    eng = Engine.load(tiny_export, backend="onnxruntime", device="cpu")
+    yield eng
+    eng.close()
+
+
+def test_contract(engine, reference, rng):
+    c = engine.contract
+    assert engine.info["backend"] in ("onnxruntime", "torch", "tensorrt") and engine.info["reason"]
+    x = rng.random((3, 3, 48, 64), dtype=np.float32)
+    z = engine.encode(x)
+    assert z.shape == (3, c.latent_channels, 6, 8) and z.dtype == np.float32
+    y = engine.decode(z)
+    assert y.shape == x.shape and y.dtype == np.float32 and y.min() >= 0 and y.max() <= 1
+    # batch independence: one image alone gives the same as inside a batch
+    np.testing.assert_allclose(engine.encode(x[1:2]), z[1:2], atol=1e-5)
+    # agreement with the ONNX Runtime CPU reference
+    assert np.abs(z - reference.encode(x)).max() <= TOL
+    assert np.abs(y - reference.decode(z)).max() <= TOL
+    # the fused path equals encode -> NumPy AdaIN -> decode
+    code = mixing.StyleCode(rng.standard_normal(c.latent_channels), rng.uniform(0.5, 1.5, c.latent_channels))
+    fused = engine.run_adain(x, code, strength=0.7)
+    ref = reference.decode(mixing.adain(reference.encode(x), code.mean, code.std, 0.7))
+    assert np.abs(fused - ref).max() <= 1e-3
+
+
+def test_contract_rejects_bad_shapes(engine):
+    c = engine.contract
+    for bad in (np.zeros((1, 3, 30, 32), np.float32), np.zeros((1, 4, 32, 32), np.float32), np.zeros((3, 32, 32), np.float32)):
+        with pytest.raises(StyleRTError):
+            engine.runner.encode(bad)
+    with pytest.raises(StyleRTError):
+        engine.runner.decode(np.zeros((1, c.latent_channels + 1, 4, 4), np.float32))
+    with pytest.raises(StyleRTError):
+        engine.runner.encode(np.zeros((0, 3, 32, 32), np.float32))
+

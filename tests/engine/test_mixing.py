@@ -1,0 +1,123 @@
+"""The NumPy mixing reference: AdaIN identities, weighted styles, masks, CORAL, lerp/slerp."""
+
+import numpy as np
+import pytest
+
+from stylert.engine import mixing
+from stylert.engine.errors import StyleRTError
+from stylert.engine.mixing import EPS, StyleCode
+
+
+def _z(rng, n=2, c=4, h=6, w=5):
+    return (rng.standard_normal((n, c, h, w)) * rng.uniform(0.5, 2, (1, c, 1, 1)) + rng.uniform(-1, 1, (1, c, 1, 1))).astype(np.float32)
+
+
+def test_adain_moves_statistics_to_the_style(rng):
+    z = _z(rng)
+    sm, ss = rng.standard_normal(4).astype(np.float32), rng.uniform(0.5, 2, 4).astype(np.float32)
+    out = mixing.adain(z, sm, ss)
+    mu, sigma = mixing.channel_stats(out)
+    np.testing.assert_allclose(mu, np.broadcast_to(sm, mu.shape), atol=1e-5)
+    # the content's sigma includes eps, so the output's std is ss * std/sqrt(var+eps)
+    np.testing.assert_allclose(sigma, np.broadcast_to(ss, sigma.shape), rtol=1e-3)
+
+
+def test_adain_strength_blends_linearly(rng):
+    z = _z(rng)
+    code = StyleCode(rng.standard_normal(4), rng.uniform(0.5, 2, 4))
+    full = mixing.adain(z, code.mean, code.std, 1.0)
+    np.testing.assert_array_equal(mixing.adain(z, code.mean, code.std, 0.0), z)
+    np.testing.assert_allclose(mixing.adain(z, code.mean, code.std, 0.3), 0.3 * full + 0.7 * z, atol=1e-5)
+
+
+def test_adain_of_itself_is_identity_up_to_eps(rng):
+    z = _z(rng)
+    mu, sigma = mixing.channel_stats(z)
+    np.testing.assert_allclose(mixing.adain(z, mu, sigma), z, atol=1e-5)
+
+
+def test_channel_stats_definition(rng):
+    z = _z(rng)
+    mu, sigma = mixing.channel_stats(z)
+    np.testing.assert_allclose(mu, z.mean((2, 3)), atol=1e-6)
+    np.testing.assert_allclose(sigma, np.sqrt(z.var((2, 3)) + EPS), rtol=1e-6)
+
+
+def test_weighted_styles_equal_weighted_statistics(rng):
+    z = _z(rng)
+    a = StyleCode(rng.standard_normal(4), rng.uniform(0.5, 2, 4))
+    b = StyleCode(rng.standard_normal(4), rng.uniform(0.5, 2, 4))
+    out = mixing.mix(z, [a, b], [3, 1])
+    ref = mixing.adain(z, 0.75 * a.mean + 0.25 * b.mean, 0.75 * a.std + 0.25 * b.std)
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+def test_masks_full_mask_equals_plain_and_empty_mask_keeps_content(rng):
+    z = _z(rng, n=1)
+    s = StyleCode(rng.standard_normal(4), rng.uniform(0.5, 2, 4))
+    ones, zeros = np.ones((6, 5)), np.zeros((6, 5))
+    np.testing.assert_allclose(mixing.mix(z, [s], masks=[ones]), mixing.mix(z, s), atol=1e-5)
+    np.testing.assert_allclose(mixing.mix(z, [s], masks=[zeros]), z, atol=1e-6)
+
+
+def test_masks_use_region_statistics(rng):
+    z = _z(rng, n=1)
+    a = StyleCode(np.full(4, 3.0), np.full(4, 0.5))
+    b = StyleCode(np.full(4, -3.0), np.full(4, 2.0))
+    left = np.zeros((6, 5)); left[:, :2] = 1
+    out = mixing.mix(z, [a, b], masks=[left, 1 - left])
+    np.testing.assert_allclose(out[0, :, :, :2].mean((1, 2)), 3.0, atol=1e-4)
+    np.testing.assert_allclose(out[0, :, :, 2:].mean((1, 2)), -3.0, atol=1e-4)
+    np.testing.assert_allclose(out[0, :, :, 2:].std((1, 2)), 2.0, rtol=1e-2)
+
+
+def test_stylecode_json_roundtrip_and_validation(rng):
+    c = StyleCode(rng.standard_normal(8), rng.uniform(0.1, 1, 8), model="abc", sources=["x.jpg"])
+    d = StyleCode.from_json(c.to_json())
+    np.testing.assert_array_equal(d.mean, c.mean)
+    np.testing.assert_array_equal(d.std, c.std)
+    assert (d.model, d.sources) == ("abc", ["x.jpg"])
+    with pytest.raises(StyleRTError):
+        StyleCode.from_json('{"kind": "something-else"}')
+    with pytest.raises(StyleRTError):
+        StyleCode(np.zeros(3), np.array([1.0, 0.0, 1.0]))
+
+
+@pytest.mark.parametrize("bad", [[1, -1], [0, 0], [1], [np.nan, 1]])
+def test_bad_weights(bad):
+    with pytest.raises(StyleRTError):
+        mixing.normalize_weights(bad, 2)
+
+
+def test_strength_out_of_range(rng):
+    with pytest.raises(StyleRTError, match="strength"):
+        mixing.mix(_z(rng), StyleCode(np.zeros(4), np.ones(4)), strength=1.5)
+
+
+def test_wrong_channel_count_is_a_clear_error(rng):
+    with pytest.raises(StyleRTError, match="different model"):
+        mixing.adain(_z(rng), np.zeros(3), np.ones(3))
+
+
+def test_coral_matches_mean_and_covariance(rng):
+    style = rng.random((3, 40, 30)).astype(np.float32) * np.array([0.3, 0.8, 0.2], np.float32)[:, None, None]
+    content = rng.random((3, 50, 20)).astype(np.float32) * 0.5 + 0.2
+    out = mixing.coral(style, content)
+    assert out.shape == style.shape and out.dtype == np.float32
+    f, c = out.reshape(3, -1).astype(np.float64), content.reshape(3, -1).astype(np.float64)
+    np.testing.assert_allclose(f.mean(1), c.mean(1), atol=1e-3)
+    np.testing.assert_allclose(np.cov(f), np.cov(c), atol=2e-3)
+
+
+def test_lerp_and_slerp(rng):
+    a, b = _z(rng), _z(rng)
+    np.testing.assert_allclose(mixing.lerp(a, b, 0.25), 0.75 * a + 0.25 * b, atol=1e-6)
+    for t in (0.0, 1.0):
+        np.testing.assert_allclose(mixing.slerp(a, b, t), a if t == 0 else b, atol=1e-5)
+    # slerp of orthogonal unit vectors at t=1/2 stays on the sphere
+    u, v = np.zeros((1, 1, 1, 2), np.float32), np.zeros((1, 1, 1, 2), np.float32)
+    u[..., 0], v[..., 1] = 1, 1
+    m = mixing.slerp(u, v, 0.5)
+    np.testing.assert_allclose(m.ravel(), [np.sqrt(0.5), np.sqrt(0.5)], atol=1e-6)
+    # nearly parallel vectors fall back to lerp
+    np.testing.assert_allclose(mixing.slerp(a, a * 1.0001, 0.5), mixing.lerp(a, a * 1.0001, 0.5), atol=1e-6)

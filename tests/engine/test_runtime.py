@@ -1,0 +1,163 @@
+"""Engine: loading and its reasons, sizes kept, batching, concurrency, tiling, styles."""
+
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stylert.engine import Engine, StyleCode
+from stylert.engine.errors import StyleRTError
+from stylert.engine.runtime import postprocess, preprocess
+
+
+@pytest.fixture(scope="module")
+def eng(tiny_export):
+    e = Engine.load(tiny_export, backend="auto", batch_size=2)
+    yield e
+    e.close()
+
+
+def test_load_reports_choice_and_reason(eng):
+    assert eng.info["backend"] == "onnxruntime" and eng.info["precision"] == "fp32"
+    assert eng.info["reason"].startswith("auto:")
+
+
+def test_load_errors(tiny_export, tmp_path):
+    with pytest.raises(StyleRTError, match="does not exist"):
+        Engine.load(tmp_path / "nope")
+    with pytest.raises(StyleRTError, match="not a StyleRT model folder"):
+        Engine.load(tmp_path)
+    with pytest.raises(StyleRTError, match="build-engine"):
+        Engine.load(tiny_export, backend="tensorrt")
+    with pytest.raises(StyleRTError, match="build-engine"):
+        Engine.load(tiny_export, backend="onnxruntime", precision="int8")
+    with pytest.raises(StyleRTError, match="unknown backend"):
+        Engine.load(tiny_export, backend="tvm")
+
+
+def test_checkpoint_folder_runs_on_torch(tiny_checkpoint, eng, rng):
+    pytest.importorskip("torch")
+    t = Engine.load(tiny_checkpoint)
+    assert t.info["backend"] == "torch" and "checkpoint" in t.info["reason"]
+    x = rng.random((1, 3, 32, 40), dtype=np.float32)
+    assert np.abs(t.encode(x) - eng.encode(x)).max() < 1e-4
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (37, 53), (64, 64), (9, 250)])
+def test_output_has_input_size_and_kind(eng, rng, h, w):
+    style = rng.random((40, 40, 3)).astype(np.float32)
+    u8 = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+    out = eng.stylize(u8, style)
+    assert out.shape == (h, w, 3) and out.dtype == np.uint8
+    pil = eng.stylize(Image.fromarray(u8), style)
+    assert isinstance(pil, Image.Image) and pil.size == (w, h)
+    np.testing.assert_array_equal(np.asarray(pil), out)
+    f = eng.stylize(u8.astype(np.float32) / 255, style)
+    assert f.shape == (h, w, 3) and f.dtype == np.float32
+
+
+def test_strength_zero_is_reconstruction(eng, rng):
+    x = rng.random((1, 3, 32, 48), dtype=np.float32)
+    code = StyleCode(np.zeros(eng.contract.latent_channels), np.ones(eng.contract.latent_channels))
+    np.testing.assert_allclose(eng.run_adain(x, code, 0.0), eng.decode(eng.encode(x)), atol=1e-6)
+
+
+def test_lists_of_mixed_sizes_are_batched(eng, rng):
+    imgs = [(rng.random((s, s + 8, 3)) * 255).astype(np.uint8) for s in (32, 40, 32, 32, 32, 40)]
+    code = eng.encode_style(rng.random((32, 32, 3)).astype(np.float32))
+    outs = eng.stylize(imgs, code)
+    assert [o.shape for o in outs] == [i.shape for i in imgs]
+    for i, img in enumerate(imgs):  # batched == one at a time
+        np.testing.assert_array_equal(outs[i], eng.stylize(img, code))
+
+
+def test_many_threads_get_the_same_results_as_one(tiny_export, rng):
+    pytest.importorskip("torch")
+    imgs = [(rng.random((32, 40, 3)) * 255).astype(np.uint8) for _ in range(4)]
+    for backend in ("onnxruntime", "torch"):
+        e = Engine.load(tiny_export, backend=backend)
+        code = e.encode_style(imgs[0])
+        ref = [e.stylize(im, code, strength=0.8) for im in imgs]
+        got, errors = {}, []
+
+        def work(k):
+            try:
+                for j in range(3):
+                    i = (k + j) % len(imgs)
+                    got[(k, j)] = (i, e.stylize(imgs[i], code, strength=0.8))
+            except Exception as ex:  # surfaced below
+                errors.append(ex)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert not errors and len(got) == 24
+        for i, out in got.values():
+            np.testing.assert_array_equal(out, ref[i])
+        e.close()
+
+
+def test_tiling_matches_whole_image(tiny_export, eng, rng):
+    img = (rng.random((200, 264, 3)) * 255).astype(np.uint8)
+    tiled = Engine.load(tiny_export, tile=96, overlap=32)
+    code = eng.encode_style(img[:64, :64])
+    x, _ = preprocess([img])
+    z_whole, z_tiled = eng.encode(x), tiled.encode(x)
+    assert np.abs(z_whole - z_tiled).max() < 1e-3
+    assert np.abs(eng.decode(z_whole) - tiled.decode(z_whole)).max() < 1e-3
+    a, b = eng.stylize(img, code).astype(int), tiled.stylize(img, code).astype(int)
+    assert np.abs(a - b).max() <= 2
+
+
+def test_max_side_policy_keeps_the_size(tiny_export, rng):
+    e = Engine.load(tiny_export, max_side=64)
+    img = (rng.random((100, 150, 3)) * 255).astype(np.uint8)
+    assert e.stylize(img, img).shape == (100, 150, 3)
+
+
+def test_preprocess_postprocess_roundtrip(rng):
+    imgs = [(rng.random((21, 30, 3)) * 255).astype(np.uint8) for _ in range(2)]
+    x, sizes = preprocess(imgs)
+    assert x.shape == (2, 3, 24, 32) and sizes == [(21, 30)] * 2
+    back = postprocess(x, sizes, "uint8")
+    for a, b in zip(back, imgs):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(StyleRTError, match="several sizes"):
+        preprocess([imgs[0], imgs[0][:10]])
+
+
+def test_weighted_styles_masks_and_colour(eng, rng):
+    a = (np.ones((32, 32, 3)) * [0.9, 0.1, 0.1]).astype(np.float32) + rng.random((32, 32, 3)).astype(np.float32) * 0.1
+    b = (np.ones((32, 32, 3)) * [0.1, 0.1, 0.9]).astype(np.float32) + rng.random((32, 32, 3)).astype(np.float32) * 0.1
+    content = rng.random((48, 64, 3)).astype(np.float32)
+    ca, cb = eng.encode_style(a), eng.encode_style(b)
+    mixed = eng.stylize(content, [a, b], weights=[0.5, 0.5])
+    np.testing.assert_allclose(mixed, eng.stylize(content, StyleCode((ca.mean + cb.mean) / 2, (ca.std + cb.std) / 2)), atol=1e-5)
+    left = np.zeros((48, 64)); left[:, :32] = 1
+    masked = eng.stylize(content, [a, b], mask=[left, 1 - left])
+    assert masked.shape == content.shape
+    kept = eng.stylize(content, [a], mask=[np.zeros((48, 64))])
+    np.testing.assert_allclose(kept, eng.stylize(content, a, strength=0.0), atol=1e-5)
+    pc = eng.stylize(content, a, preserve_color=True)
+    assert pc.shape == content.shape
+    with pytest.raises(StyleRTError, match="style images"):
+        eng.stylize(content, ca, preserve_color=True)
+
+
+def test_stylecode_from_another_model_is_refused(eng):
+    c = eng.contract.latent_channels
+    with pytest.raises(StyleRTError, match="different model"):
+        eng.stylize(np.zeros((16, 16, 3), np.uint8), StyleCode(np.zeros(c), np.ones(c), model="0" * 64))
+    with pytest.raises(StyleRTError, match="channels"):
+        eng.stylize(np.zeros((16, 16, 3), np.uint8), StyleCode(np.zeros(c + 1), np.ones(c + 1)))
+
+
+def test_interpolation_endpoints(eng, rng):
+    a = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
+    b = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
+    x, _ = preprocess([a])
+    for method in ("lerp", "slerp"):
+        outs = eng.interpolate(a, b, [0.0, 0.5, 1.0], method=method)
+        assert len(outs) == 3
+        np.testing.assert_array_equal(outs[0], postprocess(eng.decode(eng.encode(x)), [(32, 32)], "uint8")[0])
