@@ -126,6 +126,7 @@ def run_export(a) -> int:
 VERBS = {
     "train": add_train,
     "export-onnx": add_export,
+    "build-engine": lambda sub: __import__("stylert.engine.build", fromlist=["x"]).add_parser(sub),
 }
 
 

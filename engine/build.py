@@ -1,0 +1,396 @@
+"""`stylert build-engine`: an export folder -> an FP32/FP16/INT8 engine folder with a manifest
+and an accuracy report.
+
+Steps: read the export (hashes checked) -> load calibration and evaluation images -> FP32
+reference -> precision ONNX (precision.py) -> backend artifact (an optimized ONNX Runtime model
+for this CPU, or a TensorRT plan, trt_build.py) -> accuracy against FP32 on the calibration
+images and on photographs not used for calibration -> gate on --min-psnr -> engine.json.
+Everything is built in a temporary folder beside --out and renamed into place only when the
+gate passes: a failed build leaves nothing behind.
+
+Engine folder: engine.json, encoder.onnx/decoder.onnx (the precision ONNX: the portable
+artifact; TensorRT's input), and encoder.ort.onnx/decoder.ort.onnx (ONNX Runtime, optimized
+for this CPU) or encoder.plan/decoder.plan (TensorRT).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import StyleRTError
+from .profiles import ProfileSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_CALIB_DIR = ROOT / "calib_data"
+# The development photographs beside the project (never shipped); used when present.
+DEV_PHOTOS_DIR = ROOT.parent / "shared" / "data" / "content"
+DEFAULT_MIN_PSNR = {"fp32": 60.0, "fp16": 45.0, "int8": 35.0}
+ORT_SUFFIX = ".ort.onnx"
+
+
+@dataclass
+class BuildConfig:
+    export_dir: str
+    precision: str = "fp16"  # fp32 | fp16 | int8
+    backend: str = "auto"  # auto | tensorrt | onnxruntime
+    out: str | None = None  # default: EXPORT_DIR/../engine-<precision>
+    calib_dir: str | None = None  # default: the shipped calib_data/
+    calib_count: int = 32  # calibration images used (the first N, sorted by name)
+    calib_method: str = "minmax"  # minmax | entropy | percentile
+    calib_size: int = 256  # images are scaled and centre-cropped to this square (pixels)
+    eval_dir: str | None = None  # photographs for the report; default: see resolve_eval_dir
+    eval_count: int = 16
+    min_psnr: float | None = None  # dB; default DEFAULT_MIN_PSNR[precision]
+    profile: ProfileSpec = field(default_factory=ProfileSpec)
+    threads: int = 0  # ONNX Runtime intra-op threads, 0 = all cores
+    opt_level: str = "all"  # ONNX Runtime graph optimization level saved into the model
+    workspace_mb: int = 2048  # TensorRT workspace limit
+    timing_cache: str | None = None  # TensorRT timing cache file; default under ~/.cache/stylert
+
+    def __post_init__(self):
+        if self.precision not in DEFAULT_MIN_PSNR:
+            raise StyleRTError(f"unknown precision {self.precision!r}.", "Use fp32, fp16 or int8.")
+        if self.backend not in ("auto", "tensorrt", "onnxruntime"):
+            raise StyleRTError(f"unknown backend {self.backend!r}.", "Use auto, tensorrt or onnxruntime.")
+        if self.calib_count < 1 or self.eval_count < 1:
+            raise StyleRTError("--calib-count and --eval-count must be at least 1.")
+
+    @property
+    def psnr_gate(self) -> float:
+        return DEFAULT_MIN_PSNR[self.precision] if self.min_psnr is None else self.min_psnr
+
+    def default_out(self) -> Path:
+        return Path(self.export_dir).resolve().parent / f"engine-{self.precision}"
+
+
+# ----------------------------------------------------------------------------- steps
+def choose_backend(requested: str) -> tuple[str, str]:
+    """(backend, reason)."""
+    from . import trt_build
+
+    if requested == "onnxruntime":
+        return "onnxruntime", "requested with --backend onnxruntime"
+    ok, why = trt_build.available()
+    if requested == "tensorrt":
+        if not ok:
+            raise StyleRTError(f"--backend tensorrt, but {why}.", "Use --backend onnxruntime (or auto) on this machine.")
+        return "tensorrt", f"requested; {why}"
+    if ok:
+        return "tensorrt", f"auto: {why}"
+    return "onnxruntime", f"auto: {why}, so ONNX Runtime on the CPU"
+
+
+def resolve_eval_dir(cfg: BuildConfig) -> Path | None:
+    if cfg.eval_dir:
+        return Path(cfg.eval_dir)
+    return DEV_PHOTOS_DIR if DEV_PHOTOS_DIR.is_dir() else None
+
+
+def gather_images(cfg: BuildConfig, log=print):
+    """(calib_paths, eval_paths, eval_label): calibration images, and photographs for the
+    report that are not among them (held-out calibration images when no photo folder)."""
+    from .images import list_images
+
+    cdir = Path(cfg.calib_dir) if cfg.calib_dir else SHIPPED_CALIB_DIR
+    if not cdir.is_dir():
+        raise StyleRTError("calibration folder does not exist.",
+                           "Pass --calib-dir with representative images (see calib_data/README.md).", path=cdir)
+    calib = list_images(cdir)[: cfg.calib_count]
+    edir = resolve_eval_dir(cfg)
+    used = {p.resolve() for p in calib}
+    if edir is not None:
+        evals = [p for p in list_images(edir) if p.resolve() not in used][: cfg.eval_count]
+        label = f"photographs in {edir} (not used for calibration)"
+    else:
+        evals = []
+    if not evals:
+        n = max(1, len(calib) // 4)
+        if len(calib) < 2:
+            raise StyleRTError("need at least 2 calibration images when there is no --eval-dir.", path=cdir)
+        calib, evals = calib[:-n], calib[-n:]
+        label = f"{n} calibration-folder images held out of calibration"
+    return calib, evals, label
+
+
+def _run_pair(enc, dec, x, batch=8):
+    from .precision import run_batched
+
+    z = run_batched(enc, x, batch)
+    return z, run_batched(dec, z, batch)
+
+
+def accuracy(sets: dict, ref: dict, test_sessions, gate: float) -> dict:
+    """Per image set: latent max |err| and PSNR (peak = the reference's range), decoded image
+    PSNR (peak 1) and max |err|, and the worst image's PSNR, all against FP32."""
+    from .compare import compare, psnr_per_image
+
+    report = {}
+    for name, x in sets.items():
+        zr, ir = ref[name]
+        z, img = _run_pair(*test_sessions, x)
+        cz, ci = compare(z, zr, peak=None), compare(img, ir)
+        worst = float(psnr_per_image(img, ir).min())
+        report[name] = {
+            "images": int(len(x)),
+            "latent_max_abs": cz.max_abs, "latent_psnr_db": cz.to_dict()["psnr_db"],
+            "image_psnr_db": ci.to_dict()["psnr_db"], "image_max_abs": ci.max_abs,
+            "image_worst_psnr_db": min(worst, 999.0),
+            "passed": bool(ci.psnr_db >= gate),
+        }
+    return report
+
+
+def _print_report(report: dict, gate: float, log=print) -> None:
+    for name, r in report.items():
+        log(f"  {name:<11} {r['images']:>3} images: decoded PSNR {r['image_psnr_db']:.2f} dB "
+            f"(worst image {r['image_worst_psnr_db']:.2f} dB, max |err| {r['image_max_abs']:.4f}); "
+            f"latent max |err| {r['latent_max_abs']:.4g}  [{'ok' if r['passed'] else f'BELOW {gate:g} dB'}]")
+
+
+def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dict:
+    """Build the engine folder described by `cfg`; returns its manifest. Raises StyleRTError
+    (and writes nothing) when an input is wrong or accuracy is below the gate."""
+    import numpy as np
+
+    from . import manifest as M
+    from . import precision as P
+    from .artifacts import read_export, sha256_file
+    from .contract import ModelContract
+    from .profiles import profile_shapes
+
+    t_start = time.time()
+    step = _Steps(log)
+    export_dir = Path(cfg.export_dir)
+    exp = read_export(export_dir, check_hashes=True)
+    contract = ModelContract.from_json(__import__("json").dumps(exp["contract"]))
+    shapes = profile_shapes(cfg.profile, contract)
+    backend, why = choose_backend(cfg.backend)
+    log(f"backend: {backend} ({why})")
+    out = Path(cfg.out) if cfg.out else cfg.default_out()
+    if out.exists() and not (out / M.ENGINE_MANIFEST_FILE).is_file() and any(out.iterdir()):
+        raise StyleRTError("output folder exists and is not an engine folder.",
+                           "Pick another --out (an existing engine folder is replaced).", path=out)
+    src = {r: export_dir / exp["files"][r]["path"] for r in ("encoder", "decoder")}
+
+    step("reading calibration and evaluation images")
+    calib_paths, eval_paths, eval_label = gather_images(cfg, log)
+    x_cal = P.load_batch(calib_paths, cfg.calib_size)
+    x_eval = P.load_batch(eval_paths, cfg.calib_size)
+    log(f"  calibration: {len(calib_paths)} images from {calib_paths[0].parent}; evaluation: {eval_label} ({len(eval_paths)})")
+
+    step("FP32 reference (ONNX Runtime, the exported models)")
+    ref_sess = [P.session(src[r], threads=cfg.threads) for r in ("encoder", "decoder")]
+    ref = {"calibration": _run_pair(*ref_sess, x_cal), "photos": _run_pair(*ref_sess, x_eval)}
+    z_cal = ref["calibration"][0]
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
+    try:
+        conv = {}
+        step(f"{cfg.precision.upper()} ONNX models")
+        for role, calib in (("encoder", x_cal), ("decoder", z_cal)):
+            dst = tmp / f"{role}.onnx"
+            if cfg.precision == "fp32":
+                shutil.copyfile(src[role], dst)
+                conv[role] = {}
+            elif cfg.precision == "fp16":
+                conv[role] = P.convert_fp16(src[role], dst, calib, log=log)
+            else:
+                log(f"  {role}: calibrating on {len(calib)} inputs ({cfg.calib_method}) ...")
+                t = time.time()
+                conv[role] = P.quantize_int8(src[role], dst, calib, method=cfg.calib_method)
+                log(f"  {role}: quantized in {time.time() - t:.1f} s: {P.count_qdq(dst)}")
+
+        step(f"{backend} artifacts")
+        files, flags = {}, {}
+        if backend == "onnxruntime":
+            for role in ("encoder", "decoder"):
+                pre = tmp / f"{role}.onnx"
+                if cfg.precision == "int8":
+                    pre = tmp / f".{role}.cpu.onnx"
+                    conv[role]["cpu_form"] = P.fold_relu_uint8(tmp / f"{role}.onnx", pre)
+                art = tmp / f"{role}{ORT_SUFFIX}"
+                P.session(pre, threads=cfg.threads, level=cfg.opt_level, optimized_path=art)
+                if pre.name.startswith("."):
+                    pre.unlink()
+                files[role] = _file_entry(tmp, art, role, sha256_file)
+                files[role]["session"] = {"graph_optimization_level": "disable", "intra_op_num_threads": cfg.threads}
+            flags = {"graph_optimization_level": cfg.opt_level, "intra_op_num_threads": cfg.threads}
+            test_sess = [P.session(tmp / files[r]["path"], threads=cfg.threads, level="disable") for r in ("encoder", "decoder")]
+            measured_with = "onnxruntime, the saved optimized models (as the runtime loads them)"
+        else:
+            from . import trt_build
+
+            cache = cfg.timing_cache or _default_timing_cache()
+            for role in ("encoder", "decoder"):
+                log(f"  {role}: building TensorRT plan (can take minutes) ...")
+                art = tmp / f"{role}.plan"
+                flags = trt_build.build_plan(tmp / f"{role}.onnx", art, shapes[role], cfg.workspace_mb << 20, cache, log=log)
+                trt_build.load_and_check(art)
+                files[role] = _file_entry(tmp, art, role, sha256_file)
+            # The report runs the precision ONNX on ONNX Runtime: the plan's own numbers are
+            # checked by the runtime's tests on the GPU.
+            test_sess = [P.session(tmp / f"{r}.onnx", threads=cfg.threads) for r in ("encoder", "decoder")]
+            measured_with = "onnxruntime on the precision ONNX the plan was built from"
+
+        step("accuracy against FP32")
+        gate = cfg.psnr_gate
+        report = accuracy({"calibration": x_cal, "photos": x_eval}, ref, test_sess, gate)
+        _print_report(report, gate, log)
+        del test_sess
+        if not all(r["passed"] for r in report.values()):
+            worst = min(r["image_psnr_db"] for r in report.values())
+            raise StyleRTError(
+                f"{cfg.precision} accuracy check failed: decoded PSNR {worst:.2f} dB against FP32 is below {gate:g} dB; nothing was written.",
+                ("Try --calib-method entropy or percentile, more or more representative calibration images "
+                 "(--calib-dir, --calib-count), or lower the bar with --min-psnr." if cfg.precision == "int8"
+                 else "Lower the bar with --min-psnr if this accuracy is acceptable, or build fp32."),
+            )
+
+        from .manifest import backend_version, cpu_info, current_device
+
+        device = current_device(backend) if backend == "tensorrt" else cpu_info()
+        man = {
+            "kind": M.ENGINE_KIND, "format_version": M.FORMAT_VERSION,
+            "backend": backend, "precision": cfg.precision, "backend_reason": why,
+            "files": files,
+            "source": {"export_dir": os.fspath(export_dir.resolve()),
+                       **{r: {"path": exp["files"][r]["path"], "sha256": exp["files"][r]["sha256"]} for r in ("encoder", "decoder")},
+                       "checkpoint_sha256": exp.get("checkpoint", {}).get("sha256")},
+            "contract": exp["contract"],
+            "device": device,
+            "os": M.os_info(),
+            "versions": {"backend": backend_version(backend), "onnxruntime": backend_version("onnxruntime"),
+                         "stylert": contract.stylert_version, "python": platform.python_version()},
+            "profile": {"spec": cfg.profile.to_dict(), "shapes": shapes},
+            "build": {"command": command or _command(cfg, out), "flags": flags, "precision_conversion": conv,
+                      "config": {k: v for k, v in asdict(cfg).items() if k != "profile"},
+                      "seconds": round(time.time() - t_start, 1),
+                      "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+            "accuracy": {"reference": "fp32 export on onnxruntime", "measured_with": measured_with,
+                         "min_psnr_db": gate, "calibration_images": [p.name for p in calib_paths],
+                         "photos": eval_label, "sets": report},
+        }
+        M.write_engine_manifest(tmp, man)
+        _replace_dir(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log(f"engine written to {out} in {time.time() - t_start:.0f} s")
+    return man
+
+
+def _file_entry(folder: Path, art: Path, role: str, sha) -> dict:
+    portable = folder / f"{role}.onnx"
+    return {"path": art.name, "sha256": sha(art), "portable": portable.name, "portable_sha256": sha(portable)}
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Move the finished folder into place; an older engine folder there is replaced."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _default_timing_cache() -> str:
+    return os.fspath(Path.home() / ".cache" / "stylert" / "tensorrt-timing.cache")
+
+
+def _command(cfg: BuildConfig, out: Path) -> str:
+    parts = ["stylert", "build-engine", cfg.export_dir, "--precision", cfg.precision, "--backend", cfg.backend, "--out", os.fspath(out)]
+    if cfg.calib_dir:
+        parts += ["--calib-dir", cfg.calib_dir]
+    if cfg.precision == "int8":
+        parts += ["--calib-method", cfg.calib_method, "--calib-count", str(cfg.calib_count)]
+    p = cfg.profile
+    if (p.min_batch, p.opt_batch, p.max_batch) != (1, 16, 32):
+        parts += ["--min-batch", str(p.min_batch), "--opt-batch", str(p.opt_batch), "--max-batch", str(p.max_batch)]
+    return " ".join(shlex.quote(s) for s in parts)
+
+
+class _Steps:
+    """Numbered progress lines with the time each step took."""
+
+    def __init__(self, log):
+        self.log, self.n, self.t = log, 0, None
+
+    def __call__(self, what: str) -> None:
+        now = time.time()
+        if self.t is not None:
+            self.log(f"  ({now - self.t:.1f} s)")
+        self.n += 1
+        self.t = now
+        self.log(f"[{self.n}] {what}")
+        sys.stdout.flush()
+
+
+# ----------------------------------------------------------------------------- CLI
+def add_parser(sub) -> None:
+    import argparse
+    import textwrap
+
+    p = sub.add_parser(
+        "build-engine",
+        help="FP32/FP16/INT8 engine (TensorRT or ONNX Runtime) from an export folder",
+        description=textwrap.dedent(
+            """
+            Build a precision-specific engine from an export folder (stylert export-onnx).
+            FP16: float16 inside, float32 inputs/outputs. INT8: static Q/DQ quantization
+            (symmetric int8, per-channel weights) calibrated on images (the shipped
+            calib_data/ unless --calib-dir). Backend auto: TensorRT when it imports and a CUDA
+            GPU is present, else ONNX Runtime on the CPU. The build measures FP16/INT8 against
+            FP32 on the calibration images and on photographs not used for calibration, and
+            fails (writing nothing) below --min-psnr. Output: OUT/engine.json + model files.
+            """
+        ).strip(),
+        epilog="example:\n  stylert build-engine out/export --int8 --out out/engine-int8\n"
+               "  stylert build-engine out/export --fp16 --backend tensorrt --max-batch 16",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("export_dir", metavar="EXPORT_DIR", help="folder written by `stylert export-onnx`")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--precision", choices=["fp32", "fp16", "int8"], default=None, help="default: fp16")
+    g.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="same as --precision fp16")
+    g.add_argument("--int8", dest="precision", action="store_const", const="int8", help="same as --precision int8")
+    p.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime"], default="auto", help="default: %(default)s")
+    p.add_argument("--out", default=None, help="engine folder (default: EXPORT_DIR/../engine-PRECISION)")
+    p.add_argument("--calib-dir", default=None, help=f"calibration images (default: the shipped {SHIPPED_CALIB_DIR.name}/)")
+    p.add_argument("--calib-count", type=int, default=32, help="calibration images used (default: %(default)s)")
+    p.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"], default="minmax", help="INT8 range calibration (default: %(default)s)")
+    p.add_argument("--calib-size", type=int, default=256, help="calibration/evaluation image side in pixels (default: %(default)s)")
+    p.add_argument("--eval-dir", default=None, help="photographs for the accuracy report (default: ../shared/data/content when present, else held-out calibration images)")
+    p.add_argument("--eval-count", type=int, default=16, help="default: %(default)s")
+    p.add_argument("--min-psnr", type=float, default=None, help="accuracy gate in dB against FP32 (default: fp16 45, int8 35, fp32 60)")
+    for k, d in (("batch", (1, 16, 32)), ("size", (64, 256, 512))):
+        for lim, v in zip(("min", "opt", "max"), d):
+            p.add_argument(f"--{lim}-{k}", type=int, default=v, help=f"TensorRT profile {lim} {k} (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads, 0 = all cores (default: %(default)s)")
+    p.add_argument("--opt-level", choices=["basic", "extended", "all"], default="all", help="ONNX Runtime optimization level saved in the model (default: %(default)s)")
+    p.add_argument("--workspace-mb", type=int, default=2048, help="TensorRT workspace limit (default: %(default)s)")
+    p.add_argument("--timing-cache", default=None, help="TensorRT timing cache file, reused across builds (default: ~/.cache/stylert/tensorrt-timing.cache)")
+    p.set_defaults(func=run)
+
+
+def run(a) -> int:
+    cfg = BuildConfig(
+        export_dir=a.export_dir, precision=a.precision or "fp16", backend=a.backend, out=a.out,
+        calib_dir=a.calib_dir, calib_count=a.calib_count, calib_method=a.calib_method, calib_size=a.calib_size,
+        eval_dir=a.eval_dir, eval_count=a.eval_count, min_psnr=a.min_psnr,
+        profile=ProfileSpec(a.min_batch, a.opt_batch, a.max_batch, a.min_size, a.opt_size, a.max_size),
+        threads=a.threads, opt_level=a.opt_level, workspace_mb=a.workspace_mb, timing_cache=a.timing_cache,
+    )
+    print("config:", cfg)
+    build_engine(cfg)
+    return 0

@@ -1,0 +1,314 @@
+"""Precision-specific ONNX models: FP16 by conversion, INT8 by static Q/DQ quantization.
+
+TensorRT 10.12+/11 takes precision from the ONNX file, not from builder flags
+(../shared/notes/tensorrt.md), so this module makes the one artifact both backends run:
+ONNX Runtime on any CPU, TensorRT (strongly typed) on an NVIDIA GPU.
+
+- FP16: onnxconverter-common's converter, float32 inputs and outputs kept; any node whose
+  FP32 activations on the calibration images come near the float16 limit stays in float32.
+- INT8: `onnxruntime.quantization.quantize_static`, QDQ format, symmetric int8 activations
+  and weights, per-channel weights. Every zero-point is 0 (int8): the only form TensorRT's
+  ONNX parser accepts. `check_qdq_symmetric` verifies that on the written file.
+
+onnx / onnxruntime.quantization are imported inside the functions (the runtime never needs them).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .errors import StyleRTError
+
+FP16_MAX = 65504.0
+# A node stays in float32 when its FP32 activations reach this fraction of the float16
+# limit on the calibration images: photographs outside the calibration set may go higher.
+FP16_HEADROOM = 0.25
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+
+
+# ----------------------------------------------------------------------------- images
+def load_batch(paths: Sequence[str | os.PathLike], size: int = 256) -> np.ndarray:
+    """Images -> (N, 3, size, size) float32 in [0, 1]: the shorter side scaled to `size`,
+    then centre-cropped (so every photograph is seen whole in one direction)."""
+    from PIL import Image
+
+    from .images import load_image, to_array
+
+    out = np.empty((len(paths), 3, size, size), np.float32)
+    for i, p in enumerate(paths):
+        im = load_image(p)
+        w, h = im.size
+        s = size / min(w, h)
+        im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
+        w, h = im.size
+        left, top = (w - size) // 2, (h - size) // 2
+        out[i] = to_array(im.crop((left, top, left + size, top + size)))
+    return out
+
+
+class ArrayReader:
+    """An onnxruntime.quantization CalibrationDataReader over an in-memory array:
+    yields {input_name: x[i:i+batch]} until exhausted; `rewind` starts over."""
+
+    def __init__(self, input_name: str, x: np.ndarray, batch: int = 4):
+        self.input_name, self.x, self.batch, self.i = input_name, np.ascontiguousarray(x, np.float32), batch, 0
+
+    def get_next(self) -> dict | None:
+        if self.i >= len(self.x):
+            return None
+        feed = {self.input_name: self.x[self.i : self.i + self.batch]}
+        self.i += self.batch
+        return feed
+
+    def rewind(self) -> None:
+        self.i = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch)
+
+
+# ----------------------------------------------------------------------------- sessions
+def session(path: str | os.PathLike | bytes, threads: int = 0, level: str = "all", optimized_path: str | os.PathLike | None = None):
+    """A CPU InferenceSession. level: "disable" | "basic" | "extended" | "all"."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[level]
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    if optimized_path is not None:
+        so.optimized_model_filepath = os.fspath(optimized_path)
+    src = path if isinstance(path, bytes) else os.fspath(path)
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def run_batched(sess, x: np.ndarray, batch: int = 8) -> np.ndarray:
+    """Run a one-input, one-output session over x in batches of `batch`."""
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
+
+
+def activation_ranges(model_path: str | os.PathLike, x: np.ndarray, batch: int = 4) -> dict[str, float]:
+    """Max |value| of every float tensor a node produces, over the inputs x (FP32 model).
+    Keys are node names."""
+    import onnx
+
+    model = onnx.load(os.fspath(model_path))
+    graph = model.graph
+    have = {o.name for o in graph.output}
+    producer = {}
+    for node in graph.node:
+        for o in node.output:
+            producer[o] = node.name
+            if o not in have:
+                graph.output.append(onnx.ValueInfoProto(name=o))
+    sess = session(model.SerializeToString(), level="disable")
+    names = [o.name for o in sess.get_outputs()]
+    feed_name = sess.get_inputs()[0].name
+    peak: dict[str, float] = {}
+    for i in range(0, len(x), batch):
+        for n, v in zip(names, sess.run(None, {feed_name: x[i : i + batch]})):
+            if n in producer and v.dtype.kind == "f":
+                peak[producer[n]] = max(peak.get(producer[n], 0.0), float(np.abs(v).max(initial=0.0)))
+    return peak
+
+
+# ----------------------------------------------------------------------------- FP16
+def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, calib: np.ndarray, log: Callable = print) -> dict:
+    """Write an FP16 copy of the FP32 model `src` to `dst`: float32 I/O, float16 inside,
+    except nodes whose FP32 activations on `calib` (the model's input batch) exceed
+    FP16_HEADROOM x 65504. Returns {"fp32_nodes": [...], "peak_activation": float}."""
+    import onnx
+    from onnxconverter_common import float16
+
+    peaks = activation_ranges(src, calib)
+    limit = FP16_HEADROOM * FP16_MAX
+    keep = sorted(n for n, v in peaks.items() if v > limit)
+    if keep:
+        log(f"  fp16: {len(keep)} node(s) reach > {limit:.0f} on the calibration images, kept in float32: {keep}")
+    # The converter's default block list holds Resize for modes that interpolate; ours is
+    # nearest-neighbour (a copy, exact in float16), so it is converted with the rest.
+    block = [op for op in float16.DEFAULT_OP_BLOCK_LIST if op not in ("Resize", "Upsample")]
+    model = onnx.load(os.fspath(src))
+    with warnings.catch_warnings():  # "float32 number 1e-9 will be truncated": by design
+        warnings.simplefilter("ignore", UserWarning)
+        fp16 = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block, node_block_list=keep)
+    _save(fp16, dst)
+    out = run_batched(session(dst, level="basic"), calib, batch=4)
+    if not np.all(np.isfinite(out)):
+        raise StyleRTError(
+            "the FP16 model produced inf/NaN on the calibration images (float16 overflow).",
+            "Build FP32 or INT8 instead, or report the model: its activations exceed float16's range.",
+            path=dst,
+        )
+    return {"fp32_nodes": keep, "peak_activation": max(peaks.values(), default=0.0)}
+
+
+# ----------------------------------------------------------------------------- INT8
+def quantize_int8(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    calib: np.ndarray,
+    method: str = "minmax",
+    exclude_nodes: Iterable[str] = (),
+    batch: int = 4,
+) -> dict:
+    """Static INT8 quantization of `src` calibrated on `calib` (the model's input batch):
+    QDQ, symmetric int8 activations and weights (all zero-points 0), per-channel weights.
+    Returns the settings used (for the manifest)."""
+    if method not in CALIB_METHODS:
+        raise StyleRTError(f"unknown calibration method {method!r}.", f"Use one of {', '.join(CALIB_METHODS)}.")
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    sess = session(src, level="disable")
+    reader = ArrayReader(sess.get_inputs()[0].name, calib, batch)
+    del sess
+    extra = {
+        "ActivationSymmetric": True,
+        "WeightSymmetric": True,
+        # Keep Relu as its own node with Q/DQ around it: with symmetric activations, folding
+        # it into the previous Q/DQ pair would let negative values through (no clamp at 0).
+        # ORT and TensorRT fuse Conv+Relu themselves.
+        "QDQKeepRemovableActivations": True,
+        # Biases stay float: TensorRT's parser rejects an int32 DequantizeLinear
+        # ("only activation types allowed as input", onnx-tensorrt#850); it folds the bias itself.
+        "QuantizeBias": False,
+    }
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.999
+    settings = {
+        "format": "QDQ", "activations": "int8 symmetric", "weights": "int8 symmetric per-channel",
+        "calibration_method": method, "calibration_images": int(len(calib)), "extra_options": extra,
+        "excluded_nodes": sorted(exclude_nodes),
+    }
+    tmp = Path(dst).with_name(Path(dst).name + ".tmp")
+    quantize_static(
+        os.fspath(src), os.fspath(tmp), reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        reduce_range=False,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                          "percentile": CalibrationMethod.Percentile}[method],
+        nodes_to_exclude=list(exclude_nodes),
+        extra_options=extra,
+    )
+    os.replace(tmp, dst)
+    bad = check_qdq_symmetric(dst)
+    if bad:
+        raise StyleRTError(
+            "the quantized model is not symmetric int8: " + "; ".join(bad[:5]) + ".",
+            "TensorRT's ONNX parser accepts only int8 Q/DQ with zero-point 0; this is a bug in the build step.",
+            path=dst,
+        )
+    return settings
+
+
+def check_qdq_symmetric(path: str | os.PathLike) -> list[str]:
+    """Problems that make a Q/DQ model unacceptable to TensorRT: a QuantizeLinear or
+    DequantizeLinear whose zero-point is not int8 0. Empty when all is well (or when the
+    model has no Q/DQ nodes: check `count_qdq` for that)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(os.fspath(path))
+    inits = {t.name: t for t in model.graph.initializer}
+    consts = {n.output[0]: n.attribute[0].t for n in model.graph.node if n.op_type == "Constant" and n.attribute}
+    problems = []
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        if len(node.input) < 3 or not node.input[2]:
+            problems.append(f"{node.name}: no zero-point (defaults to uint8)")
+            continue
+        t = inits.get(node.input[2]) or consts.get(node.input[2])
+        if t is None:
+            problems.append(f"{node.name}: zero-point {node.input[2]} is not a constant")
+            continue
+        if t.data_type != onnx.TensorProto.INT8:
+            problems.append(f"{node.name}: zero-point type {onnx.TensorProto.DataType.Name(t.data_type)}, not INT8")
+        elif np.any(numpy_helper.to_array(t) != 0):
+            problems.append(f"{node.name}: non-zero zero-point")
+    return problems
+
+
+def count_qdq(path: str | os.PathLike) -> dict[str, int]:
+    """Node counts of a model by op type (to see what was quantized)."""
+    import collections
+
+    import onnx
+
+    return dict(collections.Counter(n.op_type for n in onnx.load(os.fspath(path)).graph.node))
+
+
+def _save(model, dst: str | os.PathLike) -> None:
+    import onnx
+
+    tmp = Path(dst).with_name(Path(dst).name + ".tmp")
+    onnx.save(model, os.fspath(tmp))
+    os.replace(tmp, dst)
+
+
+# ----------------------------------------------------------------------------- CPU form
+def fold_relu_uint8(src: str | os.PathLike, dst: str | os.PathLike) -> dict:
+    """The ONNX Runtime (x86 CPU) form of a symmetric Q/DQ model: every
+    `X -> Q_a -> DQ_a -> Relu -> Q_b` becomes `X -> Q_b'` with Q_b' = Q_b's scale, uint8,
+    zero-point 0, and the DQs after it read uint8.
+
+    Why: ONNX Runtime's int8 kernels on x86 take uint8 activations (U8S8); it turns int8
+    zero-point-0 pairs into uint8 zero-point-128 ones, and a Relu in front of such a Q can
+    not be folded (it clamps at 128, not 0), so it stays a float op between DQ and Q and
+    blocks QLinearConv/QLinearAdd fusion (measured: no faster than FP32). Q_b' computes
+    clamp(round(x / s), 0, 255): the Relu's clamp at 0 is its lower saturation, so the Relu
+    folds away (ORT then fuses Conv+Relu into one QLinearConv). The result equals the
+    symmetric model's except that Q_a's rounding is skipped and values above 127 x s are no
+    longer clipped: never less accurate. TensorRT gets the symmetric model, not this one.
+    Returns {"relus_folded": n}."""
+    import collections
+
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(os.fspath(src))
+    g = model.graph
+    prod = {o: n for n in g.node for o in n.output}
+    cons = collections.defaultdict(list)
+    for n in g.node:
+        for i in n.input:
+            cons[i].append(n)
+    outputs = {o.name for o in g.output}
+    drop, folded = set(), 0
+    for relu in [n for n in g.node if n.op_type == "Relu"]:
+        dqa = prod.get(relu.input[0])
+        qa = prod.get(dqa.input[0]) if dqa is not None and dqa.op_type == "DequantizeLinear" else None
+        qbs = cons[relu.output[0]]
+        if (qa is None or qa.op_type != "QuantizeLinear" or relu.output[0] in outputs
+                or len(qbs) != 1 or qbs[0].op_type != "QuantizeLinear"
+                or len(cons[qa.output[0]]) != 1 or len(cons[dqa.output[0]]) != 1):
+            continue
+        qb = qbs[0]
+        zp_name = f"{qb.output[0]}_zero_point_u8"
+        g.initializer.append(helper.make_tensor(zp_name, onnx.TensorProto.UINT8, [], [0]))
+        qb.input[0] = qa.input[0]
+        qb.input[2] = zp_name
+        for dq in cons[qb.output[0]]:
+            if dq.op_type == "DequantizeLinear":
+                dq.input[2] = zp_name
+        drop.update(id(n) for n in (qa, dqa, relu))
+        folded += 1
+    keep = [n for n in g.node if id(n) not in drop]
+    del g.node[:]
+    g.node.extend(keep)
+    _save(model, dst)
+    return {"relus_folded": folded}
