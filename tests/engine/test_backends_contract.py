@@ -41,7 +41,7 @@ def engine(request, tiny_export):
     if backend == "torch":
         pytest.importorskip("torch", reason="the torch backend needs PyTorch")
     if device == "cuda" and not (_has_torch_cuda() if backend == "torch" else _has_ort_cuda()):
-        pytest.skip(f"{backend} on CUDA needs a GPU (and onnxruntime-gpu for ONNX Runtime)")
+        pytest.skip("torch on CUDA needs a GPU and a CUDA build of torch" if backend == "torch" else "onnxruntime on CUDA needs a GPU and onnxruntime-gpu")
     eng = Engine.load(tiny_export, backend=backend, device=device, precision="fp32")
     yield eng
     eng.close()
