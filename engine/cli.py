@@ -127,6 +127,8 @@ VERBS = {
     "train": add_train,
     "export-onnx": add_export,
     "build-engine": lambda sub: __import__("stylert.engine.build", fromlist=["x"]).add_parser(sub),
+    "stylize": lambda sub: __import__("stylert.engine.stylize", fromlist=["x"]).add_parser(sub),
+    "bench": lambda sub: __import__("stylert.bench.cli", fromlist=["x"]).add_parser(sub),
 }
 
 

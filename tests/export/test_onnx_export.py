@@ -1,0 +1,85 @@
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+import onnxruntime as ort  # noqa: E402
+
+from stylert.engine.artifacts import contract_from_onnx_metadata, contract_of, read_export  # noqa: E402
+from stylert.engine.contract import METADATA_KEY, OPSET  # noqa: E402
+from stylert.engine.errors import StyleRTError  # noqa: E402
+from stylert.export.onnx_export import export_onnx  # noqa: E402
+
+# The op set the model is designed to export to (README: "ONNX ops"). A new op here is a
+# design decision: it must run fast in ONNX Runtime (FP32 and INT8) and in TensorRT.
+EXPECTED_OPS = {"encoder": {"Conv", "Relu", "Add"}, "decoder": {"Conv", "Relu", "Add", "Resize", "Clip"}}
+
+
+def test_files_manifest_and_ops(tiny_export):
+    m = read_export(tiny_export, check_hashes=True)
+    for role in ("encoder", "decoder"):
+        model = onnx.load(str(tiny_export / m["files"][role]["path"]))
+        onnx.checker.check_model(model, full_check=True)
+        assert {n.op_type for n in model.graph.node} == EXPECTED_OPS[role]
+        assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert contract_from_onnx_metadata(meta).latent_channels == 8
+        assert meta["stylert.role"] == role
+    assert (tiny_export / "checkpoint" / "model.safetensors").is_file()
+    assert m["verification"]["passed"] and m["verification"]["max_abs"]["image"] <= 1e-4
+    assert m["contract"]["opset"] == OPSET
+    # written with normal permissions, not mkstemp's 0600
+    assert stat.S_IMODE(os.stat(tiny_export / "manifest.json").st_mode) & 0o044
+
+
+def test_dynamic_batch_and_size_in_ort(tiny_export):
+    c = contract_of(tiny_export)
+    enc = ort.InferenceSession(str(tiny_export / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    dec = ort.InferenceSession(str(tiny_export / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in enc.get_inputs()] == [c.image.name] and [o.name for o in enc.get_outputs()] == [c.latent.name]
+    assert enc.get_inputs()[0].shape == ["N", 3, "H", "W"]
+    for n, h, w in [(1, 8, 8), (5, 40, 96)]:
+        z = enc.run(None, {"image": np.random.rand(n, 3, h, w).astype(np.float32)})[0]
+        assert z.shape == c.latent_shape(n, h, w)
+        y = dec.run(None, {"latent": z})[0]
+        assert y.shape == (n, 3, h, w) and y.min() >= 0 and y.max() <= 1
+    meta = enc.get_modelmeta().custom_metadata_map
+    assert json.loads(meta[METADATA_KEY])["latent_channels"] == 8
+
+
+def test_verification_failure_writes_nothing(tiny_checkpoint, tmp_path, monkeypatch):
+    import stylert.export.onnx_export as ex
+
+    import functools
+
+    monkeypatch.setattr(ex, "ModelContract", functools.partial(ex.ModelContract, export_tolerance=-1.0))  # any error fails
+    out = tmp_path / "out"
+    with pytest.raises(StyleRTError, match="disagree"):
+        export_onnx(out, checkpoint=tiny_checkpoint, log=lambda *a: None)
+    assert list(out.iterdir()) == [] and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_clear_errors(tmp_path, tiny_checkpoint):
+    with pytest.raises(StyleRTError, match="checkpoint folder does not exist"):
+        export_onnx(tmp_path / "o", checkpoint=tmp_path / "missing", log=lambda *a: None)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StyleRTError, match="cannot write the output folder"):
+        export_onnx(blocker / "sub", checkpoint=tiny_checkpoint, log=lambda *a: None)
+    with pytest.raises(StyleRTError, match="not a StyleRT export"):
+        read_export(tmp_path)
+
+
+def test_tampered_onnx_detected(tiny_export, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_export, copy)
+    with open(copy / "decoder.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(StyleRTError, match="changed since export"):
+        read_export(copy, check_hashes=True)

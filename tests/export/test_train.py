@@ -1,0 +1,69 @@
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+from PIL import Image  # noqa: E402
+
+from stylert.engine.errors import StyleRTError  # noqa: E402
+from stylert.export.model import VAEConfig  # noqa: E402
+from stylert.export.train import TrainConfig, train  # noqa: E402
+
+from ..conftest import TINY  # noqa: E402
+
+
+def _images(folder, n=6, size=(80, 64)):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0 : size[1], 0 : size[0]]
+    for i in range(n):  # smooth, learnable images: gradients with a little texture
+        a = np.stack([(xx * (i + 1) + yy * 3) % 256, (yy * (i + 2)) % 256, np.full_like(xx, 40 * i)], -1)
+        a = (a + rng.integers(0, 20, a.shape)).clip(0, 255).astype(np.uint8)
+        Image.fromarray(a).save(folder / f"img{i}.png")
+    return folder
+
+
+def _cfg(tmp_path, data, **kw):
+    base = dict(data=[str(data)], out=str(tmp_path / "run"), steps=60, batch=4, crop=32, lr=3e-3,
+                checkpoint_every=30, kl_warmup=10, seed=0, model=VAEConfig(**TINY))
+    return TrainConfig(**{**base, **kw})
+
+
+def test_loss_falls_and_checkpoints_resume(tmp_path):
+    data = _images(tmp_path / "data")
+    summary = train(_cfg(tmp_path, data, holdout=["img5.png"]), progress=False)
+    hist = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["history"]
+    assert summary["steps"] == 60 and len(hist) == 2
+    first_loss = hist[0]["train_loss"]
+    assert hist[-1]["train_loss"] < first_loss, hist
+    assert summary["heldout_psnr"] > 0 and summary["heldout"] == ["img5.png"]
+    # Resume: a longer run picks up at step 60 from run/last instead of starting over.
+    summary2 = train(_cfg(tmp_path, data, holdout=["img5.png"], steps=70), progress=False)
+    assert summary2["steps"] == 70 and summary2["seconds"] < summary["seconds"]
+
+
+def test_same_seed_same_result(tmp_path):
+    data = _images(tmp_path / "data", n=3)
+    a = train(_cfg(tmp_path / "a", data, steps=8, checkpoint_every=8), progress=False)
+    b = train(_cfg(tmp_path / "b", data, steps=8, checkpoint_every=8), progress=False)
+    assert a["train_loss"] == b["train_loss"]
+
+
+def test_unreadable_images_are_skipped_with_a_warning(tmp_path):
+    data = _images(tmp_path / "data", n=2)
+    (data / "broken.jpg").write_bytes(b"not an image at all")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        s = train(_cfg(tmp_path, data, steps=2, checkpoint_every=2), progress=False)
+    assert any("broken.jpg" in str(x.message) for x in w)
+    assert s["skipped"] and s["skipped"][0].endswith("broken.jpg")
+
+
+def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StyleRTError, match="no images"):
+        train(_cfg(tmp_path, tmp_path / "empty"), progress=False)
+    with pytest.raises(StyleRTError, match="does not exist"):
+        train(_cfg(tmp_path, tmp_path / "missing"), progress=False)
