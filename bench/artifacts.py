@@ -1,6 +1,7 @@
-"""Precision artifacts for bench: FP16 and INT8 ONNX models of an export, made once with the
-issue-3 functions (stylert.engine.precision) and cached by the export's encoder sha256, so a
-second bench run starts at once and two different exports never share a cache entry.
+"""Precision artifacts for bench: FP16 and INT8 engine folders of an export, built once with
+`build-engine` (stylert.engine.build) for ONNX Runtime, and cached by the export's ONNX sha256s,
+so a second bench run starts at once and two exports never share a cache entry. Where the
+build module is absent, the same issue-3 functions (stylert.engine.precision) make bare files.
 
 The cache holds build outputs only; delete it to rebuild. Calibration images: the
 repository's calib_data/ when present, else ../shared/data/content, else the bench inputs
@@ -68,3 +69,36 @@ def precision_artifacts(export: Path, precision: str, cache: Path, size: int = 2
     atomic_write_bytes(info, json.dumps({"precision": precision, "export": os.fspath(export), "calibration": src,
                                          "settings": r}, indent=2, default=str).encode())
     return enc, dec, f"built {precision} with stylert.engine.precision ({out})"
+
+
+def calibration_dir() -> Path | None:
+    """The first folder with calibration images: calib_data/, else ../shared/data/content."""
+    from stylert.engine.images import list_images
+
+    root = Path(__file__).resolve().parent.parent
+    for d in (root / "calib_data", root.parent / "shared" / "data" / "content"):
+        try:
+            if d.is_dir() and list_images(d):
+                return d
+        except Exception:  # noqa: BLE001  empty or unreadable: try the next one
+            continue
+    return None
+
+
+def engine_folder(export: Path, precision: str, cache: Path, size: int = 256, log: Callable = print) -> tuple[Path, str]:
+    """A build-engine output folder (engine.json) of `precision` for ONNX Runtime, built on first use."""
+    from stylert.engine.artifacts import read_export
+    from stylert.engine.build import BuildConfig, build_engine
+
+    man = read_export(export)
+    key = man["files"]["encoder"]["sha256"][:16] + "-" + man["files"]["decoder"]["sha256"][:16]
+    out = Path(cache) / key / f"engine-{precision}"
+    if (out / "engine.json").is_file():
+        return out, f"cached build-engine output ({out})"
+    cdir = calibration_dir()
+    if cdir is None:
+        raise FileNotFoundError("no calibration images (calib_data/ is empty and ../shared/data/content is absent)")
+    log(f"  build-engine {export} --precision {precision} --backend onnxruntime -> {out} (calibration: {cdir}) ...")
+    build_engine(BuildConfig(str(export), precision=precision, backend="onnxruntime", out=str(out), calib_dir=str(cdir),
+                             calib_size=size, calib_count=16, eval_count=4), log=lambda m: log("    " + m))
+    return out, f"built with build-engine ({out})"

@@ -11,8 +11,8 @@ the same pipeline on the same batch:
   d2h          device -> host (~0 on CPU)
   postprocess  float32 -> uint8 (N, H, W, 3)
 
-The ONNX Runtime rows go through the runtime (stylert.engine.runtime.Engine when present,
-else its ONNX Runtime runner), so they measure what a service gets; the "+option" rows build
+The ONNX Runtime rows go through the runtime (stylert.engine.runtime.Engine on the export
+or on a build-engine folder), so they measure what a service gets; the "+option" rows build
 their own sessions to test one session option each (tuning experiments, `--configs all`).
 The PyTorch peers drive stylert.export.model directly.
 """
@@ -32,7 +32,14 @@ from .harness import Stage
 BASELINE = "torch-eager-fp32"
 # PSNR (dB) against the FP32 reference that a configuration must reach to count: tolerances
 # depend on the precision (fp16 is never bit-exact; int8 loses more).
-ACCURACY_GATE_DB = {"fp32": 60.0, "fp16": 40.0, "bf16": 35.0, "int8": 30.0}
+# build-engine's gates (stylert.engine.build.DEFAULT_MIN_PSNR) where it defines one.
+ACCURACY_GATE_DB = {"fp32": 60.0, "fp16": 45.0, "bf16": 35.0, "int8": 35.0}
+try:
+    from stylert.engine.build import DEFAULT_MIN_PSNR as _BUILD_GATES
+
+    ACCURACY_GATE_DB.update(_BUILD_GATES)
+except ImportError:
+    pass
 
 
 def preprocess(u8: np.ndarray) -> np.ndarray:
@@ -121,6 +128,10 @@ def discover() -> list[Config]:
                           options={"session.intra_op.allow_spinning": "0"}))
         out.append(Config(f"onnxruntime-{p}+basic-opt", "onnxruntime", p, default=False,
                           options={"graph_optimization_level": "basic"}))
+        # "extended" = everything but the NCHWc layout transform (level 3), which runs the
+        # nearest Upsample in the blocked layout.
+        out.append(Config(f"onnxruntime-{p}+extended-opt", "onnxruntime", p, default=False,
+                          options={"graph_optimization_level": "extended"}))
     try:
         import tensorrt  # noqa: F401
 
@@ -240,16 +251,25 @@ def _cuda_graphs(torch, enc, mix, dec, ctx: Context, dev, dtype, fmt):
 
 
 # ----------------------------------------------------------------------------- onnxruntime
-def artifact_paths(cfg: Config, ctx: Context) -> tuple[Path, Path, str]:
-    """(encoder, decoder, how they were obtained) for the configuration's precision.
+def artifact_paths(cfg: Config, ctx: Context) -> tuple[Path | None, Path, Path, str]:
+    """(folder for Engine.load or None, portable encoder, portable decoder, origin).
 
     fp32: the export itself. fp16/int8: a build-engine output folder in the cache, built on
-    first use with stylert.engine.build (issue 3) when that module is present."""
+    first use (stylert.engine.build); bare precision files when that module is absent."""
     if cfg.precision == "fp32":
-        return ctx.export / "encoder.onnx", ctx.export / "decoder.onnx", "export"
-    from .artifacts import precision_artifacts
+        return ctx.export, ctx.export / "encoder.onnx", ctx.export / "decoder.onnx", "export"
+    from .artifacts import engine_folder, precision_artifacts
 
-    return precision_artifacts(ctx.export, cfg.precision, ctx.cache, size=ctx.size, log=ctx.log)
+    try:
+        folder, origin = engine_folder(ctx.export, cfg.precision, ctx.cache, size=ctx.size, log=ctx.log)
+    except ImportError:
+        enc, dec, origin = precision_artifacts(ctx.export, cfg.precision, ctx.cache, size=ctx.size, log=ctx.log)
+        return None, enc, dec, origin
+    from stylert.engine.manifest import read_engine_manifest
+
+    files = read_engine_manifest(folder)["files"]
+    return folder, folder / files["encoder"].get("portable", files["encoder"]["path"]), \
+        folder / files["decoder"].get("portable", files["decoder"]["path"]), origin
 
 
 def _load_ort(cfg: Config, ctx: Context) -> list[Stage]:
@@ -257,19 +277,30 @@ def _load_ort(cfg: Config, ctx: Context) -> list[Stage]:
 
     from stylert.engine.mixing import adain
 
-    enc_path, dec_path, origin = artifact_paths(cfg, ctx)
-    if not cfg.options:
-        encode, decode, info = _runtime_ort(enc_path, dec_path, cfg, ctx)
-    else:
+    folder, enc_path, dec_path, origin = artifact_paths(cfg, ctx)
+    if cfg.options:
         encode, decode, info = _tuned_sessions(ort, enc_path, dec_path, cfg, ctx)
-    cfg.info = {"onnxruntime": ort.__version__, "artifacts": origin, "encoder": str(enc_path), "decoder": str(dec_path), **info}
+    elif folder is not None:
+        encode, decode, info = _runtime_engine(folder, cfg, ctx)
+    else:
+        encode, decode, info = _runtime_ort(enc_path, dec_path, cfg, ctx)
+    cfg.info = {"onnxruntime": ort.__version__, "artifacts": origin, **info}
     mix = lambda z: adain(z, ctx.style_mean, ctx.style_std)  # noqa: E731
     return [Stage("preprocess", preprocess), Stage("h2d", _identity), Stage("encode", encode), Stage("mix", mix),
             Stage("decode", decode), Stage("d2h", _identity), Stage("postprocess", postprocess)]
 
 
+def _runtime_engine(folder: Path, cfg: Config, ctx: Context):
+    """The runtime's Engine on ONNX Runtime: exactly what a service gets."""
+    from stylert.engine.runtime import Engine
+
+    eng = Engine.load(folder, backend="onnxruntime", device="cpu", threads=ctx.threads, batch_size=max(ctx.batch, 64))
+    return eng.encode, eng.decode, {"via": "stylert.engine.runtime.Engine", "threads": ctx.threads,
+                                    "engine": {k: v for k, v in eng.info.items() if isinstance(v, (str, int, float, bool, type(None)))}}
+
+
 def _runtime_ort(enc_path, dec_path, cfg: Config, ctx: Context):
-    """The runtime's own ONNX Runtime path: what a service gets."""
+    """The runtime's ONNX Runtime runner on bare files (no engine folder to load)."""
     from stylert.engine.artifacts import contract_of
     from stylert.engine.backends.onnxrt import OnnxRuntimeRunner
 

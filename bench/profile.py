@@ -92,9 +92,10 @@ def main(argv=None) -> int:
         if prec == "fp32":
             enc, dec = exp / "encoder.onnx", exp / "decoder.onnx"
         else:
-            from .artifacts import precision_artifacts
+            from .configs import Config, Context, artifact_paths
 
-            enc, dec, _ = precision_artifacts(exp, prec, cache_dir(BenchOptions(cache=a.cache)) / "artifacts", size=a.size)
+            ctx = Context(exp, a.batch, a.size, a.threads, None, None, cache_dir(BenchOptions(cache=a.cache)) / "artifacts")
+            _, enc, dec, _ = artifact_paths(Config(f"onnxruntime-{prec}", "onnxruntime", prec), ctx)
         for role, path, inp in (("encoder", enc, x), ("decoder", dec, z)):
             r = ort_profile(path, inp, a.threads)
             print(f"\n== onnxruntime {prec} {role}: {r['total_ms']:.1f} ms of kernels per run (batch {a.batch}, {a.size}px)")

@@ -45,6 +45,7 @@ class BenchOptions:
     sweep_batches: tuple[int, ...] = SWEEP_BATCHES
     cache: str | None = None  # where exports and precision builds are kept
     peak_n: int = 2048  # matmul side for the machine's peak
+    peak_time: float = 0.5  # seconds of matmuls (best of) for the peak, before and after
 
     def __post_init__(self):
         from stylert.engine.errors import StyleRTError
@@ -197,7 +198,7 @@ def run_bench(opt: BenchOptions, log=print) -> dict:
                   cache=cache / "artifacts", log=log)
 
     log(f"machine peak: {opt.peak_n}x{opt.peak_n} fp32 matmul ...")
-    peak_before = flops.measure_peak(opt.peak_n, threads=threads)
+    peak_before = flops.measure_peak(opt.peak_n, threads=threads, min_time=opt.peak_time)
     work = flops.count_export(export, opt.size, opt.size, contract.downsample)
     log(f"  {peak_before['peak_gflops']:.1f} GFLOP/s; model: {work.flops / 1e9:.2f} GFLOP per {opt.size}x{opt.size} image")
 
@@ -244,11 +245,15 @@ def run_bench(opt: BenchOptions, log=print) -> dict:
 
     log(f"measuring {len(live)} configuration(s), interleaved: >= {opt.min_iters} iterations and >= {opt.min_time:g} s each ...")
     series = harness.measure_interleaved({k: (c.stages, x_u8, c.cuda) for k, c in live.items()}, opt.min_time, opt.min_iters)
-    peak_after = flops.measure_peak(opt.peak_n, threads=threads)
+    peak_after = flops.measure_peak(opt.peak_n, threads=threads, min_time=opt.peak_time)
     peak = max(peak_before["peak_gflops"], peak_after["peak_gflops"])
     for name, s in series.items():
         fill_row(rows[name], s, opt.batch, work.flops, peak, opt.min_time)
 
+    over = [r["name"] for r in rows.values() if r["efficiency"] and (r["efficiency"]["fraction_of_peak"] or 0) > 1.0]
+    if over:
+        warnings.append(f"the matmul peak ({peak:.0f} GFLOP/s) is below what {', '.join(over)} achieved: the machine's load "
+                        "changed while it was measured, so fractions of peak are overstated; remedy: rerun on an idle machine")
     base = rows.get(BASELINE)
     base_ips = base["throughput"]["images_per_s"] if base and base["throughput"] else None
     for r in rows.values():

@@ -13,7 +13,7 @@ from stylert.bench import suite  # noqa: E402
 from stylert.bench.configs import BASELINE, discover, select  # noqa: E402
 from stylert.bench.report import plot, table, write_json  # noqa: E402
 
-FAST = dict(batch=2, size=32, min_time=0.0, min_iters=2, warmup=0.0, threads=1, peak_n=128)
+FAST = dict(batch=2, size=32, min_time=0.0, min_iters=2, warmup=0.0, threads=1, peak_n=128, peak_time=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,7 @@ def test_json_has_named_fields(result, tmp_path):
     assert rows[BASELINE]["accuracy"]["max_abs"] == 0.0
     # ORT FP32 is the same math as the reference.
     assert rows["onnxruntime-fp32"]["accuracy"]["max_abs"] < 1e-3 and rows["onnxruntime-fp32"]["accuracy"]["passed"]
+    assert rows["onnxruntime-int8"]["configuration"]["info"]["via"] == "stylert.engine.runtime.Engine"
     assert rows["tensorrt-fp16"]["status"] == "not measured" and "TensorRT" in rows["tensorrt-fp16"]["note"]
     # Round trip through the file, and the readers.
     p = tmp_path / "r.json"
