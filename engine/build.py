@@ -277,7 +277,7 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
                       "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
             "accuracy": {"reference": "fp32 export on onnxruntime", "measured_with": measured_with,
                          "min_psnr_db": gate, "calibration_images": [p.name for p in calib_paths],
-                         "photos": eval_label, "sets": report},
+                         "photos": eval_label, "photo_images": [p.name for p in eval_paths], "sets": report},
         }
         M.write_engine_manifest(tmp, man)
         _replace_dir(tmp, out)

@@ -136,9 +136,9 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, calib: np.ndarr
     keep = sorted(n for n, v in peaks.items() if v > limit)
     if keep:
         log(f"  fp16: {len(keep)} node(s) reach > {limit:.0f} on the calibration images, kept in float32: {keep}")
-    # The converter's default block list holds Resize for modes that interpolate; ours is
-    # nearest-neighbour (a copy, exact in float16), so it is converted with the rest.
-    block = [op for op in float16.DEFAULT_OP_BLOCK_LIST if op not in ("Resize", "Upsample")]
+    # The converter's default block list keeps Resize in float32 (with Casts around it):
+    # converting it also turns its float32-only `scales` input into float16, an invalid model.
+    block = float16.DEFAULT_OP_BLOCK_LIST
     model = onnx.load(os.fspath(src))
     with warnings.catch_warnings():  # "float32 number 1e-9 will be truncated": by design
         warnings.simplefilter("ignore", UserWarning)
@@ -171,6 +171,8 @@ def quantize_int8(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     sess = session(src, level="disable")
+    # Equal batches: the histogram calibrators stack per-batch outputs and fail on a ragged tail.
+    batch = max(b for b in range(1, min(batch, len(calib)) + 1) if len(calib) % b == 0)
     reader = ArrayReader(sess.get_inputs()[0].name, calib, batch)
     del sess
     extra = {
@@ -186,9 +188,18 @@ def quantize_int8(
     }
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
+    if method == "entropy":
+        # quantize_static does not pass a histogram size to the entropy calibrator, whose
+        # default (128 bins for 128 quantized bins) leaves nothing to choose: the threshold is
+        # the full range, i.e. minmax (measured: identical models). Run the calibrator with
+        # 512 bins here and hand the chosen ranges over as fixed scales.
+        reader.rewind()
+        extra["TensorQuantOverrides"] = _entropy_scales(src, reader)
+        reader = ArrayReader(reader.input_name, calib[:batch], batch)  # ranges fixed already
     settings = {
         "format": "QDQ", "activations": "int8 symmetric", "weights": "int8 symmetric per-channel",
-        "calibration_method": method, "calibration_images": int(len(calib)), "extra_options": extra,
+        "calibration_method": method, "calibration_images": int(len(calib)),
+        "extra_options": {k: v for k, v in extra.items() if k != "TensorQuantOverrides"},
         "excluded_nodes": sorted(exclude_nodes),
     }
     tmp = Path(dst).with_name(Path(dst).name + ".tmp")
@@ -213,6 +224,31 @@ def quantize_int8(
             path=dst,
         )
     return settings
+
+
+def _entropy_scales(src: str | os.PathLike, reader: "ArrayReader", num_bins: int = 512) -> dict:
+    """{tensor: [{"scale", "zero_point"}]}: symmetric int8 scales from entropy (KL)
+    calibration over a histogram of `num_bins` bins (the threshold search grows with the
+    square of it: 2048 bins took minutes on the shipped model, 512 seconds)."""
+    import tempfile
+
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+
+    with tempfile.TemporaryDirectory() as td:
+        cal = create_calibrator(
+            Path(src), augmented_model_path=os.path.join(td, "augmented.onnx"),
+            calibrate_method=CalibrationMethod.Entropy,
+            extra_options={"symmetric": True, "num_bins": num_bins, "num_quantized_bins": 128},
+        )
+        cal.collect_data(reader)
+        ranges = cal.compute_data()
+        del cal
+    out = {}
+    for name, td_ in ranges.items():
+        lo, hi = (float(np.asarray(v).ravel()[0]) for v in td_.range_value)
+        t = max(abs(lo), abs(hi), 1e-8)
+        out[name] = [{"scale": np.array(t / 127.0, np.float32), "zero_point": np.array(0, np.int8)}]
+    return out
 
 
 def check_qdq_symmetric(path: str | os.PathLike) -> list[str]:

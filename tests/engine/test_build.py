@@ -1,0 +1,132 @@
+"""build-engine end to end on the tiny model (ONNX Runtime backend), the accuracy gate, and
+the TensorRT path where TensorRT and a GPU exist."""
+
+import json
+
+import pytest
+
+pytest.importorskip("onnx")
+
+from stylert.engine import build as B  # noqa: E402
+from stylert.engine import manifest as M  # noqa: E402
+from stylert.engine.cli import main  # noqa: E402
+from stylert.engine.errors import StyleRTError  # noqa: E402
+from stylert.engine.profiles import ProfileSpec  # noqa: E402
+
+
+def cfg(export, out, **kw):
+    # The shipped calib_data/ at 64x64, a few images: fast; evaluation on other shipped images.
+    base = dict(export_dir=str(export), out=str(out), backend="onnxruntime", calib_count=4, calib_size=64,
+                eval_dir=str(B.SHIPPED_CALIB_DIR), eval_count=2, threads=2)
+    return B.BuildConfig(**{**base, **kw})
+
+
+def quiet(*a, **k):
+    pass
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_build_writes_verified_engine(tiny_export, tmp_path, precision):
+    out = tmp_path / f"engine-{precision}"
+    man = B.build_engine(cfg(tiny_export, out, precision=precision), log=quiet)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["engine.json", "encoder.onnx", "decoder.onnx", "encoder.ort.onnx", "decoder.ort.onnx"])
+    got = M.read_engine_manifest(out)
+    assert got["precision"] == precision and got["backend"] == "onnxruntime"
+    assert got["source"]["encoder"]["sha256"] == json.loads((tiny_export / "manifest.json").read_text())["files"]["encoder"]["sha256"]
+    # A fresh engine passes the runtime's staleness check on this machine.
+    M.check_engine(got, M.backend_version("onnxruntime"), M.cpu_info(),
+                   export_manifest=json.loads((tiny_export / "manifest.json").read_text()), folder=out)
+    for name in ("calibration", "photos"):
+        r = got["accuracy"]["sets"][name]
+        assert r["passed"] and r["image_psnr_db"] >= B.DEFAULT_MIN_PSNR[precision]
+        assert r["latent_max_abs"] >= 0
+    acc = got["accuracy"]
+    assert len(acc["calibration_images"]) == 4 and len(acc["photo_images"]) == 2
+    assert set(acc["calibration_images"]).isdisjoint(acc["photo_images"])
+    assert got["build"]["command"].startswith("stylert build-engine ")
+    assert got["profile"]["shapes"]["encoder"]["image"]["opt"] == [16, 3, 256, 256]
+    assert man["build"]["seconds"] >= 0
+    if precision == "int8":
+        from stylert.engine.precision import check_qdq_symmetric
+
+        assert check_qdq_symmetric(out / "encoder.onnx") == [] and check_qdq_symmetric(out / "decoder.onnx") == []
+
+
+def test_gate_failure_writes_nothing(tiny_export, tmp_path):
+    out = tmp_path / "engine"
+    with pytest.raises(StyleRTError, match="accuracy check failed.*nothing was written"):
+        B.build_engine(cfg(tiny_export, out, precision="int8", min_psnr=500.0), log=quiet)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary folder left behind
+
+
+def test_cli_gate_exit_code_and_success(tiny_export, tmp_path, capsys):
+    out = tmp_path / "e"
+    args = ["build-engine", str(tiny_export), "--fp16", "--backend", "onnxruntime", "--out", str(out),
+            "--calib-count", "3", "--calib-size", "64", "--eval-dir", str(B.SHIPPED_CALIB_DIR), "--eval-count", "2"]
+    assert main(args + ["--min-psnr", "999"]) == 2
+    assert "below 999 dB" in capsys.readouterr().err and not out.exists()
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "backend: onnxruntime (requested" in text and "decoded PSNR" in text
+    assert M.read_engine_manifest(out)["precision"] == "fp16"
+    # Rebuilding into an existing engine folder replaces it.
+    first = M.read_engine_manifest(out)["build"]["built_at"]
+    assert main(args) == 0 and (out / "engine.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # old folder cleaned up
+    assert first
+
+
+def test_refuses_foreign_output_folder(tiny_export, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(StyleRTError, match="not an engine folder"):
+        B.build_engine(cfg(tiny_export, tmp_path, precision="fp16"), log=quiet)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_bad_inputs(tiny_export, tmp_path):
+    with pytest.raises(StyleRTError, match="not a StyleRT export"):
+        B.build_engine(cfg(tmp_path, tmp_path / "o"), log=quiet)
+    with pytest.raises(StyleRTError, match="calibration folder does not exist"):
+        B.build_engine(cfg(tiny_export, tmp_path / "o", calib_dir=str(tmp_path / "none")), log=quiet)
+    with pytest.raises(StyleRTError, match="batch range"):
+        B.build_engine(cfg(tiny_export, tmp_path / "o", profile=ProfileSpec(min_batch=8, opt_batch=4)), log=quiet)
+    with pytest.raises(StyleRTError, match="precision"):
+        B.BuildConfig(export_dir="x", precision="int4")
+
+
+def test_default_out_and_backend_choice(tmp_path):
+    assert B.BuildConfig(export_dir=str(tmp_path / "export"), precision="int8").default_out() == tmp_path / "engine-int8"
+    backend, why = B.choose_backend("onnxruntime")
+    assert backend == "onnxruntime" and "requested" in why
+    backend, why = B.choose_backend("auto")
+    from stylert.engine import trt_build
+
+    ok, reason = trt_build.available()
+    assert backend == ("tensorrt" if ok else "onnxruntime") and reason in why
+    if not ok:
+        with pytest.raises(StyleRTError, match="--backend tensorrt"):
+            B.choose_backend("tensorrt")
+
+
+def test_held_out_calibration_images_when_no_photos(tmp_path, monkeypatch):
+    monkeypatch.setattr(B, "DEV_PHOTOS_DIR", tmp_path / "absent")
+    c = B.BuildConfig(export_dir="x", calib_count=8)
+    calib, evals, label = B.gather_images(c)
+    assert len(calib) == 6 and len(evals) == 2 and not set(calib) & set(evals)
+    assert "held out" in label
+
+
+@pytest.mark.tensorrt
+def test_tensorrt_plan_from_int8_onnx(tiny_export, tmp_path):
+    from stylert.engine import trt_build
+
+    ok, why = trt_build.available()
+    if not ok:
+        pytest.skip(why)
+    man = B.build_engine(cfg(tiny_export, tmp_path / "trt", precision="int8", backend="tensorrt",
+                             profile=ProfileSpec(1, 2, 4, 64, 64, 128), timing_cache=str(tmp_path / "tc")), log=quiet)
+    assert (tmp_path / "trt" / "encoder.plan").is_file() and (tmp_path / "tc").is_file()
+    assert man["device"]["type"] == "cuda"
+    trt_build.load_and_check(tmp_path / "trt" / "decoder.plan")
