@@ -268,8 +268,12 @@ def artifact_paths(cfg: Config, ctx: Context) -> tuple[Path | None, Path, Path, 
     from stylert.engine.manifest import read_engine_manifest
 
     files = read_engine_manifest(folder)["files"]
-    return folder, folder / files["encoder"].get("portable", files["encoder"]["path"]), \
-        folder / files["decoder"].get("portable", files["decoder"]["path"]), origin
+    # Graph-optimization experiments start from the portable ONNX (the runtime's file is
+    # already optimized offline, e.g. INT8's CPU form with ReLU folded into uint8 Q/DQ);
+    # other session options are tried on the runtime's own file.
+    key = "portable" if "graph_optimization_level" in cfg.options else "path"
+    return folder, folder / files["encoder"].get(key, files["encoder"]["path"]), \
+        folder / files["decoder"].get(key, files["decoder"]["path"]), origin
 
 
 def _load_ort(cfg: Config, ctx: Context) -> list[Stage]:
@@ -284,7 +288,7 @@ def _load_ort(cfg: Config, ctx: Context) -> list[Stage]:
         encode, decode, info = _runtime_engine(folder, cfg, ctx)
     else:
         encode, decode, info = _runtime_ort(enc_path, dec_path, cfg, ctx)
-    cfg.info = {"onnxruntime": ort.__version__, "artifacts": origin, **info}
+    cfg.info = {"onnxruntime": ort.__version__, "artifacts": origin, "encoder": str(enc_path), "decoder": str(dec_path), **info}
     mix = lambda z: adain(z, ctx.style_mean, ctx.style_std)  # noqa: E731
     return [Stage("preprocess", preprocess), Stage("h2d", _identity), Stage("encode", encode), Stage("mix", mix),
             Stage("decode", decode), Stage("d2h", _identity), Stage("postprocess", postprocess)]
