@@ -270,7 +270,8 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
             "os": M.os_info(),
             "versions": {"backend": backend_version(backend), "onnxruntime": backend_version("onnxruntime"),
                          "stylert": contract.stylert_version, "python": platform.python_version()},
-            "profile": {"spec": cfg.profile.to_dict(), "shapes": shapes},
+            # Flat: the runtime reads min/max batch and size from here; shapes per model input.
+            "profile": {**cfg.profile.to_dict(), "shapes": shapes},
             "build": {"command": command or _command(cfg, out), "flags": flags, "precision_conversion": conv,
                       "config": {k: v for k, v in asdict(cfg).items() if k != "profile"},
                       "seconds": round(time.time() - t_start, 1),

@@ -29,6 +29,17 @@ def quiet(*a, **k):
 def test_build_writes_verified_engine(tiny_export, tmp_path, precision):
     out = tmp_path / f"engine-{precision}"
     man = B.build_engine(cfg(tiny_export, out, precision=precision), log=quiet)
+    # The engine loads through the runtime (issue 4) and reproduces the build's numbers.
+    from stylert.engine.runtime import Engine
+
+    from stylert.engine import precision as P
+    from stylert.engine.compare import compare
+
+    eng = Engine.load(out)
+    assert eng.info["kind"] == "engine"
+    x = P.load_batch(sorted(B.SHIPPED_CALIB_DIR.glob("*.jpg"))[-2:], 64)
+    ref = P.run_batched(P.session(tiny_export / "decoder.onnx"), P.run_batched(P.session(tiny_export / "encoder.onnx"), x))
+    assert compare(eng.decode(eng.encode(x)), ref).psnr_db >= B.DEFAULT_MIN_PSNR[precision]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["engine.json", "encoder.onnx", "decoder.onnx", "encoder.ort.onnx", "decoder.ort.onnx"])
     got = M.read_engine_manifest(out)
@@ -46,6 +57,7 @@ def test_build_writes_verified_engine(tiny_export, tmp_path, precision):
     assert set(acc["calibration_images"]).isdisjoint(acc["photo_images"])
     assert got["build"]["command"].startswith("stylert build-engine ")
     assert got["profile"]["shapes"]["encoder"]["image"]["opt"] == [16, 3, 256, 256]
+    assert (got["profile"]["min_batch"], got["profile"]["max_batch"], got["profile"]["max_size"]) == (1, 32, 512)
     assert man["build"]["seconds"] >= 0
     if precision == "int8":
         from stylert.engine.precision import check_qdq_symmetric
