@@ -122,10 +122,65 @@ def run_export(a) -> int:
     export_onnx(a.out, checkpoint=a.checkpoint, verify_outputs=not a.no_verify, opset=a.opset or OPSET, real_dir=a.verify_images)
     return 0
 
+
+# ----------------------------------------------------------------------------- evaluate
+def add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="reconstruction PSNR of a checkpoint on images (256x256 centre crops)",
+        **_fmt(
+            """
+            Encode and decode each image (PyTorch, the posterior mean) and report the PSNR of
+            the reconstruction: per image and the mean. Images are resized so the short side
+            is at least --size, then centre-cropped to --size x --size. Use it on images the
+            model was not trained on (the shipped model's held-out files are listed in
+            models/default/config.json under train.holdout).
+            """,
+            """
+            stylert evaluate ../shared/data/content/chelsea.jpg ../shared/data/content/flowers.jpg \
+                ../shared/data/content/newyork.jpg
+            """,
+        ),
+    )
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder; default: the shipped model")
+    p.add_argument("--size", type=int, default=256, help="crop side (default: %(default)s)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(a) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from stylert.engine.images import atomic_write_bytes, list_images
+    from stylert.export.checkpoint import DEFAULT_MODEL_DIR, load_model
+    from stylert.export.train import center_crops, psnr
+
+    files = []
+    for x in a.images:
+        files += list_images(x) if Path(x).is_dir() else [Path(x)]
+    model, sha = load_model(a.checkpoint)
+    x = center_crops(files, a.size)
+    with torch.no_grad():
+        y = torch.cat([model.reconstruct(x[i : i + 4]) for i in range(0, len(x), 4)])
+    rows = {str(f): psnr(y[i : i + 1], x[i : i + 1]) for i, f in enumerate(files)}
+    for f, v in rows.items():
+        print(f"{v:7.2f} dB  {f}")
+    mean = sum(rows.values()) / len(rows)
+    print(f"{mean:7.2f} dB  mean PSNR over {len(rows)} images at {a.size}x{a.size} "
+          f"(checkpoint {a.checkpoint or DEFAULT_MODEL_DIR}, sha256 {sha[:12]})")
+    if a.json:
+        atomic_write_bytes(Path(a.json), json.dumps({"mean_psnr_db": mean, "per_image": rows, "size": a.size, "checkpoint_sha256": sha}, indent=2).encode())
+    return 0
+
 # ----------------------------------------------------------------------------- main
 VERBS = {
     "train": add_train,
     "export-onnx": add_export,
+    "evaluate": add_evaluate,
     "build-engine": lambda sub: __import__("stylert.engine.build", fromlist=["x"]).add_parser(sub),
     "stylize": lambda sub: __import__("stylert.engine.stylize", fromlist=["x"]).add_parser(sub),
     "bench": lambda sub: __import__("stylert.bench.cli", fromlist=["x"]).add_parser(sub),
