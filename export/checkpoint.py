@@ -3,7 +3,6 @@ unpickles, so an untrusted checkpoint cannot execute code."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from stylert.engine.artifacts import sha256_file as file_sha256
 from stylert.engine.errors import StyleRTError
 from stylert.engine.images import atomic_write_bytes
 
@@ -22,14 +22,6 @@ CONFIG_FILE = "config.json"
 
 # The trained default model shipped in the repository (models/default).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_model(model: VAE, folder: str | os.PathLike, extra: dict | None = None) -> None:
