@@ -186,15 +186,14 @@ def quantize_int8(
         # ("only activation types allowed as input", onnx-tensorrt#850); it folds the bias itself.
         "QuantizeBias": False,
     }
-    if method == "percentile":
-        extra["CalibPercentile"] = 99.999
-    if method == "entropy":
-        # quantize_static does not pass a histogram size to the entropy calibrator, whose
-        # default (128 bins for 128 quantized bins) leaves nothing to choose: the threshold is
-        # the full range, i.e. minmax (measured: identical models). Run the calibrator with
-        # 512 bins here and hand the chosen ranges over as fixed scales.
-        reader.rewind()
-        extra["TensorQuantOverrides"] = _entropy_scales(src, reader)
+    if method in ("entropy", "percentile"):
+        # The histogram calibrators are driven here rather than by quantize_static, for two
+        # reasons: quantize_static gives the entropy calibrator 128 bins for 128 quantized
+        # bins, which leaves nothing to choose (its threshold is the full range: measured
+        # identical to minmax), and they keep every intermediate tensor of every image
+        # (~130 MB per 256x256 image for the decoder); here they see a few images at a time.
+        # The chosen ranges go to quantize_static as fixed scales.
+        extra["TensorQuantOverrides"] = _histogram_scales(src, calib, method, batch)
         reader = ArrayReader(reader.input_name, calib[:batch], batch)  # ranges fixed already
     settings = {
         "format": "QDQ", "activations": "int8 symmetric", "weights": "int8 symmetric per-channel",
@@ -226,28 +225,38 @@ def quantize_int8(
     return settings
 
 
-def _entropy_scales(src: str | os.PathLike, reader: "ArrayReader", num_bins: int = 512) -> dict:
-    """{tensor: [{"scale", "zero_point"}]}: symmetric int8 scales from entropy (KL)
-    calibration over a histogram of `num_bins` bins (the threshold search grows with the
-    square of it: 2048 bins took minutes on the shipped model, 512 seconds)."""
+def _histogram_scales(src: str | os.PathLike, calib: np.ndarray, method: str, batch: int,
+                      chunk: int = 8, num_bins: int = 512, percentile: float = 99.999) -> dict:
+    """{tensor: [{"scale", "zero_point"}]}: symmetric int8 scales from the entropy (KL) or
+    percentile calibrator, histograms accumulated `chunk` images at a time. num_bins: the
+    entropy threshold search grows with its square (2048 bins: minutes on the shipped model;
+    512: seconds)."""
     import tempfile
 
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 
+    kind = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[method]
+    opts = {"symmetric": True, "num_bins": num_bins if method == "entropy" else 2048, "percentile": percentile}
+    if method == "entropy":
+        opts["num_quantized_bins"] = 128
     with tempfile.TemporaryDirectory() as td:
-        cal = create_calibrator(
-            Path(src), augmented_model_path=os.path.join(td, "augmented.onnx"),
-            calibrate_method=CalibrationMethod.Entropy,
-            extra_options={"symmetric": True, "num_bins": num_bins, "num_quantized_bins": 128},
-        )
-        cal.collect_data(reader)
+        cal = create_calibrator(Path(src), augmented_model_path=os.path.join(td, "augmented.onnx"),
+                                calibrate_method=kind, extra_options=opts)
+        name = cal.infer_session.get_inputs()[0].name
+        step = max(batch, chunk - chunk % batch)
+        for i in range(0, len(calib), step):
+            part = calib[i : i + step]
+            cal.collect_data(ArrayReader(name, part, max(b for b in range(1, batch + 1) if len(part) % b == 0)))
+            # collect_data keeps the raw tensors it has put into the histograms: drop them
+            # (the histograms themselves merge across calls).
+            cal.clear_collected_data()
         ranges = cal.compute_data()
         del cal
     out = {}
-    for name, td_ in ranges.items():
+    for tensor, td_ in ranges.items():
         lo, hi = (float(np.asarray(v).ravel()[0]) for v in td_.range_value)
         t = max(abs(lo), abs(hi), 1e-8)
-        out[name] = [{"scale": np.array(t / 127.0, np.float32), "zero_point": np.array(0, np.int8)}]
+        out[tensor] = [{"scale": np.array(t / 127.0, np.float32), "zero_point": np.array(0, np.int8)}]
     return out
 
 
