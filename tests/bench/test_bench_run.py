@@ -115,3 +115,14 @@ def test_select_keeps_baseline_and_filters():
     assert BASELINE in names and "onnxruntime-fp32" in names and "onnxruntime-int8" not in names
     assert all(c.default for c in select(cs, None))
     assert len(select(cs, ["all"])) == len(cs)
+
+
+def test_sweep_rows_and_plot(tiny_export, tmp_path):
+    opt = suite.BenchOptions(model=str(tiny_export), configs=["onnxruntime-fp32"], sweep=True, sweep_batches=(1, 2),
+                             cache=str(tmp_path / "c"), **FAST)
+    r = suite.run_bench(opt, log=lambda m: None)
+    pts = {(p["name"], p["batch"]) for p in r["sweep"]}
+    assert pts == {(n, b) for n in (BASELINE, "onnxruntime-fp32") for b in (1, 2)}
+    assert all(p["images_per_s"] > 0 and p["iterations"] >= 2 for p in r["sweep"])
+    plot(r, tmp_path / "s.png")
+    assert "sweep" in table(r)

@@ -57,4 +57,4 @@ def test_export_counts_encoder_plus_decoder(tiny_export):
 
 def test_peak_is_positive():
     p = measure_peak(n=128, reps=1)
-    assert p["peak_gflops"] > 0 and p["numpy_gflops"] > 0
+    assert p["peak_gflops"] > 0 and p["onnxruntime_gflops"] > 0
