@@ -250,7 +250,7 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
             worst = min(r["image_psnr_db"] for r in report.values())
             raise StyleRTError(
                 f"{cfg.precision} accuracy check failed: decoded PSNR {worst:.2f} dB against FP32 is below {gate:g} dB; nothing was written.",
-                ("Try --calib-method entropy or percentile, more or more representative calibration images "
+                ("Try another --calib-method (percentile, the default, measured best; entropy clips), more or more representative calibration images "
                  "(--calib-dir, --calib-count), or lower the bar with --min-psnr." if cfg.precision == "int8"
                  else "Lower the bar with --min-psnr if this accuracy is acceptable, or build fp32."),
             )
