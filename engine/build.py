@@ -206,7 +206,9 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
             else:
                 log(f"  {role}: calibrating on {len(calib)} inputs ({cfg.calib_method}) ...")
                 t = time.time()
-                conv[role] = P.quantize_int8(src[role], dst, calib, method=cfg.calib_method)
+                keep = P.latent_facing_convs(src[role], role)
+                log(f"  {role}: kept in float (next to the latent): {', '.join(keep)}")
+                conv[role] = P.quantize_int8(src[role], dst, calib, method=cfg.calib_method, exclude_nodes=keep)
                 log(f"  {role}: quantized in {time.time() - t:.1f} s: {P.count_qdq(dst)}")
 
         step(f"{backend} artifacts")

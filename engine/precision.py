@@ -155,6 +155,22 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, calib: np.ndarr
 
 
 # ----------------------------------------------------------------------------- INT8
+def latent_facing_convs(path: str | os.PathLike, role: str) -> list[str]:
+    """The convolution that writes the latent (encoder) or reads it (decoder), kept in float.
+
+    AdaIN divides by the content latent's per-channel std, which amplifies the latent's
+    quantization error; both convolutions run at 1/8 resolution, so keeping them in float
+    costs little. Measured on 15 photos x 4 styles (shipped model, percentile calibration):
+    stylized PSNR vs FP32 36.8 dB all-int8 -> 38.2 dB with these two in float (README).
+    """
+    import onnx
+
+    convs = [n.name for n in onnx.load(os.fspath(path)).graph.node if n.op_type == "Conv"]
+    if not convs:
+        return []
+    return [convs[-1]] if role == "encoder" else [convs[0]]
+
+
 def quantize_int8(
     src: str | os.PathLike,
     dst: str | os.PathLike,
