@@ -145,15 +145,20 @@ def discover() -> list[Config]:
 
 
 def select(configs: list[Config], patterns: list[str] | None) -> list[Config]:
-    """Filter by comma/space-separated substrings; 'all' keeps the tuning experiments too.
+    """Filter by comma/space-separated patterns: a configuration's exact name selects just
+    it, any other pattern every name containing it; 'all' keeps the tuning experiments too.
     The baseline is always kept (every figure is a ratio to it)."""
     if not patterns:
         return [c for c in configs if c.default]
     pats = [p for s in patterns for p in s.replace(",", " ").split() if p]
     if "all" in pats:
         return configs
-    chosen = [c for c in configs if c.name == BASELINE or any(p in c.name for p in pats)]
-    return chosen
+    names = {c.name for c in configs}
+
+    def hit(p: str, name: str) -> bool:
+        return p == name if p in names else p in name
+
+    return [c for c in configs if c.name == BASELINE or any(hit(p, c.name) for p in pats)]
 
 
 # ----------------------------------------------------------------------------- torch
