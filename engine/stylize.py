@@ -250,8 +250,8 @@ def run(a) -> int:
     print(f"wrote {len(written)} file(s) to {out}" + (f"; skipped {len(skipped)} existing (use --overwrite)" if skipped else ""))
     if failures:
         print(f"{len(failures)} file(s) failed:", file=sys.stderr)
-        for name, why in failures:
-            print(f"  {name}: {why}", file=sys.stderr)
+        for name, why in failures:  # a StyleRTError's message already starts with the file
+            print(f"  {why}" if str(why).startswith(str(name)) else f"  {name}: {why}", file=sys.stderr)
         return 1
     return 0
 
