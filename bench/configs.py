@@ -256,20 +256,16 @@ def _cuda_graphs(torch, enc, mix, dec, ctx: Context, dev, dtype, fmt):
 
 
 # ----------------------------------------------------------------------------- onnxruntime
-def artifact_paths(cfg: Config, ctx: Context) -> tuple[Path | None, Path, Path, str]:
-    """(folder for Engine.load or None, portable encoder, portable decoder, origin).
+def artifact_paths(cfg: Config, ctx: Context) -> tuple[Path, Path, Path, str]:
+    """(folder for Engine.load, portable encoder, portable decoder, origin).
 
     fp32: the export itself. fp16/int8: a build-engine output folder in the cache, built on
-    first use (stylert.engine.build); bare precision files when that module is absent."""
+    first use (stylert.engine.build)."""
     if cfg.precision == "fp32":
         return ctx.export, ctx.export / "encoder.onnx", ctx.export / "decoder.onnx", "export"
-    from .artifacts import engine_folder, precision_artifacts
+    from .artifacts import engine_folder
 
-    try:
-        folder, origin = engine_folder(ctx.export, cfg.precision, ctx.cache, size=ctx.size, log=ctx.log)
-    except ImportError:
-        enc, dec, origin = precision_artifacts(ctx.export, cfg.precision, ctx.cache, size=ctx.size, log=ctx.log)
-        return None, enc, dec, origin
+    folder, origin = engine_folder(ctx.export, cfg.precision, ctx.cache, size=ctx.size, log=ctx.log)
     from stylert.engine.manifest import read_engine_manifest
 
     files = read_engine_manifest(folder)["files"]
@@ -289,10 +285,8 @@ def _load_ort(cfg: Config, ctx: Context) -> list[Stage]:
     folder, enc_path, dec_path, origin = artifact_paths(cfg, ctx)
     if cfg.options:
         encode, decode, info = _tuned_sessions(ort, enc_path, dec_path, cfg, ctx)
-    elif folder is not None:
-        encode, decode, info = _runtime_engine(folder, cfg, ctx)
     else:
-        encode, decode, info = _runtime_ort(enc_path, dec_path, cfg, ctx)
+        encode, decode, info = _runtime_engine(folder, cfg, ctx)
     cfg.info = {"onnxruntime": ort.__version__, "artifacts": origin, "encoder": str(enc_path), "decoder": str(dec_path), **info}
     mix = lambda z: adain(z, ctx.style_mean, ctx.style_std)  # noqa: E731
     return [Stage("preprocess", preprocess), Stage("h2d", _identity), Stage("encode", encode), Stage("mix", mix),
@@ -306,16 +300,6 @@ def _runtime_engine(folder: Path, cfg: Config, ctx: Context):
     eng = Engine.load(folder, backend="onnxruntime", device="cpu", threads=ctx.threads, batch_size=max(ctx.batch, 64))
     return eng.encode, eng.decode, {"via": "stylert.engine.runtime.Engine", "threads": ctx.threads,
                                     "engine": {k: v for k, v in eng.info.items() if isinstance(v, (str, int, float, bool, type(None)))}}
-
-
-def _runtime_ort(enc_path, dec_path, cfg: Config, ctx: Context):
-    """The runtime's ONNX Runtime runner on bare files (no engine folder to load)."""
-    from stylert.engine.artifacts import contract_of
-    from stylert.engine.backends.onnxrt import OnnxRuntimeRunner
-
-    r = OnnxRuntimeRunner(enc_path, dec_path, contract_of(ctx.export), device="cpu", precision=cfg.precision, threads=ctx.threads)
-    r.load()
-    return r.encode, r.decode, {"via": "stylert.engine.backends.onnxrt.OnnxRuntimeRunner", "threads": ctx.threads, **r.info_impl()}
 
 
 def _tuned_sessions(ort, enc_path, dec_path, cfg: Config, ctx: Context):

@@ -158,8 +158,6 @@ def _print_report(report: dict, gate: float, log=print) -> None:
 def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dict:
     """Build the engine folder described by `cfg`; returns its manifest. Raises StyleRTError
     (and writes nothing) when an input is wrong or accuracy is below the gate."""
-    import numpy as np
-
     from . import manifest as M
     from . import precision as P
     from .artifacts import read_export, sha256_file

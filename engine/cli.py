@@ -45,7 +45,6 @@ def add_train(sub) -> None:
             """,
         ),
     )
-    from dataclasses import fields
 
     p.add_argument("data", nargs="+", help="folders of training images (any format Pillow reads)")
     p.add_argument("--out", default="runs/vae", help="checkpoint folder (default: %(default)s)")

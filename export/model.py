@@ -9,7 +9,7 @@ with the KL driving the latent to zero (../shared/notes/vae-training.md, probe A
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
