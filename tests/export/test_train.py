@@ -31,7 +31,7 @@ def _cfg(tmp_path, data, **kw):
     return TrainConfig(**{**base, **kw})
 
 
-def test_loss_falls_and_checkpoints_resume(tmp_path):
+def test_loss_falls_and_checkpoints_resume(tmp_path, capsys):
     data = _images(tmp_path / "data")
     summary = train(_cfg(tmp_path, data, holdout=["img5.png"]), progress=False)
     hist = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["history"]
@@ -39,9 +39,13 @@ def test_loss_falls_and_checkpoints_resume(tmp_path):
     first_loss = hist[0]["train_loss"]
     assert hist[-1]["train_loss"] < first_loss, hist
     assert summary["heldout_psnr"] > 0 and summary["heldout"] == ["img5.png"]
-    # Resume: a longer run picks up at step 60 from run/last instead of starting over.
+    # Resume: a longer run picks up at step 60 from run/last instead of starting over, and
+    # keeps the first run's history (a fresh run would recompute steps 30 and 60).
+    capsys.readouterr()
     summary2 = train(_cfg(tmp_path, data, holdout=["img5.png"], steps=70), progress=False)
-    assert summary2["steps"] == 70 and summary2["seconds"] < summary["seconds"]
+    assert "resumed from" in capsys.readouterr().out and summary2["steps"] == 70
+    hist2 = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["history"]
+    assert [h["step"] for h in hist2] == [30, 60, 70] and hist2[:2] == hist
 
 
 def test_same_seed_same_result(tmp_path):
