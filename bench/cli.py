@@ -67,6 +67,9 @@ def add_parser(sub) -> None:
     p.add_argument("--compare", default=None, metavar="BASELINE_JSON", help="gate against a saved `--json` run; exit 1 on a regression")
     p.add_argument("--max-regression", type=_percent, default=0.10, metavar="PCT", help="allowed slowdown for --compare (default: 10%%)")
     p.add_argument("--cache", default=None, help="cache folder for exports and precision builds")
+    p.add_argument("--images", default=None, metavar="DIR",
+                   help="content photographs to measure on (default: ../shared/data/content when present, "
+                        "else the shipped calibration images)")
     p.set_defaults(func=run)
 
 
@@ -83,7 +86,8 @@ def run(a) -> int:
     old = load_json(a.compare) if a.compare else None  # fail before a long run
     opt = BenchOptions(model=a.model, batch=a.batch, size=a.size, configs=a.configs, min_time=a.min_time, min_iters=a.min_iters,
                        warmup=a.warmup, threads=a.threads, sweep=a.sweep or bool(a.sweep_batches),
-                       sweep_batches=tuple(a.sweep_batches or SWEEP_BATCHES), cache=a.cache)
+                       sweep_batches=tuple(a.sweep_batches or SWEEP_BATCHES), cache=a.cache,
+                       images=a.images)
     result = run_bench(opt, log=lambda m: print(m, file=sys.stderr, flush=True))
     rc = 0
     if old is not None:

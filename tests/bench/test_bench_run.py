@@ -126,3 +126,11 @@ def test_sweep_rows_and_plot(tiny_export, tmp_path):
     assert all(p["images_per_s"] > 0 and p["iterations"] >= 2 for p in r["sweep"])
     plot(r, tmp_path / "s.png")
     assert "sweep" in table(r)
+
+
+def test_images_option_names_the_folder(tmp_path):
+    from stylert.engine.errors import StyleRTError
+
+    assert suite.content_dir(suite.BenchOptions(images=str(tmp_path))) == tmp_path
+    with pytest.raises(StyleRTError, match="not a folder"):
+        suite.content_dir(suite.BenchOptions(images=str(tmp_path / "missing")))
