@@ -86,6 +86,16 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS_DEFA
         raise StyleRTError(f"could not be decoded: {e}.", "The file is probably truncated or corrupt.", path=path) from None
 
 
+def center_crop(img: Image.Image, height: int, width: int, downscale: bool = True) -> Image.Image:
+    """Scale `img` (bicubic) so it just covers height x width, then take the centre.
+    downscale=False only enlarges images smaller than the crop (larger ones keep their pixels)."""
+    s = max(height / img.height, width / img.width)
+    if s > 1 or downscale:
+        img = img.resize((max(width, round(img.width * s)), max(height, round(img.height * s))), Image.BICUBIC)
+    left, top = (img.width - width) // 2, (img.height - height) // 2
+    return img.crop((left, top, left + width, top + height))
+
+
 def to_array(img: Image.Image) -> np.ndarray:
     """RGB PIL image -> float32 (3, H, W) in [0, 1]."""
     return np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0

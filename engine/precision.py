@@ -35,19 +35,11 @@ CALIB_METHODS = ("minmax", "entropy", "percentile")
 def load_batch(paths: Sequence[str | os.PathLike], size: int = 256) -> np.ndarray:
     """Images -> (N, 3, size, size) float32 in [0, 1]: the shorter side scaled to `size`,
     then centre-cropped (so every photograph is seen whole in one direction)."""
-    from PIL import Image
-
-    from .images import load_image, to_array
+    from .images import center_crop, load_image, to_array
 
     out = np.empty((len(paths), 3, size, size), np.float32)
     for i, p in enumerate(paths):
-        im = load_image(p)
-        w, h = im.size
-        s = size / min(w, h)
-        im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
-        w, h = im.size
-        left, top = (w - size) // 2, (h - size) // 2
-        out[i] = to_array(im.crop((left, top, left + size, top + size)))
+        out[i] = to_array(center_crop(load_image(p), size, size))
     return out
 
 

@@ -22,7 +22,7 @@ from stylert.engine.artifacts import EXPORT_KIND, sha256_file
 from stylert.engine.compare import compare
 from stylert.engine.contract import DECODER_FILE, ENCODER_FILE, MANIFEST_FILE, METADATA_KEY, OPSET, ModelContract, __version__
 from stylert.engine.errors import StyleRTError
-from stylert.engine.images import atomic_write_bytes, list_images, load_image, to_array
+from stylert.engine.images import atomic_write_bytes, center_crop, list_images, load_image, to_array
 
 from .checkpoint import CONFIG_FILE, DEFAULT_MODEL_DIR, WEIGHTS_FILE, load_model
 from .model import VAE
@@ -94,11 +94,7 @@ def _real_inputs(folder: Path | None, sizes: list[tuple[int, int]]) -> list[np.n
     except StyleRTError:
         return []
     for (H, W), f in zip(sizes, files):
-        img = load_image(f)
-        s = max(H / img.height, W / img.width)
-        img = img.resize((max(W, round(img.width * s)), max(H, round(img.height * s))))
-        l, t = (img.width - W) // 2, (img.height - H) // 2
-        out.append(to_array(img.crop((l, t, l + W, t + H)))[None])
+        out.append(to_array(center_crop(load_image(f), H, W))[None])
     return out
 
 

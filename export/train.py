@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from stylert.engine.errors import StyleRTError
-from stylert.engine.images import atomic_write_bytes, list_images, load_image
+from stylert.engine.images import atomic_write_bytes, center_crop, list_images, load_image
 
 from .checkpoint import save_model
 from .model import VAE, VAEConfig, elbo_loss
@@ -95,17 +95,8 @@ class ImagePool:
 
 
 def center_crops(files: list[Path], size: int) -> torch.Tensor | None:
-    """Held-out images, short side resized to `size` when smaller... then centre-cropped."""
-    from PIL import Image
-
-    arrs = []
-    for f in files:
-        img = load_image(f)
-        if min(img.size) < size:
-            s = size / min(img.size)
-            img = img.resize((round(img.width * s), round(img.height * s)), Image.BICUBIC)
-        l, t = (img.width - size) // 2, (img.height - size) // 2
-        arrs.append(np.asarray(img.crop((l, t, l + size, t + size))))
+    """Held-out images as (N, 3, size, size): centre crops, enlarged only when smaller."""
+    arrs = [np.asarray(center_crop(load_image(f), size, size, downscale=False)) for f in files]
     if not arrs:
         return None
     return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float().div_(255.0)
