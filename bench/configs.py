@@ -162,17 +162,10 @@ def select(configs: list[Config], patterns: list[str] | None) -> list[Config]:
 
 
 # ----------------------------------------------------------------------------- torch
-def _torch_adain(torch, z, sm, ss, eps):
-    """The AdaIN of stylert.engine.mixing, on the device (population variance, eps inside)."""
-    mu = z.mean(dim=(2, 3), keepdim=True)
-    sd = (z.var(dim=(2, 3), keepdim=True, unbiased=False) + eps).sqrt()
-    return (z - mu) / sd * ss + sm
-
-
 def _load_torch(cfg: Config, ctx: Context) -> list[Stage]:
     import torch
 
-    from stylert.engine.mixing import EPS
+    from stylert.engine.backends.torch_backend import adain_tensor
     from stylert.export.checkpoint import load_model
 
     torch.set_num_threads(ctx.threads)
@@ -213,7 +206,7 @@ def _load_torch(cfg: Config, ctx: Context) -> list[Stage]:
     def d2h(y):
         return y.float().cpu().numpy() if cfg.device == "cuda" else y.float().numpy()
 
-    mix = run(lambda z: _torch_adain(torch, z.float(), sm, ss, EPS).to(z.dtype))
+    mix = run(lambda z: adain_tensor(z, sm, ss))
     if cfg.options.get("cuda_graph"):
         enc_s, mix_s, dec_s = _cuda_graphs(torch, run(enc), mix, run(dec), ctx, dev, dtype, fmt)
         stages = [Stage("encode", enc_s, True), Stage("mix", mix_s, True), Stage("decode", dec_s, True)]

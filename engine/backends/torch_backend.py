@@ -22,6 +22,17 @@ from ..mixing import EPS
 from .base import Runner
 
 
+def adain_tensor(z, sm, ss, strength=1.0):
+    """mixing.adain on torch tensors (population variance, eps inside the sqrt), computed in
+    FP32 and returned in z's dtype. z (N, C, h, w); sm, ss broadcastable to (N, C, 1, 1);
+    strength a float or a 0-d tensor (a CUDA graph's static input)."""
+    zf = z.float()
+    mu = zf.mean(dim=(2, 3), keepdim=True)
+    sigma = (zf.var(dim=(2, 3), keepdim=True, unbiased=False) + EPS).sqrt()
+    t = (zf - mu) / sigma * ss + sm
+    return (strength * t + (1.0 - strength) * zf).to(z.dtype)
+
+
 class TorchRunner(Runner):
     name = "torch"
     thread_safe = False
@@ -75,13 +86,8 @@ class TorchRunner(Runner):
     def _dec(self, z):
         return self.model.decoder.image(z)
 
-    def _adain(self, z, sm, ss, strength):
-        # same math as mixing.adain (population variance, eps inside the sqrt), in FP32
-        zf = z.float()
-        mu = zf.mean(dim=(2, 3), keepdim=True)
-        sigma = (zf.var(dim=(2, 3), keepdim=True, unbiased=False) + EPS).sqrt()
-        t = (zf - mu) / sigma * ss[:, :, None, None] + sm[:, :, None, None]
-        return (strength * t + (1.0 - strength) * zf).to(z.dtype)
+    def _adain(self, z, sm, ss, strength):  # sm, ss: (N, C)
+        return adain_tensor(z, sm[:, :, None, None], ss[:, :, None, None], strength)
 
     def _in(self, a: np.ndarray):
         t = self._torch.from_numpy(a).to(self._dev, self._dtype)
