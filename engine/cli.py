@@ -61,6 +61,8 @@ def add_train(sub) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all (default: %(default)s)")
     p.add_argument("--latent-channels", type=int, default=16, help="default: %(default)s")
     p.add_argument("--widths", type=int, nargs=4, default=None, metavar="W", help="channels at 1, 1/2, 1/4, 1/8 resolution")
+    p.add_argument("--init", metavar="MODEL", help="start from a trained model folder instead of random weights; "
+                   "with more --latent-channels or --widths it is widened so it starts out reconstructing as before")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
     p.set_defaults(func=run_train)
@@ -72,7 +74,7 @@ def run_train(a) -> int:
 
     mcfg = VAEConfig(latent_channels=a.latent_channels, **({"widths": tuple(a.widths)} if a.widths else {}))
     cfg = TrainConfig(
-        data=a.data, out=a.out, holdout=a.holdout, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
+        data=a.data, out=a.out, init=a.init, holdout=a.holdout, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
         beta=a.beta, kl_warmup=a.kl_warmup, checkpoint_every=a.checkpoint_every, seed=a.seed,
         device=a.device, threads=a.threads, model=mcfg,
     )

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from stylert.engine.errors import StyleRTError
 from stylert.engine.images import atomic_write_bytes, center_crop, list_images, load_image
 
-from .checkpoint import save_model
+from .checkpoint import load_model, save_model
 from .model import VAE, VAEConfig, elbo_loss
 
 
@@ -32,6 +32,7 @@ from .model import VAE, VAEConfig, elbo_loss
 class TrainConfig:
     data: list[str] = field(default_factory=list)  # folders of images (searched recursively)
     out: str = "runs/vae"  # checkpoints: out/last (resume), out/final (the trained model)
+    init: str | None = None  # start from this trained model folder (widened if channels grew)
     holdout: list[str] = field(default_factory=list)  # file names kept out of training, scored
     steps: int = 6000
     batch: int = 8
@@ -108,6 +109,35 @@ def evaluate(model: VAE, x: torch.Tensor, device: torch.device) -> float:
     y = torch.cat([model.reconstruct(x[i : i + 4].to(device)).cpu() for i in range(0, len(x), 4)])
     model.train()
     return psnr(y, x)
+
+
+def init_from(model: VAE, folder: str | os.PathLike) -> list[str]:
+    """Load a trained model's weights into `model`, which may have more channels (Net2Net's
+    widening). Trained weights fill the leading slices; new output channels keep their fresh
+    initialization and new input channels start at zero, so the widened model reconstructs
+    exactly as the trained one did and training only has to teach the new channels.
+    Returns the names of the tensors that were widened."""
+    src, _ = load_model(folder)
+    old = src.state_dict()
+    widened = []
+    with torch.no_grad():
+        for name, p in model.state_dict().items():
+            q = old[name]
+            if q.shape != p.shape:
+                if q.ndim != p.ndim or any(a < b for a, b in zip(p.shape, q.shape)):
+                    raise StyleRTError(
+                        f"cannot start from it: {name} is {tuple(q.shape)} there and {tuple(p.shape)} here.",
+                        "--init can keep or grow channel counts, not shrink them or change the depth.",
+                        path=folder,
+                    )
+                if p.ndim == 4 and p.shape[1] > q.shape[1]:
+                    p[:, q.shape[1]:].zero_()  # new inputs are silent until training uses them
+                widened.append(name)
+            p[tuple(slice(0, n) for n in q.shape)].copy_(q.to(p.device))
+            if name.startswith("encoder.logvar.") and p.shape[0] > q.shape[0]:
+                p[q.shape[0]:] = p[: q.shape[0]].mean(0)  # new latent channels start as certain
+                                                          # as the trained ones, not as unit noise
+    return widened
 
 
 def _save_state(folder: Path, model: VAE, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig, history: list) -> None:
@@ -195,6 +225,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         rng = random.Random(cfg.seed * 1_000_003 + step)  # a fresh, still repeatable stream
         torch.manual_seed(cfg.seed * 1_000_003 + step)
         print(f"resumed from {out / 'last'} at step {step}")
+    elif cfg.init:
+        widened = init_from(model, cfg.init)
+        print(f"initialized from {cfg.init}" + (f"; widened {', '.join(widened)}" if widened else ""))
     print(f"training on {len(pool.images)} images ({len(pool.skipped)} skipped), {len(val_files)} held out; "
           f"device {device}{' (bf16 autocast)' if amp else ''}, {torch.get_num_threads()} threads")
 

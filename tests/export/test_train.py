@@ -71,3 +71,32 @@ def test_empty_or_missing_folder_is_a_clear_error(tmp_path):
         train(_cfg(tmp_path, tmp_path / "empty"), progress=False)
     with pytest.raises(StyleRTError, match="does not exist"):
         train(_cfg(tmp_path, tmp_path / "missing"), progress=False)
+
+
+def test_init_widens_a_trained_model_without_changing_its_output(tmp_path, tiny_checkpoint):
+    import torch
+
+    from stylert.export.checkpoint import load_model
+    from stylert.export.model import VAE
+    from stylert.export.train import init_from
+
+    old, _ = load_model(tiny_checkpoint)
+    wider = VAE(VAEConfig(**{**old.cfg.to_dict(), "latent_channels": old.cfg.latent_channels * 2,
+                             "widths": [w + 8 for w in old.cfg.widths]})).eval()
+    widened = init_from(wider, tiny_checkpoint)
+    assert "encoder.mu.weight" in widened and "decoder.body.0.weight" in widened
+    x = torch.rand(2, 3, 32, 48)
+    torch.testing.assert_close(wider.reconstruct(x), old.reconstruct(x), atol=1e-5, rtol=0)
+    assert not torch.equal(wider.encoder(x)[0][:, old.cfg.latent_channels:], torch.zeros(1))  # new channels carry signal
+
+    narrower = VAE(VAEConfig(**{**old.cfg.to_dict(), "latent_channels": old.cfg.latent_channels // 2}))
+    with pytest.raises(StyleRTError, match="cannot start from it"):
+        init_from(narrower, tiny_checkpoint)
+
+
+def test_train_from_init_starts_where_the_model_left_off(tmp_path, tiny_checkpoint, capsys):
+    data = _images(tmp_path / "data")
+    cfg = _cfg(tmp_path, data, steps=2, checkpoint_every=1, init=str(tiny_checkpoint),
+               model=VAEConfig(**{**TINY, "latent_channels": TINY["latent_channels"] * 2}))
+    train(cfg, progress=False)
+    assert "initialized from" in capsys.readouterr().out
