@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stylert.engine.artifacts import SHIPPED_CALIB_DIR, SHIPPED_MODEL_DIR
+
 from . import harness
 from .configs import ACCURACY_GATE_DB, BASELINE, Config, Context, cpu_flags, cpu_model, default_threads, discover, select
 
@@ -72,7 +74,7 @@ def resolve_model(model: str | None, cache: Path, log=print) -> Path:
     models/default) is exported once into the cache, keyed by its weights' sha256."""
     from stylert.engine.errors import StyleRTError
 
-    src = Path(model) if model else ROOT / "models" / "default"
+    src = Path(model) if model else SHIPPED_MODEL_DIR
     if (src / "manifest.json").is_file():
         return src
     if not (src / "model.safetensors").is_file():
@@ -131,7 +133,7 @@ def load_inputs(n: int, size: int, folder: Path, seed: int = 0) -> tuple[np.ndar
             uniq = load_batch(paths[: min(n, len(paths))], size)
             u8 = np.clip(uniq.transpose(0, 2, 3, 1) * 255 + 0.5, 0, 255).astype(np.uint8)
             return u8[np.arange(n) % len(u8)], f"{min(n, len(paths))} photo(s) from {folder}"
-    calib = ROOT / "calib_data"
+    calib = SHIPPED_CALIB_DIR
     if folder.name == "content" and calib.is_dir() and any(calib.glob("*.jpg")):
         # No photographs on this machine: the shipped (generated, 1/f-spectrum) calibration
         # images are closer to photos than sine gradients. Their noise-like latents make

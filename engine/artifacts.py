@@ -13,6 +13,13 @@ from .errors import StyleRTError
 
 EXPORT_KIND = "stylert-export"
 
+# What ships with StyleRT. A source checkout has models/ and calib_data/ beside engine/; the
+# wheel installs them as stylert/models and stylert/calib_data beside stylert/engine (see
+# pyproject.toml), so one path serves both.
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_MODEL_DIR = PACKAGE_ROOT / "models" / "default"
+SHIPPED_CALIB_DIR = PACKAGE_ROOT / "calib_data"
+
 
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()

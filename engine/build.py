@@ -28,8 +28,8 @@ from pathlib import Path
 from .errors import StyleRTError
 from .profiles import ProfileSpec
 
-ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_CALIB_DIR = ROOT / "calib_data"
+from .artifacts import PACKAGE_ROOT as ROOT
+from .artifacts import SHIPPED_CALIB_DIR
 # The development photographs beside the project (never shipped); used when present.
 DEV_PHOTOS_DIR = ROOT.parent / "shared" / "data" / "content"
 DEFAULT_MIN_PSNR = {"fp32": 60.0, "fp16": 45.0, "int8": 35.0}

@@ -13,7 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"  # the shipped model
+from .artifacts import SHIPPED_MODEL_DIR as DEFAULT_MODEL_DIR
 FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from stylert.engine.artifacts import SHIPPED_MODEL_DIR as DEFAULT_MODEL_DIR
 from stylert.engine.artifacts import sha256_file as file_sha256
 from stylert.engine.errors import StyleRTError
 from stylert.engine.images import atomic_write_bytes
@@ -20,7 +21,6 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 # The trained default model shipped in the repository (models/default).
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 
 
 def save_model(model: VAE, folder: str | os.PathLike, extra: dict | None = None) -> None:
