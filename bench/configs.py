@@ -124,8 +124,8 @@ def discover() -> list[Config]:
         out.append(Config(f"onnxruntime-{p}", "onnxruntime", p))
     # Tuning experiments: one session option each, on the FP32 and INT8 graphs.
     for p in ("fp32", "int8"):
-        out.append(Config(f"onnxruntime-{p}+nospin", "onnxruntime", p, default=False,
-                          options={"session.intra_op.allow_spinning": "0"}))
+        out.append(Config(f"onnxruntime-{p}+spin", "onnxruntime", p, default=False,
+                          options={"session.intra_op.allow_spinning": "1"}))
         out.append(Config(f"onnxruntime-{p}+basic-opt", "onnxruntime", p, default=False,
                           options={"graph_optimization_level": "basic"}))
         # "extended" = everything but the NCHWc layout transform (level 3), which runs the
@@ -296,7 +296,8 @@ def _runtime_engine(folder: Path, cfg: Config, ctx: Context):
 
 
 def _tuned_sessions(ort, enc_path, dec_path, cfg: Config, ctx: Context):
-    """Sessions with one option changed from the runtime's (ORT_ENABLE_ALL, intra_op=threads)."""
+    """Sessions with one option changed from the runtime's (ORT_ENABLE_ALL, intra_op=threads,
+    SESSION_CONFIG)."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.intra_op_num_threads = ctx.threads
@@ -306,7 +307,9 @@ def _tuned_sessions(ort, enc_path, dec_path, cfg: Config, ctx: Context):
     }[cfg.options.get("graph_optimization_level", "all")]
     if cfg.options.get("execution_mode") == "parallel":
         so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
-    for k, v in cfg.options.items():
+    from stylert.engine.backends.onnxrt import SESSION_CONFIG
+
+    for k, v in {**SESSION_CONFIG, **cfg.options}.items():
         if k.startswith("session."):
             so.add_session_config_entry(k, str(v))
     sess = {r: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for r, p in (("encoder", enc_path), ("decoder", dec_path))}

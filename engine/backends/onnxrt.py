@@ -25,6 +25,12 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
+
+# Worker threads sleep instead of spinning between ops: measured faster on 2 cores idle and
+# much faster when another process shares them (bench rows "+spin", bench/RESULTS.md), and
+# an embedding service's idle threads stop burning CPU.
+SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
+
 class OnnxRuntimeRunner(Runner):
     name = "onnxruntime"
     thread_safe = True
@@ -52,6 +58,8 @@ class OnnxRuntimeRunner(Runner):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.threads:
             so.intra_op_num_threads = int(self.threads)
+        for k, v in SESSION_CONFIG.items():
+            so.add_session_config_entry(k, v)
         for role, path in self.paths.items():
             if not path.is_file():
                 raise StyleRTError(f"{role} model is missing.", "Re-run `stylert export-onnx` / `stylert build-engine`.", path=path)
