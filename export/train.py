@@ -47,7 +47,24 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads; 0 = all cores
+    precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with bf16 kernels | fp32 | bf16
     model: VAEConfig = field(default_factory=VAEConfig)
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast for the forward pass (weights, optimizer and loss stay float32). On this
+    project's 2-core AVX-512 CPU it made a training step 2.5x faster than float32 (with
+    channels_last; README, "Training speed"); on CPUs without bf16 kernels it would be slower."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise StyleRTError(f"unknown training precision {precision!r}.", "Use auto, fp32 or bf16.")
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -212,11 +229,12 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else (cfg.device if cfg.device != "auto" else "cpu"))
-    amp = device.type == "cuda"
+    amp = use_bf16(cfg.precision, device)
 
     pool = ImagePool(train_files, cfg.crop)
     val = center_crops(val_files, cfg.eval_size)
-    model = VAE(cfg.model).to(device).train()
+    # channels_last: oneDNN's and cuDNN's fast convolution layout (no reorders per layer)
+    model = VAE(cfg.model).to(device, memory_format=torch.channels_last).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     out = Path(cfg.out)
     step, history = 0, []
@@ -239,6 +257,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
             g["lr"] = lr_at(step, cfg)
         beta = cfg.beta * min(1.0, (step + 1) / max(1, cfg.kl_warmup))
         x = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min).to(device, non_blocking=True)
+        x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             recon, mu, logvar = model(x)
         loss, mse, kl = elbo_loss(x, recon.float(), mu.float(), logvar.float(), beta)

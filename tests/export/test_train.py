@@ -100,3 +100,15 @@ def test_train_from_init_starts_where_the_model_left_off(tmp_path, tiny_checkpoi
                model=VAEConfig(**{**TINY, "latent_channels": TINY["latent_channels"] * 2}))
     train(cfg, progress=False)
     assert "initialized from" in capsys.readouterr().out
+
+
+def test_precision_choice():
+    import torch
+
+    from stylert.export.train import use_bf16
+
+    cpu = torch.device("cpu")
+    assert use_bf16("fp32", cpu) is False and use_bf16("bf16", cpu) is True
+    assert isinstance(use_bf16("auto", cpu), bool)
+    with pytest.raises(StyleRTError, match="unknown training precision"):
+        use_bf16("fp8", cpu)
