@@ -62,7 +62,7 @@ def add_train(sub) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="forward-pass precision; auto = bf16 autocast on CUDA and on CPUs with bf16 kernels "
                         "(2.5x faster steps measured on AVX-512), weights stay float32 (default: %(default)s)")
-    p.add_argument("--latent-channels", type=int, default=16, help="default: %(default)s")
+    p.add_argument("--latent-channels", type=int, default=32, help="default: %(default)s")
     p.add_argument("--widths", type=int, nargs=4, default=None, metavar="W", help="channels at 1, 1/2, 1/4, 1/8 resolution")
     p.add_argument("--init", metavar="MODEL", help="start from a trained model folder instead of random weights; "
                    "with more --latent-channels or --widths it is widened so it starts out reconstructing as before")
