@@ -16,14 +16,21 @@ def engine_folder(export: Path, precision: str, cache: Path, size: int = 256, lo
     from stylert.engine.artifacts import read_export
     from stylert.engine.build import BuildConfig, build_engine
 
+    import hashlib
+    import json
+    from dataclasses import asdict
+
     man = read_export(export)
-    key = man["files"]["encoder"]["sha256"][:16] + "-" + man["files"]["decoder"]["sha256"][:16]
+    # Default calibration (the shipped calib_data/); a small accuracy report: bench measures
+    # accuracy itself, on its own inputs.
+    cfg = BuildConfig(str(export), precision=precision, backend="onnxruntime", calib_size=size, eval_count=4)
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("export_dir", "out")}  # a changed default rebuilds
+    key = "-".join([man["files"]["encoder"]["sha256"][:16], man["files"]["decoder"]["sha256"][:16],
+                    hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]])
     out = Path(cache) / key / f"engine-{precision}"
     if (out / "engine.json").is_file():
         return out, f"cached build-engine output ({out})"
     log(f"  build-engine {export} --precision {precision} --backend onnxruntime -> {out} ...")
-    # Default calibration (the shipped calib_data/); a small accuracy report: bench measures
-    # accuracy itself, on its own inputs.
-    build_engine(BuildConfig(str(export), precision=precision, backend="onnxruntime", out=str(out),
-                             calib_size=size, eval_count=4), log=lambda m: log("    " + m))
+    cfg.out = str(out)
+    build_engine(cfg, log=lambda m: log("    " + m))
     return out, f"built with build-engine ({out})"

@@ -44,7 +44,7 @@ class BuildConfig:
     out: str | None = None  # default: EXPORT_DIR/../engine-<precision>
     calib_dir: str | None = None  # default: the shipped calib_data/
     calib_count: int = 32  # calibration images used (the first N, sorted by name)
-    calib_method: str = "percentile"  # percentile | minmax | entropy (calib_data/README.md: measured)
+    calib_method: str = "minmax"  # minmax | percentile | entropy (calib_data/README.md: measured)
     calib_size: int = 256  # images are scaled and centre-cropped to this square (pixels)
     eval_dir: str | None = None  # photographs for the report; default: see resolve_eval_dir
     eval_count: int = 16
@@ -250,7 +250,7 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
             worst = min(r["image_psnr_db"] for r in report.values())
             raise StyleRTError(
                 f"{cfg.precision} accuracy check failed: decoded PSNR {worst:.2f} dB against FP32 is below {gate:g} dB; nothing was written.",
-                ("Try another --calib-method (percentile, the default, measured best; entropy clips), more or more representative calibration images "
+                ("Try another --calib-method (minmax, the default, measured best for stylizing with the shipped model; percentile; entropy clips), more or more representative calibration images "
                  "(--calib-dir, --calib-count), or lower the bar with --min-psnr." if cfg.precision == "int8"
                  else "Lower the bar with --min-psnr if this accuracy is acceptable, or build fp32."),
             )
@@ -369,7 +369,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=None, help="engine folder (default: EXPORT_DIR/../engine-PRECISION)")
     p.add_argument("--calib-dir", default=None, help=f"calibration images (default: the shipped {SHIPPED_CALIB_DIR.name}/)")
     p.add_argument("--calib-count", type=int, default=32, help="calibration images used (default: %(default)s)")
-    p.add_argument("--calib-method", choices=["percentile", "minmax", "entropy"], default="percentile", help="INT8 range calibration (default: %(default)s)")
+    p.add_argument("--calib-method", choices=["minmax", "percentile", "entropy"], default="minmax", help="INT8 range calibration (default: %(default)s)")
     p.add_argument("--calib-size", type=int, default=256, help="calibration/evaluation image side in pixels (default: %(default)s)")
     p.add_argument("--eval-dir", default=None, help="photographs for the accuracy report (default: ../shared/data/content when present, else held-out calibration images)")
     p.add_argument("--eval-count", type=int, default=16, help="default: %(default)s")
