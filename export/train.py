@@ -136,6 +136,9 @@ def init_from(model: VAE, folder: str | os.PathLike) -> list[str]:
     Returns the names of the tensors that were widened."""
     src, _ = load_model(folder)
     old = src.state_dict()
+    if set(old) != set(model.state_dict()):
+        raise StyleRTError("cannot start from it: its layers differ from this configuration's (blocks per level).",
+                           "--init can keep or grow channel counts, not change the depth.", path=folder)
     widened = []
     with torch.no_grad():
         for name, p in model.state_dict().items():

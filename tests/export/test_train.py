@@ -112,3 +112,12 @@ def test_precision_choice():
     assert isinstance(use_bf16("auto", cpu), bool)
     with pytest.raises(StyleRTError, match="unknown training precision"):
         use_bf16("fp8", cpu)
+
+
+def test_init_refuses_a_model_of_another_depth(tiny_checkpoint):
+    from stylert.export.model import VAE
+    from stylert.export.train import init_from
+
+    deeper = VAE(VAEConfig(**{**TINY, "dec_blocks": (1, 1, 1, 1)}))
+    with pytest.raises(StyleRTError, match="layers differ"):
+        init_from(deeper, tiny_checkpoint)
