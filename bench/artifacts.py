@@ -18,7 +18,7 @@ def engine_folder(export: Path, precision: str, cache: Path, size: int = 256, lo
 
     import hashlib
     import json
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     man = read_export(export)
     # Default calibration (the shipped calib_data/); a small accuracy report: bench measures
@@ -31,6 +31,5 @@ def engine_folder(export: Path, precision: str, cache: Path, size: int = 256, lo
     if (out / "engine.json").is_file():
         return out, f"cached build-engine output ({out})"
     log(f"  build-engine {export} --precision {precision} --backend onnxruntime -> {out} ...")
-    cfg.out = str(out)
-    build_engine(cfg, log=lambda m: log("    " + m))
+    build_engine(replace(cfg, out=str(out)), log=lambda m: log("    " + m))
     return out, f"built with build-engine ({out})"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stylert.engine.artifacts import SHIPPED_CALIB_DIR, SHIPPED_MODEL_DIR
+from stylert.engine.artifacts import DEV_DATA_DIR, SHIPPED_CALIB_DIR, SHIPPED_MODEL_DIR
 
 from . import harness
 from .configs import ACCURACY_GATE_DB, BASELINE, Config, Context, cpu_flags, cpu_model, default_threads, discover, select
@@ -119,7 +119,7 @@ def content_dir(opt: "BenchOptions") -> Path:
 
             raise StyleRTError("is not a folder of images.", "--images takes a folder of photographs.", path=d)
         return d
-    return ROOT.parent / "shared" / "data" / "content"
+    return DEV_DATA_DIR / "content"
 
 
 def load_inputs(n: int, size: int, folder: Path, seed: int = 0) -> tuple[np.ndarray, str]:
@@ -137,7 +137,7 @@ def load_inputs(n: int, size: int, folder: Path, seed: int = 0) -> tuple[np.ndar
     if folder.name == "content" and calib.is_dir() and any(calib.glob("*.jpg")):
         # No photographs on this machine: the shipped (generated, 1/f-spectrum) calibration
         # images are closer to photos than sine gradients. Their noise-like latents make
-        # AdaIN harder than photographs do (INT8 measured 34.5 dB here, 36.6 dB on photos),
+        # AdaIN harder than photographs do (INT8 measured 33.9 dB here, 35.7 dB on photos),
         # so accuracy figures on them are not the ones to quote: the source line says so.
         x, _ = load_inputs(n, size, calib, seed)
         return x, f"generated calibration images from {calib} (no photo folder found: pass --images PHOTOS for accuracy figures)"
@@ -215,7 +215,7 @@ def run_bench(opt: BenchOptions, log=print) -> dict:
         log("warning: " + w)
 
     x_u8, inputs_src = load_inputs(opt.batch, opt.size, content_dir(opt))
-    st_u8, style_src = load_inputs(1, opt.size, ROOT.parent / "shared" / "data" / "style", seed=1)
+    st_u8, style_src = load_inputs(1, opt.size, DEV_DATA_DIR / "style", seed=1)
     sm, ss = style_stats(export, st_u8)
     ctx = Context(export=export, batch=opt.batch, size=opt.size, threads=threads, style_mean=sm, style_std=ss,
                   cache=cache / "artifacts", log=log)

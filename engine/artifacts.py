@@ -19,6 +19,8 @@ EXPORT_KIND = "stylert-export"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL_DIR = PACKAGE_ROOT / "models" / "default"
 SHIPPED_CALIB_DIR = PACKAGE_ROOT / "calib_data"
+# The development photographs and paintings beside a checkout (never shipped); used when present.
+DEV_DATA_DIR = PACKAGE_ROOT.parent / "shared" / "data"
 
 
 def sha256_file(path: str | os.PathLike) -> str:

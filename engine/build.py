@@ -28,10 +28,9 @@ from pathlib import Path
 from .errors import StyleRTError
 from .profiles import ProfileSpec
 
-from .artifacts import PACKAGE_ROOT as ROOT
-from .artifacts import SHIPPED_CALIB_DIR
-# The development photographs beside the project (never shipped); used when present.
-DEV_PHOTOS_DIR = ROOT.parent / "shared" / "data" / "content"
+from .artifacts import DEV_DATA_DIR, SHIPPED_CALIB_DIR
+
+DEV_PHOTOS_DIR = DEV_DATA_DIR / "content"
 DEFAULT_MIN_PSNR = {"fp32": 60.0, "fp16": 45.0, "int8": 35.0}
 ORT_SUFFIX = ".ort.onnx"
 

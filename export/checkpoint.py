@@ -20,8 +20,6 @@ from .model import VAE, VAEConfig
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
-# The trained default model shipped in the repository (models/default).
-
 
 def save_model(model: VAE, folder: str | os.PathLike, extra: dict | None = None) -> None:
     """Write model.safetensors and config.json into `folder`, each atomically."""

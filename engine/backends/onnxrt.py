@@ -25,11 +25,11 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-
 # Worker threads sleep instead of spinning between ops: measured faster on 2 cores idle and
 # much faster when another process shares them (bench rows "+spin", bench/RESULTS.md), and
 # an embedding service's idle threads stop burning CPU.
 SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
+
 
 class OnnxRuntimeRunner(Runner):
     name = "onnxruntime"
