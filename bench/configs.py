@@ -5,9 +5,10 @@ the same pipeline on the same batch:
 
   preprocess   uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [0, 1]
   h2d          host -> device (on CPU: nothing to copy, ~0 and reported as such)
-  encode       image -> latent (N, C, H/8, W/8)
-  mix          AdaIN with a style's statistics (encoded once, outside the timed loop)
-  decode       latent -> image in [0, 1]
+  encode       image -> latent (N, C, H/8, W/8) and style code (N, 2K)
+  mix          AdaIN of the latent and the code's lerp towards a style (encoded once, outside
+               the timed loop)
+  decode       (latent, code) -> image in [0, 1]
   d2h          device -> host (~0 on CPU)
   postprocess  float32 -> uint8 (N, H, W, 3)
 
@@ -20,7 +21,6 @@ The PyTorch peers drive stylert.export.model directly.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -64,8 +64,7 @@ class Context:
     batch: int
     size: int
     threads: int
-    style_mean: np.ndarray  # (C,)
-    style_std: np.ndarray  # (C,)
+    style: np.ndarray  # (2K,) the style's code (StyleCode.vector)
     cache: Path
     log: Callable[[str], None] = print
 
@@ -177,14 +176,14 @@ def _load_torch(cfg: Config, ctx: Context) -> list[Stage]:
     model = model.to(dev).to(memory_format=fmt)
     if dtype != torch.float32 and cfg.device == "cuda":
         model = model.to(dtype)
-    enc = lambda x: model.encoder(x)[0]  # noqa: E731  the mean, as exported
-    dec = model.decoder.image
+    enc = model.encoder.encode_with_style  # the mean and the code, as exported
+    dec = lambda zs: model.decoder.image(*zs)  # noqa: E731
     if cfg.options.get("compile"):
         enc, dec = torch.compile(enc), torch.compile(dec)
     autocast = dtype == torch.bfloat16 and cfg.device == "cpu"
-    C = model.cfg.latent_channels
-    sm = torch.from_numpy(ctx.style_mean).reshape(1, C, 1, 1).to(dev)
-    ss = torch.from_numpy(ctx.style_std).reshape(1, C, 1, 1).to(dev)
+    C, K = model.cfg.latent_channels, len(ctx.style) // 2
+    style = torch.from_numpy(ctx.style).reshape(1, -1).to(dev)
+    sm, ss = style[:, :C, None, None], style[:, K:K + C, None, None]
     cfg.info = {"torch": torch.__version__, "threads": torch.get_num_threads(), "checkpoint_sha256": sha,
                 "memory_format": "channels_last" if cl else "contiguous (NCHW)", "dtype": str(dtype).replace("torch.", ""),
                 "autocast": autocast}
@@ -206,7 +205,8 @@ def _load_torch(cfg: Config, ctx: Context) -> list[Stage]:
     def d2h(y):
         return y.float().cpu().numpy() if cfg.device == "cuda" else y.float().numpy()
 
-    mix = run(lambda z: adain_tensor(z, sm, ss))
+
+    mix = run(lambda zc: (adain_tensor(zc[0], sm, ss), style.to(zc[1].dtype).expand_as(zc[1])))
     if cfg.options.get("cuda_graph"):
         enc_s, mix_s, dec_s = _cuda_graphs(torch, run(enc), mix, run(dec), ctx, dev, dtype, fmt)
         stages = [Stage("encode", enc_s, True), Stage("mix", mix_s, True), Stage("decode", dec_s, True)]
@@ -226,6 +226,7 @@ def _cuda_graphs(torch, enc, mix, dec, ctx: Context, dev, dtype, fmt):
         for _ in range(3):  # warm-up on a side stream, as torch.cuda.graphs requires
             dec(mix(enc(x)))
     torch.cuda.current_stream().wait_stream(s)
+    tensors = lambda v: v if isinstance(v, tuple) else (v,)  # noqa: E731  a stage passes one or two
     graphs = []
     inp = x
     for fn in (enc, mix, dec):
@@ -239,8 +240,9 @@ def _cuda_graphs(torch, enc, mix, dec, ctx: Context, dev, dtype, fmt):
         g, static_in, static_out = graphs[i]
 
         def f(t):
-            if t.data_ptr() != static_in.data_ptr():
-                static_in.copy_(t)
+            for a, b in zip(tensors(static_in), tensors(t)):
+                if b.data_ptr() != a.data_ptr():
+                    a.copy_(b)
             g.replay()
             return static_out
         return f
@@ -273,15 +275,17 @@ def artifact_paths(cfg: Config, ctx: Context) -> tuple[Path, Path, Path, str]:
 def _load_ort(cfg: Config, ctx: Context) -> list[Stage]:
     import onnxruntime as ort
 
-    from stylert.engine.mixing import adain
+    from stylert.engine.artifacts import contract_of
+    from stylert.engine.backends.base import mix_arrays
 
     folder, enc_path, dec_path, origin = artifact_paths(cfg, ctx)
+    c = contract_of(ctx.export).latent_channels
     if cfg.options:
         encode, decode, info = _tuned_sessions(ort, enc_path, dec_path, cfg, ctx)
     else:
         encode, decode, info = _runtime_engine(folder, cfg, ctx)
     cfg.info = {"onnxruntime": ort.__version__, "artifacts": origin, "encoder": str(enc_path), "decoder": str(dec_path), **info}
-    mix = lambda z: adain(z, ctx.style_mean, ctx.style_std)  # noqa: E731
+    mix = lambda zc: mix_arrays(zc[0], zc[1], np.broadcast_to(ctx.style, zc[1].shape), 1.0, c)  # noqa: E731
     return [Stage("preprocess", preprocess), Stage("h2d", _identity), Stage("encode", encode), Stage("mix", mix),
             Stage("decode", decode), Stage("d2h", _identity), Stage("postprocess", postprocess)]
 
@@ -291,7 +295,7 @@ def _runtime_engine(folder: Path, cfg: Config, ctx: Context):
     from stylert.engine.runtime import Engine
 
     eng = Engine.load(folder, backend="onnxruntime", device="cpu", threads=ctx.threads, batch_size=max(ctx.batch, 64))
-    return eng.encode, eng.decode, {"via": "stylert.engine.runtime.Engine", "threads": ctx.threads,
+    return eng.encode, lambda ts: eng.decode(*ts), {"via": "stylert.engine.runtime.Engine", "threads": ctx.threads,
                                     "engine": {k: v for k, v in eng.info.items() if isinstance(v, (str, int, float, bool, type(None)))}}
 
 
@@ -313,8 +317,10 @@ def _tuned_sessions(ort, enc_path, dec_path, cfg: Config, ctx: Context):
         if k.startswith("session."):
             so.add_session_config_entry(k, str(v))
     sess = {r: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for r, p in (("encoder", enc_path), ("decoder", dec_path))}
-    enc_in, dec_in = sess["encoder"].get_inputs()[0].name, sess["decoder"].get_inputs()[0].name
-    return (lambda x: sess["encoder"].run(None, {enc_in: x})[0], lambda z: sess["decoder"].run(None, {dec_in: z})[0],
+    enc_in = sess["encoder"].get_inputs()[0].name
+    dec_in = [i.name for i in sess["decoder"].get_inputs()]
+    return (lambda x: tuple(sess["encoder"].run(None, {enc_in: x})),
+            lambda ts: sess["decoder"].run(None, dict(zip(dec_in, ts)))[0],
             {"via": "bench session (tuning experiment)", "threads": ctx.threads, "session_options": cfg.options})
 
 
@@ -333,10 +339,6 @@ def reference_fp32(ctx: Context, x_u8: np.ndarray) -> np.ndarray:
             break
         out = st.fn(out)
     return out
-
-
-def now_s() -> float:
-    return time.perf_counter()
 
 
 def cpu_model() -> str:

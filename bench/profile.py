@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 
-def ort_profile(path: str | os.PathLike, x: np.ndarray, threads: int, runs: int = 2, options: dict | None = None) -> dict:
-    """Per-op-type and top-node times (ms per run) of one ONNX model on input x."""
+def ort_profile(path: str | os.PathLike, feeds: dict, threads: int, runs: int = 2, options: dict | None = None) -> dict:
+    """Per-op-type and top-node times (ms per run) of one ONNX model on its inputs (feeds)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -30,10 +30,9 @@ def ort_profile(path: str | os.PathLike, x: np.ndarray, threads: int, runs: int 
         so.enable_profiling = True
         so.profile_file_prefix = os.path.join(d, "ort")
         s = ort.InferenceSession(os.fspath(path), so, providers=["CPUExecutionProvider"])
-        name = s.get_inputs()[0].name
-        s.run(None, {name: x})  # warm-up: excluded below by dropping the first run's events
+        s.run(None, feeds)  # warm-up: excluded below by dropping the first run's events
         for _ in range(runs):
-            s.run(None, {name: x})
+            s.run(None, feeds)
         prof = s.end_profiling()
         events = json.loads(Path(prof).read_text())
     node_ev = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
@@ -51,7 +50,7 @@ def ort_profile(path: str | os.PathLike, x: np.ndarray, threads: int, runs: int 
 
 
 def torch_profile(checkpoint: str | os.PathLike, x: np.ndarray, threads: int, channels_last: bool = False) -> str:
-    """torch.profiler table (self CPU time) of encoder-mean + clamped decoder on x."""
+    """torch.profiler table (self CPU time) of the encoder (mean and code) + clamped decoder on x."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -63,9 +62,9 @@ def torch_profile(checkpoint: str | os.PathLike, x: np.ndarray, threads: int, ch
     m = m.to(memory_format=fmt)
     t = torch.from_numpy(x).contiguous(memory_format=fmt)
     with torch.inference_mode():
-        m.decoder.image(m.encoder(t)[0])
+        m.decoder.image(*m.encoder.encode_with_style(t))
         with profile(activities=[ProfilerActivity.CPU]) as p:
-            m.decoder.image(m.encoder(t)[0])
+            m.decoder.image(*m.encoder.encode_with_style(t))
     return p.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
 
 
@@ -86,17 +85,20 @@ def main(argv=None) -> int:
     x = preprocess(load_inputs(a.batch, a.size, ROOT.parent / "shared" / "data" / "content")[0])
     from stylert.engine.precision import session
 
+    from stylert.engine.artifacts import contract_of
+
+    c = contract_of(exp)
     s = session(exp / "encoder.onnx")
-    z = s.run(None, {s.get_inputs()[0].name: x})[0]
+    z, code = s.run(None, {c.image.name: x})
     for prec in a.precision:
         if prec == "fp32":
             enc, dec = exp / "encoder.onnx", exp / "decoder.onnx"
         else:
             from .configs import Config, Context, artifact_paths
 
-            ctx = Context(exp, a.batch, a.size, a.threads, None, None, cache_dir(BenchOptions(cache=a.cache)) / "artifacts")
+            ctx = Context(exp, a.batch, a.size, a.threads, code[0], cache_dir(BenchOptions(cache=a.cache)) / "artifacts")
             _, enc, dec, _ = artifact_paths(Config(f"onnxruntime-{prec}", "onnxruntime", prec), ctx)
-        for role, path, inp in (("encoder", enc, x), ("decoder", dec, z)):
+        for role, path, inp in (("encoder", enc, {c.image.name: x}), ("decoder", dec, {c.latent.name: z, c.style.name: code})):
             r = ort_profile(path, inp, a.threads)
             print(f"\n== onnxruntime {prec} {role}: {r['total_ms']:.1f} ms of kernels per run (batch {a.batch}, {a.size}px)")
             for op, ms in list(r["by_op_ms"].items())[:8]:

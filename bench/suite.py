@@ -10,7 +10,6 @@ machine's load may have changed; both are kept) -> optional sweep over batch siz
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
@@ -22,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stylert.engine.artifacts import DEV_DATA_DIR, SHIPPED_CALIB_DIR, SHIPPED_MODEL_DIR
+from stylert.engine.artifacts import DEV_DATA_DIR, SHIPPED_CALIB_DIR
+from stylert.engine.frontend import cache_root, model_folder
 
 from . import harness
 from .configs import ACCURACY_GATE_DB, BASELINE, Config, Context, cpu_flags, cpu_model, default_threads, discover, select
@@ -64,35 +64,12 @@ class BenchOptions:
 
 
 def cache_dir(opt: BenchOptions) -> Path:
-    base = opt.cache or os.environ.get("STYLERT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "stylert")
-    return Path(base) / "bench"
+    return cache_root(opt.cache) / "bench"
 
 
-# ----------------------------------------------------------------------------- model
 def resolve_model(model: str | None, cache: Path, log=print) -> Path:
-    """An export folder for `model`: itself when it is one; a checkpoint (or None: the shipped
-    models/default) is exported once into the cache, keyed by its weights' sha256."""
-    from stylert.engine.errors import StyleRTError
-
-    src = Path(model) if model else SHIPPED_MODEL_DIR
-    if (src / "manifest.json").is_file():
-        return src
-    if not (src / "model.safetensors").is_file():
-        if model is None:
-            raise StyleRTError(
-                "the shipped model models/default is not in this checkout.",
-                "Pass --model with an export folder (`stylert export-onnx --out DIR`) or a checkpoint folder "
-                "(model.safetensors + config.json).", path=src)
-        raise StyleRTError("is neither an export folder (manifest.json) nor a checkpoint (model.safetensors).",
-                           "Pass the folder written by `stylert export-onnx` or `stylert train` (OUT/final).", path=src)
-    h = hashlib.sha256((src / "model.safetensors").read_bytes()).hexdigest()[:16]
-    out = cache / "exports" / h
-    if not (out / "manifest.json").is_file():
-        from stylert.export.onnx_export import export_onnx
-
-        log(f"exporting {src} once into the cache {out} ...")
-        export_onnx(out, checkpoint=src, log=lambda m: log("  " + m))
-    return out
+    """An export folder for `model` (the shipped model when None), exported once if needed."""
+    return model_folder(model, "onnxruntime", cache=cache.parent, log=log)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -144,17 +121,15 @@ def load_inputs(n: int, size: int, folder: Path, seed: int = 0) -> tuple[np.ndar
     return _synthetic(n, size, seed), "synthetic gradients (no photo folder found)"
 
 
-def style_stats(export: Path, style_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The style's per-channel latent statistics, from the FP32 export (encoded once)."""
+def style_code(export: Path, style_u8: np.ndarray) -> np.ndarray:
+    """The style's code (2K,), from the FP32 export (encoded once)."""
     from stylert.engine.mixing import StyleCode
     from stylert.engine.precision import session
 
     from .configs import preprocess
 
     s = session(export / "encoder.onnx")
-    z = s.run(None, {s.get_inputs()[0].name: preprocess(style_u8)})[0]
-    code = StyleCode.from_latent(z)
-    return code.mean, code.std
+    return StyleCode.from_codes(s.run(None, {s.get_inputs()[0].name: preprocess(style_u8)})[1]).vector
 
 
 # ----------------------------------------------------------------------------- environment
@@ -216,8 +191,7 @@ def run_bench(opt: BenchOptions, log=print) -> dict:
 
     x_u8, inputs_src = load_inputs(opt.batch, opt.size, content_dir(opt))
     st_u8, style_src = load_inputs(1, opt.size, DEV_DATA_DIR / "style", seed=1)
-    sm, ss = style_stats(export, st_u8)
-    ctx = Context(export=export, batch=opt.batch, size=opt.size, threads=threads, style_mean=sm, style_std=ss,
+    ctx = Context(export=export, batch=opt.batch, size=opt.size, threads=threads, style=style_code(export, st_u8),
                   cache=cache / "artifacts", log=log)
 
     log(f"machine peak: {opt.peak_n}x{opt.peak_n} fp32 matmul ...")

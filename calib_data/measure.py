@@ -27,17 +27,20 @@ HERE = Path(__file__).resolve().parent
 
 
 def int8_psnr(export: Path, calib: np.ndarray, test: np.ndarray, method: str, tmp: Path) -> tuple[float, float]:
-    """(decoded PSNR dB, latent max |err|) of the INT8 CPU models against FP32 on `test`."""
+    """(stylized PSNR dB, latent max |err|) of the INT8 CPU models against FP32 on `test`
+    (each image stylized with the next one's code, as build-engine's gate does)."""
+    from stylert.engine.artifacts import contract_of
+    from stylert.engine.build import _run_pair, decoder_calibration
+
+    c = contract_of(export)
     enc, dec = export / "encoder.onnx", export / "decoder.onnx"
     ref_e, ref_d = P.session(enc), P.session(dec)
-    z_cal = P.run_batched(ref_e, calib)
-    zr = P.run_batched(ref_e, test)
-    ir = P.run_batched(ref_d, zr)
-    for name, src, x in (("encoder", enc, calib), ("decoder", dec, z_cal)):
-        P.quantize_int8(src, tmp / f"{name}.onnx", x, method=method)
+    zr, ir = _run_pair(ref_e, ref_d, test, c)
+    feeds = {"encoder": {c.image.name: calib}, "decoder": decoder_calibration(ref_e, calib, c)}
+    for name, src in (("encoder", enc), ("decoder", dec)):
+        P.quantize_int8(src, tmp / f"{name}.onnx", feeds[name], method=method)
         P.fold_relu_uint8(tmp / f"{name}.onnx", tmp / f"{name}.cpu.onnx")
-    z = P.run_batched(P.session(tmp / "encoder.cpu.onnx"), test)
-    img = P.run_batched(P.session(tmp / "decoder.cpu.onnx"), z)
+    z, img = _run_pair(P.session(tmp / "encoder.cpu.onnx"), P.session(tmp / "decoder.cpu.onnx"), test, c)
     return compare(img, ir).psnr_db, compare(z, zr, peak=None).max_abs
 
 
@@ -78,8 +81,8 @@ def cmd_speed(a) -> None:
     x = np.random.default_rng(0).random((a.batch, 3, 256, 256), dtype=np.float32)
 
     def once(e, d):
-        z = e.run(None, {e.get_inputs()[0].name: x})[0]
-        return d.run(None, {d.get_inputs()[0].name: z})[0]
+        z, code = e.run(None, {e.get_inputs()[0].name: x})
+        return d.run(None, {d.get_inputs()[0].name: z, d.get_inputs()[1].name: code})[0]
 
     for e, d in conf.values():  # warm-up, outside the statistics
         once(e, d)

@@ -46,7 +46,7 @@ def read_export(folder: str | os.PathLike, check_hashes: bool = False) -> dict:
         m = json.loads(mpath.read_text())
         if m.get("kind") != EXPORT_KIND:
             raise ValueError(f"kind is {m.get('kind')!r}, expected {EXPORT_KIND!r}")
-        ModelContract.from_json(json.dumps(m["contract"]))
+        ModelContract.from_dict(m["contract"])
         files = m["files"]
         for role in ("encoder", "decoder"):
             files[role]["path"], files[role]["sha256"]
@@ -67,7 +67,7 @@ def read_export(folder: str | os.PathLike, check_hashes: bool = False) -> dict:
 
 def contract_of(folder: str | os.PathLike) -> ModelContract:
     """The model contract recorded in an export folder's manifest."""
-    return ModelContract.from_json(json.dumps(read_export(folder)["contract"]))
+    return ModelContract.from_dict(read_export(folder)["contract"])
 
 
 def contract_from_onnx_metadata(metadata: dict[str, str], path: str | os.PathLike | None = None) -> ModelContract:

@@ -22,6 +22,8 @@ import shutil
 import sys
 import tempfile
 import time
+
+import numpy as np
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -119,22 +121,39 @@ def gather_images(cfg: BuildConfig, log=print):
     return calib, evals, label
 
 
-def _run_pair(enc, dec, x, batch=8):
+def _run_pair(enc, dec, x, contract, batch=8):
+    """encode -> stylize each image with the next image's code (strength 1) -> decode: the
+    path a service runs, so the gate measures stylized output, not only reconstruction.
+    Returns (latent, image)."""
+    from .backends.base import mix_arrays
     from .precision import run_batched
 
-    z = run_batched(enc, x, batch)
-    return z, run_batched(dec, z, batch)
+    z, code = run_batched(enc, {contract.image.name: x}, batch)
+    t, s = mix_arrays(z, code, np.roll(code, 1, axis=0), 1.0, contract.latent_channels)
+    return z, run_batched(dec, {contract.latent.name: t, contract.style.name: s}, batch)[0]
 
 
-def accuracy(sets: dict, ref: dict, test_sessions, gate: float) -> dict:
-    """Per image set: latent max |err| and PSNR (peak = the reference's range), decoded image
-    PSNR (peak 1) and max |err|, and the worst image's PSNR, all against FP32."""
+def decoder_calibration(enc, x: np.ndarray, contract, batch: int = 8) -> dict:
+    """The decoder's calibration inputs: each image's own latent and code (strength 0) and
+    the same latent stylized by another image's code (strength 1): INT8 ranges must cover
+    both, as AdaIN moves latents into the activations' tails."""
+    from .backends.base import mix_arrays
+    from .precision import run_batched
+
+    z, code = run_batched(enc, {contract.image.name: x}, batch)
+    t, s = mix_arrays(z, code, np.roll(code, 1, axis=0), 1.0, contract.latent_channels)
+    return {contract.latent.name: np.concatenate([z, t]), contract.style.name: np.concatenate([code, s])}
+
+
+def accuracy(sets: dict, ref: dict, test_sessions, gate: float, contract) -> dict:
+    """Per image set: latent max |err| and PSNR (peak = the reference's range), stylized
+    image PSNR (peak 1) and max |err|, and the worst image's PSNR, all against FP32."""
     from .compare import compare, psnr_per_image
 
     report = {}
     for name, x in sets.items():
         zr, ir = ref[name]
-        z, img = _run_pair(*test_sessions, x)
+        z, img = _run_pair(*test_sessions, x, contract)
         cz, ci = compare(z, zr, peak=None), compare(img, ir)
         worst = float(psnr_per_image(img, ir).min())
         report[name] = {
@@ -149,7 +168,7 @@ def accuracy(sets: dict, ref: dict, test_sessions, gate: float) -> dict:
 
 def _print_report(report: dict, gate: float, log=print) -> None:
     for name, r in report.items():
-        log(f"  {name:<11} {r['images']:>3} images: decoded PSNR {r['image_psnr_db']:.2f} dB "
+        log(f"  {name:<11} {r['images']:>3} images: stylized PSNR {r['image_psnr_db']:.2f} dB "
             f"(worst image {r['image_worst_psnr_db']:.2f} dB, max |err| {r['image_max_abs']:.4f}); "
             f"latent max |err| {r['latent_max_abs']:.4g}  [{'ok' if r['passed'] else f'BELOW {gate:g} dB'}]")
 
@@ -167,7 +186,7 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
     step = _Steps(log)
     export_dir = Path(cfg.export_dir)
     exp = read_export(export_dir, check_hashes=True)
-    contract = ModelContract.from_json(__import__("json").dumps(exp["contract"]))
+    contract = ModelContract.from_dict(exp["contract"])
     shapes = profile_shapes(cfg.profile, contract)
     backend, why = choose_backend(cfg.backend)
     log(f"backend: {backend} ({why})")
@@ -185,23 +204,23 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
 
     step("FP32 reference (ONNX Runtime, the exported models)")
     ref_sess = [P.session(src[r], threads=cfg.threads) for r in ("encoder", "decoder")]
-    ref = {"calibration": _run_pair(*ref_sess, x_cal), "photos": _run_pair(*ref_sess, x_eval)}
-    z_cal = ref["calibration"][0]
+    ref = {"calibration": _run_pair(*ref_sess, x_cal, contract), "photos": _run_pair(*ref_sess, x_eval, contract)}
+    calib_feeds = {"encoder": {contract.image.name: x_cal}, "decoder": decoder_calibration(ref_sess[0], x_cal, contract)}
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
     try:
         conv = {}
         step(f"{cfg.precision.upper()} ONNX models")
-        for role, calib in (("encoder", x_cal), ("decoder", z_cal)):
+        for role, calib in calib_feeds.items():
             dst = tmp / f"{role}.onnx"
             if cfg.precision == "fp32":
                 shutil.copyfile(src[role], dst)
                 conv[role] = {}
             elif cfg.precision == "fp16":
-                conv[role] = P.convert_fp16(src[role], dst, calib, log=log)
+                conv[role] = P.convert_fp16(src[role], dst, calib, log=log, float_outputs=[contract.style.name])
             else:
-                log(f"  {role}: calibrating on {len(calib)} inputs ({cfg.calib_method}) ...")
+                log(f"  {role}: calibrating on {P.feeds_len(calib)} inputs ({cfg.calib_method}) ...")
                 t = time.time()
                 keep = P.latent_facing_convs(src[role], role)
                 log(f"  {role}: kept in float (next to the latent): {', '.join(keep)}")
@@ -242,13 +261,13 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
 
         step("accuracy against FP32")
         gate = cfg.psnr_gate
-        report = accuracy({"calibration": x_cal, "photos": x_eval}, ref, test_sess, gate)
+        report = accuracy({"calibration": x_cal, "photos": x_eval}, ref, test_sess, gate, contract)
         _print_report(report, gate, log)
         del test_sess
         if not all(r["passed"] for r in report.values()):
             worst = min(r["image_psnr_db"] for r in report.values())
             raise StyleRTError(
-                f"{cfg.precision} accuracy check failed: decoded PSNR {worst:.2f} dB against FP32 is below {gate:g} dB; nothing was written.",
+                f"{cfg.precision} accuracy check failed: stylized PSNR {worst:.2f} dB against FP32 is below {gate:g} dB; nothing was written.",
                 ("Try another --calib-method (minmax, the default, measured best for stylizing with the shipped model; percentile; entropy clips), more or more representative calibration images "
                  "(--calib-dir, --calib-count), or lower the bar with --min-psnr." if cfg.precision == "int8"
                  else "Lower the bar with --min-psnr if this accuracy is acceptable, or build fp32."),

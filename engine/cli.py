@@ -66,6 +66,16 @@ def add_train(sub) -> None:
     p.add_argument("--widths", type=int, nargs=4, default=None, metavar="W", help="channels at 1, 1/2, 1/4, 1/8 resolution")
     p.add_argument("--init", metavar="MODEL", help="start from a trained model folder instead of random weights; "
                    "with more --latent-channels or --widths it is widened so it starts out reconstructing as before")
+    p.add_argument("--stage", choices=["vae", "style"], default="vae",
+                   help="vae: fit the VAE on the ELBO; style: freeze the encoder of the --init model and train its "
+                        "decoder to paint the styles in --styles from AdaIN-mixed latents (default: %(default)s)")
+    p.add_argument("--styles", nargs="+", default=[], metavar="DIR",
+                   help="style stage: folders of paintings (the DATA folders then hold the content images)")
+    # defaults live in TrainConfig (export/train.py, which needs torch: not imported for --help)
+    for name, help_ in [("style-weight", "style loss weight (10)"), ("content-weight", "content loss in the latent (1)"),
+                        ("feature-weight", "content loss at the loss network's block 7 (1)"),
+                        ("recon-weight", "pixel loss of strength-0 decodes (100)")]:
+        p.add_argument(f"--{name}", type=float, help=f"style stage: {help_}")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
     p.set_defaults(func=run_train)
@@ -79,7 +89,9 @@ def run_train(a) -> int:
     cfg = TrainConfig(
         data=a.data, out=a.out, init=a.init, holdout=a.holdout, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
         beta=a.beta, kl_warmup=a.kl_warmup, checkpoint_every=a.checkpoint_every, seed=a.seed,
-        device=a.device, threads=a.threads, precision=a.precision, model=mcfg,
+        device=a.device, threads=a.threads, precision=a.precision, model=mcfg, stage=a.stage, styles=a.styles,
+        **{k: v for k in ("style_weight", "content_weight", "feature_weight", "recon_weight")
+           if (v := getattr(a, k)) is not None},
     )
     print("config:", cfg)
     summary = train(cfg, resume=not a.no_resume, progress=not a.no_progress)

@@ -31,13 +31,18 @@ class ModelContract:
     """What every artifact promises about its tensors.
 
     Shapes: image (N, 3, H, W) RGB in [0, 1], H and W multiples of `downsample`;
-    latent (N, latent_channels, H / downsample, W / downsample), the encoder's mean.
+    latent (N, latent_channels, H / downsample, W / downsample), the encoder's mean;
+    style (N, 2K): the style code, per-channel means then stds of the latent and of the
+    encoder's features at each level (`style_channels`, K channels in all; the latent's come
+    first). The encoder maps image -> (latent, style); the decoder (latent, style) -> image.
     """
 
     latent_channels: int
+    style_channels: tuple[int, ...] = ()  # channels per statistics level, latent first
     downsample: int = 8
     image: TensorSpec = field(default_factory=lambda: TensorSpec("image", "NCHW", value_range=(0.0, 1.0)))
     latent: TensorSpec = field(default_factory=lambda: TensorSpec("latent", "NChw"))
+    style: TensorSpec = field(default_factory=lambda: TensorSpec("style", "NS"))
     opset: int = OPSET
     # Export verification: max |ONNX Runtime - PyTorch| per output, FP32.
     export_tolerance: float = 1e-4
@@ -48,15 +53,51 @@ class ModelContract:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelContract":
-        d = json.loads(text)
-        d["image"] = TensorSpec(**{**d["image"], "value_range": _tuple(d["image"].get("value_range"))})
-        d["latent"] = TensorSpec(**{**d["latent"], "value_range": _tuple(d["latent"].get("value_range"))})
+    def from_dict(cls, d: dict) -> "ModelContract":
+        d = dict(d)
+        for k in ("image", "latent", "style"):
+            if k in d:
+                d[k] = TensorSpec(**{**d[k], "value_range": _tuple(d[k].get("value_range"))})
+        d["style_channels"] = tuple(d.get("style_channels", ()))
         return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelContract":
+        return cls.from_dict(json.loads(text))
+
+    @property
+    def style_size(self) -> int:
+        """Length of a style code: 2 x K (means, then stds)."""
+        return 2 * sum(self.style_channels)
 
     def latent_shape(self, n: int, h: int, w: int) -> tuple[int, int, int, int]:
         """Latent shape for an (n, 3, h, w) image."""
         return (n, self.latent_channels, h // self.downsample, w // self.downsample)
+
+    def style_shape(self, n: int) -> tuple[int, int]:
+        return (n, self.style_size)
+
+    def io(self, role: str) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+        """(inputs, outputs) of the encoder or decoder graph, in order."""
+        if role == "encoder":
+            return (self.image,), (self.latent, self.style)
+        if role == "decoder":
+            return (self.latent, self.style), (self.image,)
+        raise ValueError(f"unknown role {role!r}")
+
+    def shapes(self, role: str, n: int, h: int, w: int) -> dict[str, tuple[int, ...]]:
+        """Input shapes of `role` for an (n, 3, h, w) image batch, by tensor name."""
+        if role == "encoder":
+            return {self.image.name: (n, 3, h, w)}
+        return {self.latent.name: self.latent_shape(n, h, w), self.style.name: self.style_shape(n)}
+
+    def axes(self, spec: TensorSpec) -> tuple[str, ...]:
+        """Axis names of a tensor for the ONNX graph: dynamic axes by letter, fixed ones as
+        numbers (channels)."""
+        fixed = {"image": {1: "3"}, "latent": {1: str(self.latent_channels)}, "style": {1: str(self.style_size)}}
+        names = {"N": "N", "C": "C", "H": "H", "W": "W", "h": "h", "w": "w"}
+        role = next(k for k in ("image", "latent", "style") if getattr(self, k) == spec)
+        return tuple(fixed[role].get(i, names.get(a, a)) for i, a in enumerate(spec.layout))
 
 
 def _tuple(v):

@@ -28,6 +28,7 @@ from .mixing import EPS
 
 KERNEL_FILE = "adain.cu"
 KERNEL_NAME = "adain_mix"
+CODE_KERNEL_NAME = "mix_code"  # the decoder's style input: a lerp of (N, 2K) codes
 BLOCK = 256  # threads per block; must match ADAIN_BLOCK (passed as a define below)
 NVRTC_OPTIONS = ("--std=c++17", f"-DADAIN_BLOCK={BLOCK}")  # no fast math: must match NumPy
 DEFAULT_ARCH = "compute_75"  # the oldest architecture NVRTC 13 targets; PTX JITs forward
@@ -61,7 +62,9 @@ def nvrtc_version() -> tuple[int, int]:
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("STYLERT_CACHE", Path.home() / ".cache" / "stylert")) / "kernels"
+    from .frontend import cache_root
+
+    return cache_root() / "kernels"
 
 
 @functools.lru_cache(maxsize=8)
@@ -139,6 +142,7 @@ class AdaINMixer:
         ptx = compile_ptx(self.arch)
         self._module = _ok(driver.cuModuleLoadData(ptx), "cuModuleLoadData")
         self._func = _ok(driver.cuModuleGetFunction(self._module, KERNEL_NAME.encode()), "cuModuleGetFunction")
+        self._code_func = _ok(driver.cuModuleGetFunction(self._module, CODE_KERNEL_NAME.encode()), "cuModuleGetFunction")
         self._stats_ptr = 0
         self._stats_cap = 0  # floats
 
@@ -170,6 +174,35 @@ class AdaINMixer:
              ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_float, ctypes.c_float),
         )
         _ok(self._driver.cuLaunchKernel(self._func, n * c, 1, 1, BLOCK, 1, 1, 0, stream, args, 0), "cuLaunchKernel")
+
+    def launch_code(self, own: int, dst: int, n: int, k: int, style_stride: int, strength: float, stream: int = 0) -> None:
+        """Enqueue the decoder's style input: dst (N, 2K) = strength * style + (1 - strength) *
+        own, the style being the statistics last given to `set_style` as (N or 1, K) rows."""
+        args = (
+            (own, dst, self._stats_ptr, self._stats_ptr + 4 * self._half, int(n), int(k), style_stride, float(strength)),
+            (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+             ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_float),
+        )
+        grid = (2 * n * k + BLOCK - 1) // BLOCK
+        _ok(self._driver.cuLaunchKernel(self._code_func, grid, 1, 1, BLOCK, 1, 1, 0, stream, args, 0), "cuLaunchKernel")
+
+    def mix_code_host(self, own: np.ndarray, style: np.ndarray, strength: float = 1.0) -> np.ndarray:
+        """Host arrays in and out: for tests against mixing.mix_code. own (N, 2K), style (2K,) or (N, 2K)."""
+        cudart = self._cudart
+        own = np.ascontiguousarray(own, np.float32)
+        st = np.asarray(style, np.float32).reshape(-1, own.shape[1])
+        k = own.shape[1] // 2
+        stride = self.set_style(st[:, :k] if len(st) > 1 else st[0, :k], st[:, k:] if len(st) > 1 else st[0, k:])
+        ptr = int(_ok(cudart.cudaMalloc(own.nbytes), "cudaMalloc"))
+        try:
+            _ok(cudart.cudaMemcpy(ptr, own.ctypes.data, own.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy")
+            self.launch_code(ptr, ptr, own.shape[0], k, stride, strength)
+            _ok(cudart.cudaStreamSynchronize(0), "cudaStreamSynchronize")
+            out = np.empty_like(own)
+            _ok(cudart.cudaMemcpy(out.ctypes.data, ptr, own.nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost), "cudaMemcpy")
+            return out
+        finally:
+            cudart.cudaFree(ptr)
 
     def mix_device(self, src: int, dst: int, shape, style_mean, style_std, strength: float,
                    stream: int = 0, sync: bool = False) -> None:

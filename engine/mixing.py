@@ -1,8 +1,15 @@
 """Latent mixing in NumPy: the reference every device implementation is checked against.
 
-The math is ../shared/notes/style-transfer.md. Latents are (N, C, h, w) float32; a style is
-its per-channel mean and std over the spatial positions (2 x C numbers), so a service encodes
-a style once and keeps the StyleCode (a style bank).
+The math is ../shared/notes/style-transfer.md. Latents are (N, C, h, w) float32. A style is
+its StyleCode: per-channel means and stds of the latent (what AdaIN moves, the first C
+entries) and of the encoder's features at every level (what the decoder's style head reads:
+the texture), K channels in all, so 2 x K numbers. A service encodes a style once and keeps
+the StyleCode (a style bank).
+
+Mixing with strength alpha gives the decoder two things: the latent
+t = alpha * AdaIN(z_c, style) + (1 - alpha) * z_c, and the code
+alpha * style + (1 - alpha) * content's own code. At alpha = 0 that is the content's own
+latent and code: the reconstruction.
 
 Statistics: mu = mean over h x w, sigma = sqrt(population variance + EPS), EPS = 1e-5.
 The CUDA kernel (kernels/adain.cu) and the torch path use the same definition.
@@ -69,14 +76,15 @@ def _per_sample(s: np.ndarray, shape) -> np.ndarray:
 # ----------------------------------------------------------------------------- StyleCode
 @dataclass
 class StyleCode:
-    """A style's per-channel latent statistics: what AdaIN needs, 2 x C numbers.
+    """A style's per-channel statistics, 2 x K numbers (see the module docstring); the first
+    C of `mean` and `std` are the latent's, what AdaIN moves.
 
     model: the sha256 of the checkpoint whose latent space the numbers live in (a code is
     meaningless under another model); sources: where it came from, for people.
     """
 
-    mean: np.ndarray  # (C,) float32
-    std: np.ndarray  # (C,) float32
+    mean: np.ndarray  # (K,) float32
+    std: np.ndarray  # (K,) float32
     model: str = ""
     sources: list[str] = field(default_factory=list)
 
@@ -110,11 +118,17 @@ class StyleCode:
             raise StyleRTError(f"not a valid StyleCode JSON: {e}.", "Write it with StyleCode.to_json().") from None
 
     @classmethod
-    def from_latent(cls, z: np.ndarray, model: str = "", sources: Sequence[str] = ()) -> "StyleCode":
-        """Statistics of one or several style latents (N, C, h, w); several are averaged
-        with equal weights (the same as a weighted mix of their codes)."""
-        mu, sigma = channel_stats(z)
-        return cls(mu.mean(0), sigma.mean(0), model=model, sources=list(sources))
+    def from_codes(cls, codes: np.ndarray, model: str = "", sources: Sequence[str] = ()) -> "StyleCode":
+        """The encoder's style output (N, 2K) for one or several style images; several are
+        averaged with equal weights (the same as a weighted mix of their codes)."""
+        codes = np.asarray(codes, np.float32)
+        k = codes.shape[1] // 2
+        return cls(codes[:, :k].mean(0), codes[:, k:].mean(0), model=model, sources=list(sources))
+
+    @property
+    def vector(self) -> np.ndarray:
+        """(2K,) float32: the decoder's style input layout, means then stds."""
+        return np.concatenate([self.mean, self.std]).astype(np.float32)
 
 
 def combine(codes: Sequence[StyleCode], weights: Sequence[float] | None = None) -> StyleCode:
@@ -164,9 +178,10 @@ def mix(z: np.ndarray, styles: Sequence[StyleCode] | StyleCode, weights: Sequenc
     z = np.asarray(z, dtype=np.float32)
     if z.ndim != 4:
         raise StyleRTError(f"latent has shape {z.shape}.", "Expected (N, C, h, w).")
+    c = z.shape[1]
     if masks is None:
         s = combine(styles, weights)
-        return adain(z, s.mean, s.std, strength)
+        return adain(z, s.mean[:c], s.std[:c], strength)
     if len(masks) != len(styles):
         raise StyleRTError(f"{len(masks)} masks for {len(styles)} styles.", "Give one mask per style.")
     _check_same_space(styles)
@@ -186,9 +201,31 @@ def mix(z: np.ndarray, styles: Sequence[StyleCode] | StyleCode, weights: Sequenc
     out = z * (1.0 - np.minimum(total, 1.0))
     for code, m in zip(styles, ms):
         mu, sigma = channel_stats(z, mask=m)
-        t = (z - mu[:, :, None, None]) / sigma[:, :, None, None] * code.std[None, :, None, None] + code.mean[None, :, None, None]
+        t = (z - mu[:, :, None, None]) / sigma[:, :, None, None] * code.std[None, :c, None, None] + code.mean[None, :c, None, None]
         out = out + m * scale * (strength * t + (1.0 - strength) * z)
     return out.astype(np.float32)
+
+
+def mix_code(content_code: np.ndarray, styles: Sequence[StyleCode] | StyleCode, weights: Sequence[float] | None = None,
+             strength: float = 1.0, coverage: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """The decoder's style input for content codes (N, 2K): alpha * style + (1 - alpha) * own.
+
+    coverage: with masks, each style's share of every image (N,) (its mask's mean); the code is
+    then the coverage-weighted mix of the styles and the content's own code for the rest."""
+    styles = [styles] if isinstance(styles, StyleCode) else list(styles)
+    check_strength(strength)
+    own = np.asarray(content_code, np.float32)
+    if own.ndim != 2 or own.shape[1] != styles[0].vector.shape[0]:
+        raise StyleRTError(f"content codes have shape {own.shape}, the styles have {styles[0].vector.shape[0]} numbers.",
+                           "The StyleCode was made with a different model; re-encode the style with this engine.")
+    if coverage is None:
+        style = combine(styles, weights).vector[None]
+        return (strength * style + (1.0 - strength) * own).astype(np.float32)
+    _check_same_space(styles)
+    cov = np.stack([np.asarray(a, np.float32).reshape(-1) for a in coverage], 1)  # (N, S)
+    cov = cov / np.maximum(cov.sum(1, keepdims=True), 1.0)  # masks summing above 1 are normalized
+    mixed = cov @ np.stack([s.vector for s in styles]) + (1.0 - cov.sum(1, keepdims=True)) * own
+    return (strength * mixed + (1.0 - strength) * own).astype(np.float32)
 
 
 def check_strength(strength: float) -> None:

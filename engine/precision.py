@@ -43,17 +43,29 @@ def load_batch(paths: Sequence[str | os.PathLike], size: int = 256) -> np.ndarra
     return out
 
 
-class ArrayReader:
-    """An onnxruntime.quantization CalibrationDataReader over an in-memory array:
-    yields {input_name: x[i:i+batch]} until exhausted; `rewind` starts over."""
+Feeds = dict  # {input name: (N, ...) float32 array}, every array with the same N
 
-    def __init__(self, input_name: str, x: np.ndarray, batch: int = 4):
-        self.input_name, self.x, self.batch, self.i = input_name, np.ascontiguousarray(x, np.float32), batch, 0
+
+def feeds_len(feeds: Feeds) -> int:
+    return len(next(iter(feeds.values())))
+
+
+def feeds_slice(feeds: Feeds, i: int, j: int) -> Feeds:
+    return {k: v[i:j] for k, v in feeds.items()}
+
+
+class ArrayReader:
+    """An onnxruntime.quantization CalibrationDataReader over in-memory inputs:
+    yields {name: x[i:i+batch]} for every input until exhausted; `rewind` starts over."""
+
+    def __init__(self, feeds: Feeds, batch: int = 4):
+        self.feeds = {k: np.ascontiguousarray(v, np.float32) for k, v in feeds.items()}
+        self.n, self.batch, self.i = feeds_len(self.feeds), batch, 0
 
     def get_next(self) -> dict | None:
-        if self.i >= len(self.x):
+        if self.i >= self.n:
             return None
-        feed = {self.input_name: self.x[self.i : self.i + self.batch]}
+        feed = feeds_slice(self.feeds, self.i, self.i + self.batch)
         self.i += self.batch
         return feed
 
@@ -61,7 +73,7 @@ class ArrayReader:
         self.i = 0
 
     def __len__(self) -> int:
-        return -(-len(self.x) // self.batch)
+        return -(-self.n // self.batch)
 
 
 # ----------------------------------------------------------------------------- sessions
@@ -84,14 +96,15 @@ def session(path: str | os.PathLike | bytes, threads: int = 0, level: str = "all
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
 
-def run_batched(sess, x: np.ndarray, batch: int = 8) -> np.ndarray:
-    """Run a one-input, one-output session over x in batches of `batch`."""
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
+def run_batched(sess, feeds: Feeds, batch: int = 8) -> list[np.ndarray]:
+    """Run a session over its inputs in batches of `batch`; every output, concatenated."""
+    n = feeds_len(feeds)
+    parts = [sess.run(None, feeds_slice(feeds, i, i + batch)) for i in range(0, n, batch)]
+    return [np.concatenate(p) for p in zip(*parts)]
 
 
-def activation_ranges(model_path: str | os.PathLike, x: np.ndarray, batch: int = 4) -> dict[str, float]:
-    """Max |value| of every float tensor a node produces, over the inputs x (FP32 model).
+def activation_ranges(model_path: str | os.PathLike, feeds: Feeds, batch: int = 4) -> dict[str, float]:
+    """Max |value| of every float tensor a node produces, over the inputs (FP32 model).
     Keys are node names."""
     import onnx
 
@@ -106,20 +119,76 @@ def activation_ranges(model_path: str | os.PathLike, x: np.ndarray, batch: int =
                 graph.output.append(onnx.ValueInfoProto(name=o))
     sess = session(model.SerializeToString(), level="disable")
     names = [o.name for o in sess.get_outputs()]
-    feed_name = sess.get_inputs()[0].name
     peak: dict[str, float] = {}
-    for i in range(0, len(x), batch):
-        for n, v in zip(names, sess.run(None, {feed_name: x[i : i + batch]})):
+    for i in range(0, feeds_len(feeds), batch):
+        for n, v in zip(names, sess.run(None, feeds_slice(feeds, i, i + batch))):
             if n in producer and v.dtype.kind == "f":
                 peak[producer[n]] = max(peak.get(producer[n], 0.0), float(np.abs(v).max(initial=0.0)))
     return peak
 
 
 # ----------------------------------------------------------------------------- FP16
-def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, calib: np.ndarray, log: Callable = print) -> dict:
+def only_feeding(model, outputs: Iterable[str]) -> set[str]:
+    """Names of the nodes that compute `outputs` and nothing else of the graph's outputs
+    (e.g. the encoder's style statistics, not its latent)."""
+    prod = {o: n for n in model.graph.node for o in n.output}
+
+    def ancestors(names) -> set[str]:
+        seen, stack = set(), list(names)
+        while stack:
+            n = prod.get(stack.pop())
+            if n is not None and n.name not in seen:
+                seen.add(n.name)
+                stack += list(n.input)
+        return seen
+
+    outputs = set(outputs)
+    return ancestors(outputs) - ancestors(o.name for o in model.graph.output if o.name not in outputs)
+
+
+def _float32_after_kept(model, keep: set[str]) -> None:
+    """Repair what onnxconverter-common does around float32 nodes that feed a graph output:
+    it casts their results to float16 and declares the output float16 (against
+    keep_io_types). A Cast to float16 right after a kept node whose consumers are all kept
+    nodes, Casts to float32 or graph outputs becomes a Cast to float32 (a no-op), and the
+    graph outputs it writes are declared float32 again."""
+    import onnx
+
+    prod = {o: n for n in model.graph.node for o in n.output}
+    cons: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            cons.setdefault(i, []).append(n)
+    outputs = {o.name: o for o in model.graph.output}
+    F32, F16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+
+    def to(n) -> int:
+        return next(a.i for a in n.attribute if a.name == "to")
+
+    fixed = set()
+    for n in model.graph.node:
+        if n.op_type != "Cast" or to(n) != F16 or getattr(prod.get(n.input[0]), "name", None) not in keep:
+            continue
+        users = cons.get(n.output[0], [])
+        if all(u.name in keep or (u.op_type == "Cast" and to(u) == F32) for u in users):
+            next(a for a in n.attribute if a.name == "to").i = F32
+            fixed.add(n.output[0])
+    for name in fixed:
+        if name in outputs:
+            outputs[name].type.tensor_type.elem_type = F32
+    keep_vi = [v for v in model.graph.value_info if v.name not in fixed]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(keep_vi)
+
+
+def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, calib: Feeds, log: Callable = print,
+                 float_outputs: Iterable[str] = ()) -> dict:
     """Write an FP16 copy of the FP32 model `src` to `dst`: float32 I/O, float16 inside,
-    except nodes whose FP32 activations on `calib` (the model's input batch) exceed
-    FP16_HEADROOM x 65504. Returns {"fp32_nodes": [...], "peak_activation": float}."""
+    except nodes whose FP32 activations on `calib` (the model's inputs) exceed
+    FP16_HEADROOM x 65504, and the nodes that only compute `float_outputs` (statistics: a
+    variance summed in float16 loses its low digits, and the converter breaks the
+    ReduceMean chains it feeds into a graph output). Returns {"fp32_nodes": [...],
+    "peak_activation": float}."""
     import onnx
     from onnxconverter_common import float16
 
@@ -132,12 +201,17 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, calib: np.ndarr
     # converting it also turns its float32-only `scales` input into float16, an invalid model.
     block = float16.DEFAULT_OP_BLOCK_LIST
     model = onnx.load(os.fspath(src))
+    keep = sorted(set(keep) | only_feeding(model, float_outputs))
     with warnings.catch_warnings():  # "float32 number 1e-9 will be truncated": by design
         warnings.simplefilter("ignore", UserWarning)
-        fp16 = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block, node_block_list=keep)
+        if set(keep) >= {n.name for n in model.graph.node}:
+            fp16 = model  # every node stays float32: nothing to convert
+        else:
+            fp16 = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=block, node_block_list=keep)
+            _float32_after_kept(fp16, set(keep))
     _save(fp16, dst)
     out = run_batched(session(dst, level="basic"), calib, batch=4)
-    if not np.all(np.isfinite(out)):
+    if not all(np.all(np.isfinite(o)) for o in out):
         raise StyleRTError(
             "the FP16 model produced inf/NaN on the calibration images (float16 overflow).",
             "Build FP32 or INT8 instead, or report the model: its activations exceed float16's range.",
@@ -166,23 +240,22 @@ def latent_facing_convs(path: str | os.PathLike, role: str) -> list[str]:
 def quantize_int8(
     src: str | os.PathLike,
     dst: str | os.PathLike,
-    calib: np.ndarray,
+    calib: Feeds,
     method: str = "minmax",
     exclude_nodes: Iterable[str] = (),
     batch: int = 4,
 ) -> dict:
-    """Static INT8 quantization of `src` calibrated on `calib` (the model's input batch):
+    """Static INT8 quantization of `src` calibrated on `calib` (the model's inputs):
     QDQ, symmetric int8 activations and weights (all zero-points 0), per-channel weights.
     Returns the settings used (for the manifest)."""
     if method not in CALIB_METHODS:
         raise StyleRTError(f"unknown calibration method {method!r}.", f"Use one of {', '.join(CALIB_METHODS)}.")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    sess = session(src, level="disable")
+    n = feeds_len(calib)
     # Equal batches: the histogram calibrators stack per-batch outputs and fail on a ragged tail.
-    batch = max(b for b in range(1, min(batch, len(calib)) + 1) if len(calib) % b == 0)
-    reader = ArrayReader(sess.get_inputs()[0].name, calib, batch)
-    del sess
+    batch = max(b for b in range(1, min(batch, n) + 1) if n % b == 0)
+    reader = ArrayReader(calib, batch)
     extra = {
         "ActivationSymmetric": True,
         "WeightSymmetric": True,
@@ -202,10 +275,10 @@ def quantize_int8(
         # (~130 MB per 256x256 image for the decoder); here they see a few images at a time.
         # The chosen ranges go to quantize_static as fixed scales.
         extra["TensorQuantOverrides"] = _histogram_scales(src, calib, method, batch)
-        reader = ArrayReader(reader.input_name, calib[:batch], batch)  # ranges fixed already
+        reader = ArrayReader(feeds_slice(calib, 0, batch), batch)  # ranges fixed already
     settings = {
         "format": "QDQ", "activations": "int8 symmetric", "weights": "int8 symmetric per-channel",
-        "calibration_method": method, "calibration_images": int(len(calib)),
+        "calibration_method": method, "calibration_images": int(n),
         "extra_options": {k: v for k, v in extra.items() if k != "TensorQuantOverrides"},
         "excluded_nodes": sorted(exclude_nodes),
     }
@@ -233,7 +306,7 @@ def quantize_int8(
     return settings
 
 
-def _histogram_scales(src: str | os.PathLike, calib: np.ndarray, method: str, batch: int,
+def _histogram_scales(src: str | os.PathLike, calib: Feeds, method: str, batch: int,
                       chunk: int = 8, num_bins: int = 512, percentile: float = 99.999) -> dict:
     """{tensor: [{"scale", "zero_point"}]}: symmetric int8 scales from the entropy (KL) or
     percentile calibrator, histograms accumulated `chunk` images at a time. num_bins: the
@@ -250,11 +323,12 @@ def _histogram_scales(src: str | os.PathLike, calib: np.ndarray, method: str, ba
     with tempfile.TemporaryDirectory() as td:
         cal = create_calibrator(Path(src), augmented_model_path=os.path.join(td, "augmented.onnx"),
                                 calibrate_method=kind, extra_options=opts)
-        name = cal.infer_session.get_inputs()[0].name
         step = max(batch, chunk - chunk % batch)
-        for i in range(0, len(calib), step):
-            part = calib[i : i + step]
-            cal.collect_data(ArrayReader(name, part, max(b for b in range(1, batch + 1) if len(part) % b == 0)))
+        n = feeds_len(calib)
+        for i in range(0, n, step):
+            part = feeds_slice(calib, i, i + step)
+            m = feeds_len(part)
+            cal.collect_data(ArrayReader(part, max(b for b in range(1, batch + 1) if m % b == 0)))
             # collect_data keeps the raw tensors it has put into the histograms: drop them
             # (the histograms themselves merge across calls).
             cal.clear_collected_data()

@@ -54,15 +54,16 @@ def validate(spec: ProfileSpec, contract: ModelContract) -> None:
 
 
 def profile_shapes(spec: ProfileSpec, contract: ModelContract) -> dict[str, dict[str, dict[str, Shape]]]:
-    """{"encoder": {"image": {"min", "opt", "max"}}, "decoder": {"latent": {...}}}: the
-    input shapes per model, NCHW."""
+    """{"encoder": {"image": {"min", "opt", "max"}}, "decoder": {"latent": {...}, "style": {...}}}:
+    the input shapes per model, by the contract's tensor names."""
     validate(spec, contract)
-    image, latent = {}, {}
+    out: dict = {"encoder": {}, "decoder": {}}
     for k in ("min", "opt", "max"):
         n, side = getattr(spec, f"{k}_batch"), getattr(spec, f"{k}_size")
-        image[k] = (n, 3, side, side)
-        latent[k] = contract.latent_shape(n, side, side)
-    return {"encoder": {contract.image.name: image}, "decoder": {contract.latent.name: latent}}
+        for role in out:
+            for name, shape in contract.shapes(role, n, side, side).items():
+                out[role].setdefault(name, {})[k] = shape
+    return out
 
 
 def within(shape: Shape, shapes: dict[str, Shape]) -> bool:

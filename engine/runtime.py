@@ -7,10 +7,14 @@
 
 Stages, public so a benchmark can time them separately:
     preprocess(images) -> (batch (N, 3, H8, W8) float32, sizes)   [module function]
-    eng.encode(batch) -> latent;  eng.mix(latent, styles, ...) -> latent
-    eng.decode(latent) -> batch;  postprocess(batch, sizes, kind) -> images   [module function]
-    eng.run_adain(batch, style) -> batch: the fused encode -> AdaIN -> decode (device-resident
+    eng.encode(batch) -> (latent, code);  eng.mix(latent, code, styles, ...) -> (latent, code)
+    eng.decode(latent, code) -> batch;  postprocess(batch, sizes, kind) -> images   [module function]
+    eng.run_adain(batch, style) -> batch: the fused encode -> mix -> decode (device-resident
     on GPU backends, a CUDA graph on TensorRT / torch-CUDA)
+
+The code is the image's style code (N, 2K): statistics of its latent and of the encoder's
+features at every level. The decoder reads it to paint texture; an image decoded with its own
+code is its reconstruction.
 
 Inputs: file paths, PIL images of any mode (EXIF rotation applied), and NumPy arrays: (H, W)
 grey, (H, W, 1|3|4) or (1|3|4, H, W); uint8, uint16 or float in [0, 1]. Images are padded
@@ -19,7 +23,8 @@ Outputs have the input's kind: PIL for PIL or paths, (H, W, 3) uint8 for integer
 (H, W, 3) float32 in [0, 1] for float arrays.
 
 Large images: sides above `tile` (default 1024 px) are encoded and decoded in tiles with
-`overlap` pixels of context (statistics are taken over the whole latent, so tiles agree);
+`overlap` pixels of context (statistics are taken over the whole latent, so tiles agree; the
+image's own style code is taken from a copy scaled down to one tile);
 `max_side` (default None) instead downscales larger images and scales the result back up.
 
 Concurrency: one Engine may be shared by many threads. ONNX Runtime sessions allow
@@ -40,6 +45,7 @@ from PIL import Image
 from . import mixing
 from .artifacts import read_export
 from .contract import ModelContract
+from .manifest import ENGINE_MANIFEST_FILE
 from .errors import StyleRTError
 from .images import load_image, to_array, to_pil, to_rgb
 from .mixing import StyleCode
@@ -181,42 +187,63 @@ class Engine:
         self.close()
 
     # ------------------------------------------------------------------ latent stages
-    def _batched(self, fn, x: np.ndarray) -> np.ndarray:
-        parts = [fn(x[i:i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
+    def _batched(self, fn, *arrays: np.ndarray):
+        """fn over slices of at most batch_size of every array; outputs concatenated (one
+        array or a tuple of arrays, as fn returns)."""
+        bs = self.batch_size
+        parts = [fn(*(a[i:i + bs] for a in arrays)) for i in range(0, len(arrays[0]), bs)]
+        if isinstance(parts[0], tuple):
+            return tuple(p[0] if len(parts) == 1 else np.concatenate(p) for p in zip(*parts))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def encode(self, x: np.ndarray) -> np.ndarray:
-        """Batch (N, 3, H, W) float32 in [0, 1], H and W multiples of 8 -> latent
-        (N, C, H/8, W/8). Batched by the engine's batch size, tiled above `tile`."""
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Batch (N, 3, H, W) float32 in [0, 1], H and W multiples of 8 -> (latent
+        (N, C, H/8, W/8), style code (N, 2K)). Batched by the engine's batch size, tiled above
+        `tile` (the code then comes from a copy scaled down to one tile)."""
         x = np.asarray(x, np.float32)
         if x.ndim == 4 and max(x.shape[2:]) > self.tile:
             d, c = self.contract.downsample, self.contract.latent_channels
-            return self._batched(lambda b: run_tiled(self.runner.encode, b, self.tile, self.overlap, 1, d, c), x)
+            z = self._batched(lambda b: run_tiled(lambda t: self.runner.encode(t)[0], b, self.tile, self.overlap, 1, d, c), x)
+            return z, self._batched(lambda b: self.runner.encode(self._shrink(b))[1], x)
         return self._batched(self.runner.encode, x)
 
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        """Latent (N, C, h, w) -> batch (N, 3, 8h, 8w) float32 in [0, 1]."""
-        z = np.asarray(z, np.float32)
+    def _shrink(self, x: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) -> scaled so the longer side fits one tile (multiples of downsample)."""
+        d = self.contract.downsample
+        f = self.tile / max(x.shape[2:])
+        size = (max(d, int(x.shape[2] * f) // d * d), max(d, int(x.shape[3] * f) // d * d))
+        return np.stack([_resize_array(a, size) for a in x])
+
+    def decode(self, z: np.ndarray, code: np.ndarray) -> np.ndarray:
+        """Latent (N, C, h, w) and style code (N, 2K) -> batch (N, 3, 8h, 8w) float32 in [0, 1]."""
+        z, code = np.asarray(z, np.float32), np.asarray(code, np.float32)
         d = self.contract.downsample
         if z.ndim == 4 and max(z.shape[2:]) * d > self.tile:
-            return self._batched(lambda b: run_tiled(self.runner.decode, b, self.tile // d, self.overlap // d, d, 1, 3), z)
-        return self._batched(self.runner.decode, z)
+            return self._batched(lambda b, s: run_tiled(lambda t: self.runner.decode(t, s), b, self.tile // d,
+                                                        self.overlap // d, d, 1, 3), z, code)
+        return self._batched(self.runner.decode, z, code)
 
-    def mix(self, z: np.ndarray, style, weights: Sequence[float] | None = None, strength: float = 1.0,
-            masks: Sequence[np.ndarray] | None = None) -> np.ndarray:
-        """AdaIN of the latent z (N, C, h, w) towards one StyleCode or several (weights),
-        with optional masks (one per style, (h, w) at latent resolution). NumPy on the host."""
+    def mix(self, z: np.ndarray, code: np.ndarray, style, weights: Sequence[float] | None = None, strength: float = 1.0,
+            masks: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The decoder's inputs for content latents z (N, C, h, w) with their own codes
+        (N, 2K), moved towards one StyleCode or several (weights), with optional masks (one
+        per style, (h, w) at latent resolution): (AdaIN-mixed latent, mixed code). NumPy on
+        the host."""
         codes = [style] if isinstance(style, StyleCode) else list(style)
         self._check_codes(codes)
-        return mixing.mix(z, codes, weights, strength, masks)
+        coverage = None if masks is None else [
+            np.broadcast_to(np.asarray(m, np.float32).reshape(-1, np.shape(m)[-2] * np.shape(m)[-1]).mean(1), (len(z),))
+            for m in masks]
+        return (mixing.mix(z, codes, weights, strength, masks),
+                mixing.mix_code(code, codes, weights, strength, coverage))
 
     def run_adain(self, x: np.ndarray, style: StyleCode, strength: float = 1.0) -> np.ndarray:
-        """Fused encode -> AdaIN -> decode of a padded batch (the device path on GPUs)."""
+        """Fused encode -> mix -> decode of a padded batch (the device path on GPUs)."""
         self._check_codes([style])
         x = np.asarray(x, np.float32)
         if max(x.shape[2:]) > self.tile:
-            return self.decode(self.mix(self.encode(x), style, strength=strength))
-        return self._batched(lambda b: self.runner.run_adain(b, style.mean, style.std, strength), x)
+            return self.decode(*self.mix(*self.encode(x), style, strength=strength))
+        return self._batched(lambda b: self.runner.run_adain(b, style.vector, strength), x)
 
     # ------------------------------------------------------------------ styles
     def encode_style(self, images, weights: Sequence[float] | None = None) -> StyleCode:
@@ -225,14 +252,14 @@ class Engine:
         codes = []
         for i, im in enumerate(items):
             x, _ = preprocess([self._fit(as_array(im, _name_of(im, i)))], self.contract.downsample)
-            code = StyleCode.from_latent(self.encode(x), model=self.contract.checkpoint_sha256, sources=[_name_of(im, i)])
+            code = StyleCode.from_codes(self.encode(x)[1], model=self.contract.checkpoint_sha256, sources=[_name_of(im, i)])
             codes.append(code)
         return codes[0] if len(codes) == 1 else mixing.combine(codes, weights)
 
     def _check_codes(self, codes: Sequence[StyleCode]) -> None:
         for c in codes:
-            if c.channels != self.contract.latent_channels:
-                raise StyleRTError(f"StyleCode has {c.channels} channels, this model's latent has {self.contract.latent_channels}.",
+            if 2 * c.channels != self.contract.style_size:
+                raise StyleRTError(f"StyleCode has {c.channels} channels, this model's codes have {self.contract.style_size // 2}.",
                                    "Re-encode the style with this engine (encode_style).")
             if c.model and self.contract.checkpoint_sha256 and c.model != self.contract.checkpoint_sha256:
                 raise StyleRTError("StyleCode was encoded by a different model (checkpoint sha256 differs).",
@@ -284,7 +311,7 @@ class Engine:
             else:
                 d = self.contract.downsample
                 ml = [_downsample(pad_to_multiple(_resize_mask(m, sizes[0]), d), d) for m in mask_arrays]
-                y = self.decode(self.mix(self.encode(x), codes, w, strength, ml))
+                y = self.decode(*self.mix(*self.encode(x), codes, w, strength, ml))
             for j, i in enumerate(idx):
                 out = y[j:j + 1, :, :sizes[j][0], :sizes[j][1]]
                 if out.shape[2:] != orig[j].shape[1:]:
@@ -294,7 +321,7 @@ class Engine:
 
     def _code_of(self, arr: np.ndarray, name: str) -> StyleCode:
         x, _ = preprocess([arr], self.contract.downsample)
-        return StyleCode.from_latent(self.encode(x), model=self.contract.checkpoint_sha256, sources=[name])
+        return StyleCode.from_codes(self.encode(x)[1], model=self.contract.checkpoint_sha256, sources=[name])
 
     def _fit(self, a: np.ndarray) -> np.ndarray:
         """The max-side policy: downscale (3, H, W) so its longer side <= max_side."""
@@ -309,10 +336,12 @@ class Engine:
         if method not in ("lerp", "slerp"):
             raise StyleRTError(f"unknown interpolation '{method}'.", "Use 'lerp' or 'slerp'.")
         x, sizes = preprocess([a, b], self.contract.downsample)
-        za, zb = np.split(self.encode(x), 2)
+        z, code = self.encode(x)
+        (za, zb), (ca, cb) = np.split(z, 2), np.split(code, 2)
         f = mixing.slerp if method == "slerp" else mixing.lerp
         z = np.concatenate([f(za, zb, float(t)) for t in ts])
-        return postprocess(self.decode(z), [sizes[0]] * len(ts), _kind_of(a))
+        code = np.concatenate([mixing.lerp(ca, cb, float(t)) for t in ts])  # statistics: linear
+        return postprocess(self.decode(z, code), [sizes[0]] * len(ts), _kind_of(a))
 
 
 # ============================================================================= helpers
@@ -347,7 +376,7 @@ def _downsample(m: np.ndarray, d: int) -> np.ndarray:
 
 
 def _contract_from(d: dict) -> ModelContract:
-    return ModelContract.from_json(json.dumps(d))
+    return ModelContract.from_dict(d)
 
 
 def _choose(folder: Path, backend: str, precision: str | None, device: str, threads: int | None):
@@ -363,7 +392,7 @@ def _choose(folder: Path, backend: str, precision: str | None, device: str, thre
                            "Pass an export folder (`stylert export-onnx --out DIR`) or an engine folder (`stylert build-engine`).",
                            path=folder)
     info: dict = {"folder": str(folder)}
-    if (folder / "engine.json").is_file():
+    if (folder / ENGINE_MANIFEST_FILE).is_file():
         return _choose_engine(folder, backend, precision, device, threads, info)
     if (folder / "manifest.json").is_file():
         m = read_export(folder)

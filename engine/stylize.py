@@ -7,13 +7,10 @@ never imports torch or onnxruntime.
 from __future__ import annotations
 
 import glob
-import hashlib
-import os
 import sys
 import textwrap
 from pathlib import Path
 
-from .artifacts import SHIPPED_MODEL_DIR as DEFAULT_MODEL_DIR
 FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
 
 
@@ -95,69 +92,13 @@ def expand_contents(items: list[str]) -> list[Path]:
     return uniq
 
 
-def parse_styles(specs: list[str], weights: list[float] | None) -> tuple[list[str], list[float] | None]:
-    """'a.jpg:0.7' -> ('a.jpg', 0.7). Weights come from the suffixes or --style-weights."""
-    from .errors import StyleRTError
-
-    paths, ws = [], []
-    for s in specs:
-        head, sep, tail = s.rpartition(":")
-        try:
-            w = float(tail) if sep and head else None
-        except ValueError:
-            w = None
-        paths.append(head if w is not None else s)
-        ws.append(w)
-    given = [w for w in ws if w is not None]
-    if weights is not None:
-        if given:
-            raise StyleRTError("weights given twice (PATH:WEIGHT and --style-weights).", "Use one of the two forms.")
-        if len(weights) != len(paths):
-            raise StyleRTError(f"{len(weights)} --style-weights for {len(paths)} styles.", "Give one weight per --style.")
-        return paths, list(weights)
-    if given and len(given) != len(ws):
-        raise StyleRTError("some styles have a :WEIGHT and some do not.", "Give a weight to every style or to none.")
-    return paths, (ws if given else None)
-
-
-def _cache_root() -> Path:
-    return Path(os.environ.get("STYLERT_CACHE", Path.home() / ".cache" / "stylert"))
-
-
-def default_model(backend: str, log=print) -> Path:
-    """The shipped model as a folder the chosen backend can load: the checkpoint itself for
-    torch, else an export cached under ~/.cache/stylert/exports/<weights sha>, made on first use."""
-    from .errors import StyleRTError
-
-    weights = DEFAULT_MODEL_DIR / "model.safetensors"
-    if not weights.is_file():
-        raise StyleRTError(f"no --model given and the shipped model is absent ({DEFAULT_MODEL_DIR}).",
-                           "Pass --model EXPORT_DIR (from `stylert export-onnx`) or an engine folder.")
-    if backend == "torch":
-        return DEFAULT_MODEL_DIR
-    h = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    cached = _cache_root() / "exports" / h
-    if (cached / "manifest.json").is_file():
-        return cached
-    try:
-        from stylert.export.onnx_export import export_onnx
-    except ImportError as e:
-        raise StyleRTError(
-            f"no --model given, and exporting the shipped model needs the export extra ({e}).",
-            "pip install 'stylert[export]' (torch, onnx) and rerun, or export elsewhere with "
-            "`stylert export-onnx --out DIR` and pass --model DIR.") from None
-    log(f"first use: exporting the shipped model to {cached} (once)")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    export_onnx(cached, log=lambda *a: None)
-    return cached
-
-
 # ----------------------------------------------------------------------------- run
 def run(a) -> int:
     from PIL import Image
 
     from .errors import StyleRTError
     from .images import load_image, save_image
+    from .frontend import model_folder, parse_styles, read_style
     from .mixing import StyleCode
     from .runtime import Engine
 
@@ -170,20 +111,12 @@ def run(a) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise StyleRTError(f"cannot create the output folder: {e.strerror}.", "Choose a writable --out.", path=out) from None
-    model = Path(a.model) if a.model else default_model(a.backend)
+    model = model_folder(a.model, a.backend)
     eng = Engine.load(model, backend=a.backend, precision=a.precision, device=a.device, threads=a.threads,
                       tile=a.tile, overlap=a.overlap, max_side=a.max_side)
     print(f"model {model}: {eng.info['backend']} {eng.info['precision']} on {eng.info['device']} ({eng.info['reason']})")
 
-    def read_style(p: str):
-        if p.lower().endswith(".json"):
-            try:
-                return StyleCode.from_json(Path(p).read_text())
-            except OSError as e:
-                raise StyleRTError(f"cannot read: {e.strerror}.", path=p) from None
-        return load_image(p, max_pixels=a.max_pixels)
-
-    styles = [read_style(p) for p in style_paths]
+    styles = [read_style(p, a.max_pixels) for p in style_paths]
     masks = [load_image(m, max_pixels=a.max_pixels) for m in a.mask] if a.mask else None
     if not a.preserve_color:
         # encode every style once, not once per content

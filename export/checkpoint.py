@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from stylert.engine.artifacts import SHIPPED_MODEL_DIR as DEFAULT_MODEL_DIR
 from stylert.engine.artifacts import sha256_file as file_sha256
+from stylert.engine.contract import ModelContract
 from stylert.engine.errors import StyleRTError
 from stylert.engine.images import atomic_write_bytes
 
@@ -61,3 +62,10 @@ def load_model(folder: str | os.PathLike | None = None) -> tuple[VAE, str]:
             path=wpath,
         ) from None
     return model.eval(), file_sha256(wpath)
+
+
+def contract_for(model: VAE, sha256: str, opset: int | None = None) -> ModelContract:
+    """The contract of a trained model: the one place a VAEConfig becomes a ModelContract."""
+    return ModelContract(latent_channels=model.cfg.latent_channels, style_channels=model.cfg.style_channels,
+                         downsample=model.cfg.downsample, checkpoint_sha256=sha256,
+                         **({"opset": opset} if opset is not None else {}))

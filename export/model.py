@@ -24,6 +24,8 @@ class VAEConfig:
     enc_blocks: tuple[int, ...] = (0, 1, 1, 2)  # residual blocks per level, encoder
     dec_blocks: tuple[int, ...] = (1, 1, 2, 2)  # decoder: the quality is made here
     logvar_clamp: tuple[float, float] = (-30.0, 20.0)  # keeps exp() finite early in training
+    style_hidden: int = 256  # width of the decoder's style MLP (style code -> per-level scale
+                             # and shift); 0: a plain reconstruction decoder (models before 0.2)
 
     def __post_init__(self):
         self.widths = tuple(self.widths)
@@ -34,10 +36,19 @@ class VAEConfig:
             raise ValueError("widths, enc_blocks and dec_blocks need 4 levels (1, 1/2, 1/4, 1/8)")
         if self.latent_channels < 1:
             raise ValueError("latent_channels must be positive")
+        if self.style_hidden < 0:
+            raise ValueError("style_hidden must be >= 0")
 
     @property
     def downsample(self) -> int:
         return 2 ** (len(self.widths) - 1)
+
+    @property
+    def style_channels(self) -> tuple[int, ...]:
+        """Channels whose mean and std make up a style code: the latent first (what AdaIN
+        moves), then the encoder's feature maps at 1, 1/2, 1/4 and 1/8 of the image (where
+        texture lives: the latent alone made only a colour grade)."""
+        return (self.latent_channels, *self.widths)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,7 +59,8 @@ class VAEConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown VAEConfig fields: {sorted(unknown)}")
-        return cls(**d)
+        # configs written before the style decoder existed describe a reconstruction decoder
+        return cls(**{"style_hidden": 0, **d})
 
 
 def conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -72,21 +84,79 @@ class Encoder(nn.Module):
         w = cfg.widths
         layers: list[nn.Module] = [conv(3, w[0]), nn.ReLU()]
         layers += [Block(w[0]) for _ in range(cfg.enc_blocks[0])]
+        ends = [len(layers)]
         for i in range(1, len(w)):
             layers += [conv(w[i - 1], w[i], stride=2), nn.ReLU()]
             layers += [Block(w[i]) for _ in range(cfg.enc_blocks[i])]
+            ends.append(len(layers))
         self.body = nn.Sequential(*layers)
+        self.level_ends = tuple(ends)  # body indices after which a level's features are complete
         self.mu = conv(w[-1], cfg.latent_channels)
         self.logvar = conv(w[-1], cfg.latent_channels)
         self.logvar_clamp = cfg.logvar_clamp
+
+    def trunk(self, x):
+        """(B, 3, H, W) -> (body output, the features at each level's end)."""
+        feats, h = [], x
+        for i, layer in enumerate(self.body):
+            h = layer(h)
+            if i + 1 in self.level_ends:
+                feats.append(h)
+        return h, feats
 
     def forward(self, x):  # (B, 3, H, W) in [0, 1] -> 2 x (B, C, H/8, W/8)
         h = self.body(x)
         return self.mu(h), self.logvar(h).clamp(*self.logvar_clamp)
 
+    def posterior_mean(self, x):  # (B, 3, H, W) -> (B, C, H/8, W/8): the inference latent
+        return self.mu(self.body(x))
+
+    def encode_with_style(self, x):
+        """The inference path: (latent (B, C, H/8, W/8), style code (B, 2K)).
+
+        The style code is [means, stds] of the latent's channels and of the body's features at
+        every level (VAEConfig.style_channels, K channels in all), over the spatial positions."""
+        h, feats = self.trunk(x)
+        z = self.mu(h)
+        return z, style_code(z, *feats)
+
+
+class StyleMLP(nn.Module):
+    """Style code (B, 2K) -> a per-channel (scale, shift) for each decoder level (FiLM).
+
+    The code's entries differ in scale by orders of magnitude, so they are whitened with
+    fixed statistics of training codes (buffers, set once by `set_whitening`). The last layer
+    starts at zero: a fresh style head leaves the reconstruction decoder exactly as it was."""
+
+    def __init__(self, cfg: VAEConfig, level_widths: tuple[int, ...]):
+        super().__init__()
+        k = 2 * sum(cfg.style_channels)
+        self.level_widths = level_widths
+        self.register_buffer("code_mean", torch.zeros(k))
+        self.register_buffer("code_scale", torch.ones(k))
+        self.net = nn.Sequential(nn.Linear(k, cfg.style_hidden), nn.ReLU(), nn.Linear(cfg.style_hidden, 2 * sum(level_widths)))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    @torch.no_grad()
+    def set_whitening(self, codes: torch.Tensor) -> None:  # codes (N, 2K) of training images
+        self.code_mean.copy_(codes.mean(0))
+        self.code_scale.copy_(1.0 / (codes.std(0) + 1e-3))
+
+    def forward(self, code):  # (B, 2K) -> [(scale (B, c), shift (B, c)) per level]
+        m = self.net((code - self.code_mean) * self.code_scale)
+        out, i = [], 0
+        for c in self.level_widths:
+            out.append((m[:, i : i + c], m[:, i + c : i + 2 * c]))
+            i += 2 * c
+        return out
+
 
 class Decoder(nn.Module):
-    """Latent -> RGB. `forward` is unclamped (the training loss sees it); `image` clamps."""
+    """(Latent, style code) -> RGB. `forward` is unclamped (the training loss sees it); `image`
+    clamps. Each level's features are modulated by the style code (x * (1 + scale) + shift):
+    the mixed latent alone carries 64 statistics, too few for the decoder to tell one
+    painting's strokes from another's."""
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -94,17 +164,30 @@ class Decoder(nn.Module):
         nb = cfg.dec_blocks[::-1]
         layers: list[nn.Module] = [conv(cfg.latent_channels, w[0]), nn.ReLU()]
         layers += [Block(w[0]) for _ in range(nb[0])]
+        ends = [len(layers)]
         for i in range(1, len(w)):
             layers += [nn.Upsample(scale_factor=2, mode="nearest"), conv(w[i - 1], w[i]), nn.ReLU()]
             layers += [Block(w[i]) for _ in range(nb[i])]
+            ends.append(len(layers))
         layers += [conv(w[-1], 3)]
         self.body = nn.Sequential(*layers)
+        self.level_ends = tuple(ends)
+        self.style = StyleMLP(cfg, tuple(w)) if cfg.style_hidden else None
 
-    def forward(self, z):  # (B, C, h, w) -> (B, 3, 8h, 8w), unbounded
-        return self.body(z)
+    def forward(self, z, code=None):  # (B, C, h, w), (B, 2K) -> (B, 3, 8h, 8w), unbounded
+        if self.style is None:
+            return self.body(z)
+        mods = iter(self.style(code))
+        h = z
+        for i, layer in enumerate(self.body):
+            h = layer(h)
+            if i + 1 in self.level_ends:
+                scale, shift = next(mods)
+                h = h * (1.0 + scale[:, :, None, None]) + shift[:, :, None, None]
+        return h
 
-    def image(self, z):  # (B, C, h, w) -> (B, 3, 8h, 8w) in [0, 1]
-        return self.body(z).clamp(0.0, 1.0)
+    def image(self, z, code=None):  # (B, C, h, w), (B, 2K) -> (B, 3, 8h, 8w) in [0, 1]
+        return self.forward(z, code).clamp(0.0, 1.0)
 
 
 class VAE(nn.Module):
@@ -115,14 +198,32 @@ class VAE(nn.Module):
         self.decoder = Decoder(self.cfg)
 
     def forward(self, x, sample: bool = True):
-        """Returns (unclamped reconstruction, mu, logvar). Reparameterized when sampling."""
-        mu, logvar = self.encoder(x)
+        """Returns (unclamped reconstruction, mu, logvar). Reparameterized when sampling; the
+        decoder is given the image's own style code (what strength 0 means)."""
+        h, feats = self.encoder.trunk(x)
+        mu, logvar = self.encoder.mu(h), self.encoder.logvar(h).clamp(*self.encoder.logvar_clamp)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
-        return self.decoder(z), mu, logvar
+        code = style_code(mu, *feats).detach() if self.decoder.style is not None else None
+        return self.decoder(z, code), mu, logvar
 
     @torch.no_grad()
-    def reconstruct(self, x):  # inference path: the mean, then the clamped decoder
-        return self.decoder.image(self.encoder(x)[0])
+    def reconstruct(self, x):  # inference path: the mean and own style code, clamped decoder
+        z, code = self.encoder.encode_with_style(x)
+        return self.decoder.image(z, code)
+
+
+STATS_EPS = 1e-5  # engine.mixing.EPS: the runtime's statistics must match these
+
+
+def mean_std(f):  # (B, C, H, W) -> 2 x (B, C): per-channel mean and sqrt(var + eps)
+    m = f.mean(dim=(2, 3))
+    v = (f - m[:, :, None, None]).pow(2).mean(dim=(2, 3))
+    return m, torch.sqrt(v + STATS_EPS)
+
+
+def style_code(*feats):  # feature maps -> (B, 2K): all means, then all stds
+    means, stds = zip(*(mean_std(f) for f in feats))
+    return torch.cat(means + stds, dim=1)
 
 
 def kl_divergence(mu, logvar):

@@ -24,58 +24,63 @@ from stylert.engine.contract import DECODER_FILE, ENCODER_FILE, MANIFEST_FILE, M
 from stylert.engine.errors import StyleRTError
 from stylert.engine.images import atomic_write_bytes, center_crop, list_images, load_image, to_array
 
-from .checkpoint import CONFIG_FILE, DEFAULT_MODEL_DIR, WEIGHTS_FILE, load_model
+from .checkpoint import CONFIG_FILE, DEFAULT_MODEL_DIR, WEIGHTS_FILE, contract_for, load_model
 from .model import VAE
 
 
-class EncoderMean(torch.nn.Module):
-    """image (N, 3, H, W) in [0, 1] -> latent (N, C, H/8, W/8): the posterior mean."""
+class EncoderGraph(torch.nn.Module):
+    """image (N, 3, H, W) in [0, 1] -> latent (N, C, H/8, W/8), the posterior mean (the
+    log-variance head is not exported: inference uses the mean), and style (N, 2K)."""
 
     def __init__(self, vae: VAE):
         super().__init__()
         self.encoder = vae.encoder
 
     def forward(self, image):
-        h = self.encoder.body(image)
-        return self.encoder.mu(h)  # the log-variance head is not exported: inference uses the mean
+        return self.encoder.encode_with_style(image)
 
 
-class DecoderImage(torch.nn.Module):
-    """latent (N, C, h, w) -> image (N, 3, 8h, 8w) in [0, 1]."""
+class DecoderGraph(torch.nn.Module):
+    """latent (N, C, h, w), style (N, 2K) -> image (N, 3, 8h, 8w) in [0, 1]."""
 
     def __init__(self, vae: VAE):
         super().__init__()
         self.decoder = vae.decoder
 
-    def forward(self, latent):
-        return self.decoder.image(latent)
+    def forward(self, latent, style):
+        return self.decoder.image(latent, style)
 
 
-def _export_one(module: torch.nn.Module, example: torch.Tensor, path: Path, in_name: str, out_name: str,
-                in_axes: tuple[str, ...], out_axes: tuple[str, ...], opset: int, meta: dict[str, str]) -> None:
+def _export_one(module: torch.nn.Module, examples: tuple[torch.Tensor, ...], path: Path, contract: ModelContract,
+                role: str, meta: dict[str, str]) -> None:
+    """Export one graph with the contract's tensor names and dynamic axes."""
     import onnx
 
-    N = torch.export.Dim("N", min=1, max=4096)
+    inputs, outputs = contract.io(role)
+    dims = {"N": torch.export.Dim("N", min=1, max=4096)}
     h = torch.export.Dim("h", min=1, max=4096)
     w = torch.export.Dim("w", min=1, max=4096)
-    if in_name == "image":  # spatial dims are multiples of the downsampling factor
-        shapes = {in_name: {0: N, 2: 8 * h, 3: 8 * w}}
-    else:
-        shapes = {in_name: {0: N, 2: h, 3: w}}
+    d = contract.downsample
+    # image sides are multiples of the downsampling factor; latent sides are free
+    spatial = {"H": d * h, "W": d * w, "h": h, "w": w}
+    shapes = {spec.name: {i: dims.get(a, spatial.get(a)) for i, a in enumerate(spec.layout) if a in dims or a in spatial}
+              for spec in inputs}
     # The exporter logs a warning per missing torchvision op and warns about deprecations.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     logging.getLogger("torch._dynamo").setLevel(logging.ERROR)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (example,), str(path), input_names=[in_name], output_names=[out_name],
-                          opset_version=opset, dynamic_shapes=shapes, dynamo=True, external_data=False, verbose=False)
+        torch.onnx.export(module, examples, str(path), input_names=[t.name for t in inputs],
+                          output_names=[t.name for t in outputs], opset_version=contract.opset, dynamic_shapes=shapes,
+                          dynamo=True, external_data=False, verbose=False)
     model = onnx.load(str(path))
     # Readable, contract-named dynamic axes on the graph's I/O (the exporter names them "8*h").
-    for value, axes in ((model.graph.input[0], in_axes), (model.graph.output[0], out_axes)):
-        for dim, name in zip(value.type.tensor_type.shape.dim, axes):
-            if not name.isdigit():
-                dim.Clear()
-                dim.dim_param = name
+    for values, specs in ((model.graph.input, inputs), (model.graph.output, outputs)):
+        for value, spec in zip(values, specs):
+            for dim, name in zip(value.type.tensor_type.shape.dim, contract.axes(spec)):
+                if not name.isdigit():
+                    dim.Clear()
+                    dim.dim_param = name
     del model.metadata_props[:]
     for k, v in meta.items():
         model.metadata_props.add(key=k, value=v)
@@ -110,28 +115,33 @@ def verify(out: Path, vae: VAE, contract: ModelContract, real_dir: Path | None, 
     rng = np.random.default_rng(0)
     cases = [("random", rng.random((n, 3, H, W), dtype=np.float32)) for n, H, W in [(1, 64, 64), (3, 96, 128), (2, 256, 256)]]
     cases += [(f"real {x.shape[2]}x{x.shape[3]}", x) for x in _real_inputs(real_dir, [(128, 128), (256, 192)])]
-    worst = {"latent": 0.0, "image": 0.0}
+    worst = {"latent": 0.0, "style": 0.0, "image": 0.0}
     rows = []
     with torch.no_grad():
         for label, x in cases:
-            z_ref = vae.encoder.mu(vae.encoder.body(torch.from_numpy(x))).numpy()
-            z = enc.run(None, {contract.image.name: x})[0]
-            row = {"input": label, "shape": list(x.shape), "latent_max_abs": compare(z, z_ref, peak=None).max_abs}
-            # The decoder is checked on the encoded latent and on a prior sample N(0, I).
-            for zlabel, zin in (("encoded", z_ref), ("prior", rng.standard_normal(z_ref.shape, dtype=np.float32))):
-                y_ref = vae.decoder.image(torch.from_numpy(zin)).numpy()
-                y = dec.run(None, {contract.latent.name: zin})[0]
+            z_ref, s_ref = (t.numpy() for t in vae.encoder.encode_with_style(torch.from_numpy(x)))
+            z, s = enc.run(None, {contract.image.name: x})
+            row = {"input": label, "shape": list(x.shape), "latent_max_abs": compare(z, z_ref, peak=None).max_abs,
+                   # relative: a code's stds and means span orders of magnitude
+                   "style_max_rel": float(np.max(np.abs(s - s_ref) / (np.abs(s_ref) + 1.0)))}
+            # The decoder is checked on the encoded latent and on a prior sample N(0, I) with
+            # another image's code (what mixing gives it).
+            prior = rng.standard_normal(z_ref.shape, dtype=np.float32)
+            for zlabel, zin, sin in (("encoded", z_ref, s_ref), ("prior", prior, s_ref[::-1].copy())):
+                y_ref = vae.decoder.image(torch.from_numpy(zin), torch.from_numpy(sin)).numpy()
+                y = dec.run(None, {contract.latent.name: zin, contract.style.name: sin})[0]
                 row[f"image_max_abs_{zlabel}"] = compare(y, y_ref).max_abs
             img_err = max(row["image_max_abs_encoded"], row["image_max_abs_prior"])
             worst["latent"] = max(worst["latent"], row["latent_max_abs"])
+            worst["style"] = max(worst["style"], row["style_max_rel"])
             worst["image"] = max(worst["image"], img_err)
             rows.append(row)
-            log(f"  verify {label:>12} N={x.shape[0]} {x.shape[2]}x{x.shape[3]}: "
-                f"latent max|d| {row['latent_max_abs']:.2e}, image max|d| {img_err:.2e}")
+            log(f"  verify {label:>12} N={x.shape[0]} {x.shape[2]}x{x.shape[3]}: latent max|d| {row['latent_max_abs']:.2e}, "
+                f"style max rel {row['style_max_rel']:.2e}, image max|d| {img_err:.2e}")
     tol = contract.export_tolerance
     passed = all(v <= tol for v in worst.values())
-    log(f"  max abs error per output: latent {worst['latent']:.2e}, image {worst['image']:.2e} (tolerance {tol:.0e}) "
-        f"-> {'PASS' if passed else 'FAIL'}")
+    log(f"  max error per output: latent {worst['latent']:.2e}, style {worst['style']:.2e} (relative), "
+        f"image {worst['image']:.2e} (tolerance {tol:.0e}) -> {'PASS' if passed else 'FAIL'}")
     return {"passed": passed, "tolerance": tol, "max_abs": worst, "cases": rows}
 
 
@@ -144,8 +154,10 @@ def export_onnx(out_dir: str | Path, checkpoint: str | Path | None = None, verif
     t0 = time.time()
     ckpt = Path(checkpoint) if checkpoint is not None else DEFAULT_MODEL_DIR
     vae, sha = load_model(ckpt)
-    contract = ModelContract(latent_channels=vae.cfg.latent_channels, downsample=vae.cfg.downsample,
-                             opset=opset, checkpoint_sha256=sha)
+    if vae.decoder.style is None:
+        raise StyleRTError("is a reconstruction-only model (no style head): it cannot stylize.",
+                           "Train its style stage first: `stylert train --stage style --init MODEL ...`.", path=ckpt)
+    contract = contract_for(vae, sha, opset)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -155,19 +167,19 @@ def export_onnx(out_dir: str | Path, checkpoint: str | Path | None = None, verif
     try:
         meta = {METADATA_KEY: contract.to_json()}
         log(f"exporting {ckpt} (sha256 {sha[:12]}) -> {out}  [opset {opset}, latent {contract.latent_channels} ch, 1/{contract.downsample}]")
-        C = contract.latent_channels
-        _export_one(EncoderMean(vae).eval(), torch.rand(2, 3, 64, 64), tmp / ENCODER_FILE, "image", "latent",
-                    ("N", "3", "H", "W"), ("N", str(C), "h", "w"), opset, {**meta, "stylert.role": "encoder"})
-        _export_one(DecoderImage(vae).eval(), torch.randn(2, C, 8, 8), tmp / DECODER_FILE, "latent", "image",
-                    ("N", str(C), "h", "w"), ("N", "3", "H", "W"), opset, {**meta, "stylert.role": "decoder"})
+        z, code = vae.encoder.encode_with_style(torch.rand(2, 3, 64, 64))
+        _export_one(EncoderGraph(vae).eval(), (torch.rand(2, 3, 64, 64),), tmp / ENCODER_FILE, contract, "encoder",
+                    {**meta, "stylert.role": "encoder"})
+        _export_one(DecoderGraph(vae).eval(), (z.detach(), code.detach()), tmp / DECODER_FILE, contract, "decoder",
+                    {**meta, "stylert.role": "decoder"})
         report = None
         if verify_outputs:
             rd = Path(real_dir) if real_dir else Path(__file__).resolve().parent.parent / "calib_data"
             report = verify(tmp, vae, contract, rd, log=log)
             if not report["passed"]:
                 raise StyleRTError(
-                    f"ONNX Runtime and PyTorch disagree: max abs error latent {report['max_abs']['latent']:.2e}, "
-                    f"image {report['max_abs']['image']:.2e} > {contract.export_tolerance:.0e}.",
+                    f"ONNX Runtime and PyTorch disagree: max error latent {report['max_abs']['latent']:.2e}, "
+                    f"style {report['max_abs']['style']:.2e}, image {report['max_abs']['image']:.2e} > {contract.export_tolerance:.0e}.",
                     "Nothing was written. This is an exporter problem; report it with the checkpoint.",
                 )
         shutil.copytree(ckpt, tmp / "checkpoint", ignore=lambda d, names: [n for n in names if n not in (WEIGHTS_FILE, CONFIG_FILE)])

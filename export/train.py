@@ -49,6 +49,14 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = all cores
     precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with bf16 kernels | fp32 | bf16
     model: VAEConfig = field(default_factory=VAEConfig)
+    # The style stage (export/style.py): the encoder frozen, the decoder taught to paint styles.
+    stage: str = "vae"  # vae: the ELBO | style: AdaIN objective on (content, style) pairs, needs --init
+    styles: list[str] = field(default_factory=list)  # style stage: folders of paintings (data = contents)
+    style_weight: float = 10.0  # style loss (relative mean/std error at 6 loss-network taps)
+    content_weight: float = 1.0  # content loss in the VAE's latent, relative to var(t)
+    feature_weight: float = 1.0  # content loss at loss-network block 7, relative
+    recon_weight: float = 100.0  # pixel MSE of strength-0 decodes (~0.003): keeps reconstruction
+    recon_per_batch: int = 3  # content crops per step also decoded at strength 0
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
@@ -93,7 +101,7 @@ class ImagePool:
         if not self.images:
             raise StyleRTError("no readable training images.", "All files failed to load; see the warnings above.")
 
-    def batch(self, rng: random.Random, n: int, crop: int, scale_min: float) -> torch.Tensor:
+    def batch(self, rng: random.Random, n: int, crop: int, scale_min: float, rot90: bool = False) -> torch.Tensor:
         from PIL import Image
 
         out = np.empty((n, crop, crop, 3), np.uint8)
@@ -108,6 +116,8 @@ class ImagePool:
             c = a[y : y + crop, x : x + crop]
             if rng.random() < 0.5:
                 c = c[:, ::-1]
+            if rot90 and rng.random() < 0.5:  # paintings have no "up" for their strokes
+                c = np.rot90(c, rng.choice((1, 3)))
             out[i] = c
         return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
 
@@ -136,13 +146,23 @@ def init_from(model: VAE, folder: str | os.PathLike) -> list[str]:
     Returns the names of the tensors that were widened."""
     src, _ = load_model(folder)
     old = src.state_dict()
-    if set(old) != set(model.state_dict()):
+    # a reconstruction-only model starts a style decoder: its style head is new (and starts
+    # as the identity, StyleMLP), everything else must match
+    new_head = {k for k in model.state_dict() if k.startswith("decoder.style.")} - set(old)
+    if set(old) != set(model.state_dict()) - new_head:
         raise StyleRTError("cannot start from it: its layers differ from this configuration's (blocks per level).",
                            "--init can keep or grow channel counts, not change the depth.", path=folder)
     widened = []
     with torch.no_grad():
         for name, p in model.state_dict().items():
+            if name in new_head:
+                continue
             q = old[name]
+            if name.startswith("decoder.style.") and q.shape != p.shape:
+                # the code's layout interleaves levels: a wider model's style head starts fresh
+                # (the identity), and the style stage teaches it again
+                widened.append(name + " (reset)")
+                continue
             if q.shape != p.shape:
                 if q.ndim != p.ndim or any(a < b for a, b in zip(p.shape, q.shape)):
                     raise StyleRTError(
@@ -199,6 +219,33 @@ def _jsonable(cfg: TrainConfig) -> dict:
     return d
 
 
+def _elbo_loss(model: VAE, pool: ImagePool, rng, cfg: TrainConfig, device, amp: bool, beta: float):
+    x = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min).to(device, non_blocking=True)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        recon, mu, logvar = model(x)
+    loss, mse, kl = elbo_loss(x, recon.float(), mu.float(), logvar.float(), beta)
+    return loss, {"psnr": 10 * math.log10(1.0 / max(mse.item(), 1e-10)), "kl": kl.item()}
+
+
+def _style_loss(model: VAE, lossnet, pool: ImagePool, style_pool: ImagePool, rng, cfg: TrainConfig, device, amp: bool):
+    from .style import style_step
+
+    xc = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True).to(device).contiguous(memory_format=torch.channels_last)
+    xs = style_pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True).to(device).contiguous(memory_format=torch.channels_last)
+    w = {"style": cfg.style_weight, "content_latent": cfg.content_weight, "content_feat": cfg.feature_weight, "recon": cfg.recon_weight}
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        return style_step(model, lossnet, xc, xs, min(cfg.recon_per_batch, cfg.batch), w)
+
+
+@torch.no_grad()
+def _set_whitening(model: VAE, pool: ImagePool, style_pool: ImagePool, rng, cfg: TrainConfig, device) -> None:
+    """Fix the style head's input whitening from the codes of 128 training crops of each kind."""
+    codes = [model.encoder.encode_with_style(p.batch(rng, 16, cfg.crop, cfg.scale_min).to(device))[1]
+             for p in (pool, style_pool) for _ in range(8)]
+    model.decoder.style.set_whitening(torch.cat(codes).float())
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     warm = 100  # short linear LR warm-up: Adam's first steps are noisy
     if step < warm:
@@ -215,13 +262,23 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         raise StyleRTError(f"--crop {cfg.crop} is not a multiple of 8.", "The latent is 1/8 of the image; use e.g. 96 or 128.")
     if not cfg.data:
         raise StyleRTError("no training data given.", "Pass one or more folders of images: `stylert train PHOTOS/`.")
+    if cfg.stage not in ("vae", "style"):
+        raise StyleRTError(f"unknown training stage {cfg.stage!r}.", "Use --stage vae (the ELBO) or --stage style.")
+    if cfg.stage == "style" and not cfg.styles:
+        raise StyleRTError("the style stage needs paintings.", "Pass --styles FOLDER (the DATA folders are the contents).")
+    if cfg.stage == "style" and not cfg.init and not (Path(cfg.out) / "last" / "optimizer.safetensors").exists():
+        raise StyleRTError("the style stage starts from a trained VAE.", "Pass --init MODEL (e.g. a folder written by `stylert train`).")
     files: list[Path] = []
     for d in cfg.data:
         files += list_images(d)
+    style_files: list[Path] = []
+    for d in cfg.styles:
+        style_files += list_images(d)
     held = set(cfg.holdout)
     train_files = [f for f in files if f.name not in held]
+    train_styles = [f for f in style_files if f.name not in held]
     val_files = [f for f in files if f.name in held]
-    missing = held - {f.name for f in val_files}
+    missing = held - {f.name for f in val_files + style_files}
     if missing:
         raise StyleRTError(f"held-out files not found in the data: {sorted(missing)}.", "--holdout takes file names that are in the data folders.")
     if not train_files:
@@ -235,10 +292,18 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     amp = use_bf16(cfg.precision, device)
 
     pool = ImagePool(train_files, cfg.crop)
+    style_pool = ImagePool(train_styles, cfg.crop) if cfg.stage == "style" else None
     val = center_crops(val_files, cfg.eval_size)
     # channels_last: oneDNN's and cuDNN's fast convolution layout (no reorders per layer)
     model = VAE(cfg.model).to(device, memory_format=torch.channels_last).train()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if cfg.stage == "style":
+        from .style import LossNet
+
+        if model.decoder.style is None:
+            raise StyleRTError("the style stage needs a decoder with a style head.", "Keep the model's style_hidden above 0.")
+        model.encoder.requires_grad_(False)  # the latent space (and every stored StyleCode) stays
+        lossnet = LossNet().to(device, memory_format=torch.channels_last)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     out = Path(cfg.out)
     step, history = 0, []
     if resume and (out / "last" / "optimizer.safetensors").exists():
@@ -249,21 +314,22 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     elif cfg.init:
         widened = init_from(model, cfg.init)
         print(f"initialized from {cfg.init}" + (f"; widened {', '.join(widened)}" if widened else ""))
+        if cfg.stage == "style":
+            _set_whitening(model, pool, style_pool, rng, cfg, device)
     print(f"training on {len(pool.images)} images ({len(pool.skipped)} skipped), {len(val_files)} held out; "
           f"device {device}{' (bf16 autocast)' if amp else ''}, {torch.get_num_threads()} threads")
 
     t0 = time.time()
-    ema_loss = ema_psnr = None
+    ema_loss = ema_parts = None
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
     while step < cfg.steps:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         beta = cfg.beta * min(1.0, (step + 1) / max(1, cfg.kl_warmup))
-        x = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min).to(device, non_blocking=True)
-        x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            recon, mu, logvar = model(x)
-        loss, mse, kl = elbo_loss(x, recon.float(), mu.float(), logvar.float(), beta)
+        if cfg.stage == "style":
+            loss, parts = _style_loss(model, lossnet, pool, style_pool, rng, cfg, device, amp)
+        else:
+            loss, parts = _elbo_loss(model, pool, rng, cfg, device, amp, beta)
         if not torch.isfinite(loss):
             raise RuntimeError(f"loss became {loss.item()} at step {step}; lower --lr")
         opt.zero_grad(set_to_none=True)
@@ -271,13 +337,12 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        p = 10 * math.log10(1.0 / max(mse.item(), 1e-10))
         ema_loss = loss.item() if ema_loss is None else 0.95 * ema_loss + 0.05 * loss.item()
-        ema_psnr = p if ema_psnr is None else 0.95 * ema_psnr + 0.05 * p
-        bar.set_postfix(loss=f"{ema_loss:.5f}", psnr=f"{ema_psnr:.2f}", kl=f"{kl.item():.4f}", lr=f"{lr_at(step, cfg):.1e}")
+        ema_parts = parts if ema_parts is None else {k: 0.95 * ema_parts.get(k, v) + 0.05 * v for k, v in parts.items()}
+        bar.set_postfix(loss=f"{ema_loss:.5f}", **{k: f"{v:.4g}" for k, v in ema_parts.items()}, lr=f"{lr_at(step, cfg):.1e}")
         bar.update(1)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            entry = {"step": step, "train_loss": ema_loss, "train_psnr": ema_psnr, "seconds": round(time.time() - t0, 1)}
+            entry = {"step": step, "stage": cfg.stage, "train_loss": ema_loss, **ema_parts, "seconds": round(time.time() - t0, 1)}
             if val is not None:
                 entry["heldout_psnr"] = evaluate(model, val, device)
             history.append(entry)

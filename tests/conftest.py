@@ -28,7 +28,10 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny_ckpt")
-    save_model(VAE(VAEConfig(**TINY)), folder)
+    model = VAE(VAEConfig(**TINY))
+    # a fresh style head is the identity (its last layer is zero): make the code matter
+    torch.nn.init.normal_(model.decoder.style.net[-1].weight, std=0.05)
+    save_model(model, folder)
     return folder
 
 

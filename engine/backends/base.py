@@ -2,7 +2,8 @@
 
 Public methods (`load`, `encode`, `decode`, `run_adain`, `close`) check the runner's state and
 validate inputs once; backends override only the small `*_impl` hooks. Arrays cross this
-interface as host NumPy float32 NCHW: image (N, 3, H, W) in [0, 1], latent (N, C, H/8, W/8).
+interface as host NumPy float32: image (N, 3, H, W) in [0, 1], latent (N, C, H/8, W/8) and
+style code (N, 2K) (engine/contract.py).
 What happens in between (device buffers, streams, graphs) never leaks to the caller.
 
 Concurrency: a runner with `thread_safe = True` may be called from many threads at once
@@ -57,35 +58,32 @@ class Runner:
     def __exit__(self, *exc):
         self.close()
 
-    @property
-    def is_loaded(self) -> bool:
-        return self._loaded
-
-    def encode(self, x: np.ndarray) -> np.ndarray:
-        """image (N, 3, H, W) float32 in [0, 1] -> latent (N, C, H/8, W/8) float32."""
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """image (N, 3, H, W) float32 in [0, 1] -> (latent (N, C, H/8, W/8), style code (N, 2K))."""
         x = self._check_image(x)
         with self._guard():
-            z = self.encode_impl(x)
-        return self._check_out(z, self.contract.latent_shape(*_nhw(x)), "encode")
+            z, s = self.encode_impl(x)
+        return (self._check_out(z, self.contract.latent_shape(*_nhw(x)), "encode"),
+                self._check_out(s, self.contract.style_shape(x.shape[0]), "encode"))
 
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        """latent (N, C, h, w) float32 -> image (N, 3, 8h, 8w) float32 in [0, 1]."""
+    def decode(self, z: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """latent (N, C, h, w), style code (N, 2K) float32 -> image (N, 3, 8h, 8w) in [0, 1]."""
         z = self._check_latent(z)
+        s = self._check_code(s, z.shape[0])
         d = self.contract.downsample
         with self._guard():
-            y = self.decode_impl(z)
+            y = self.decode_impl(z, s)
         return self._check_out(y, (z.shape[0], 3, z.shape[2] * d, z.shape[3] * d), "decode")
 
-    def run_adain(self, x: np.ndarray, style_mean: np.ndarray, style_std: np.ndarray, strength: float = 1.0) -> np.ndarray:
-        """encode -> AdaIN with the style statistics ((C,) or (N, C)) -> decode, in one call so
-        a device backend can keep the latent on the device (and replay a CUDA graph)."""
+    def run_adain(self, x: np.ndarray, style: np.ndarray, strength: float = 1.0) -> np.ndarray:
+        """encode -> mix towards the style code ((2K,) or (N, 2K)) -> decode, in one call so a
+        device backend can keep the latent on the device (and replay a CUDA graph)."""
         x = self._check_image(x)
         mixing.check_strength(strength)
-        n, c = x.shape[0], self.contract.latent_channels
-        sm = np.broadcast_to(np.asarray(style_mean, np.float32).reshape(-1, c), (n, c)).copy()
-        ss = np.broadcast_to(np.asarray(style_std, np.float32).reshape(-1, c), (n, c)).copy()
+        s = self._check_code(np.array(np.broadcast_to(np.asarray(style, np.float32).reshape(-1, self.contract.style_size),
+                                                      (x.shape[0], self.contract.style_size))), x.shape[0])
         with self._guard():
-            y = self.run_adain_impl(x, sm, ss, float(strength))
+            y = self.run_adain_impl(x, s, float(strength))
         return self._check_out(y, x.shape, "run_adain")
 
     def info(self) -> dict:
@@ -96,16 +94,17 @@ class Runner:
     def load_impl(self) -> None:
         raise NotImplementedError
 
-    def encode_impl(self, x: np.ndarray) -> np.ndarray:
+    def encode_impl(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def decode_impl(self, z: np.ndarray) -> np.ndarray:
+    def decode_impl(self, z: np.ndarray, s: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def run_adain_impl(self, x: np.ndarray, sm: np.ndarray, ss: np.ndarray, strength: float) -> np.ndarray:
+    def run_adain_impl(self, x: np.ndarray, style: np.ndarray, strength: float) -> np.ndarray:
         # Host composition; device backends override to stay on the device.
-        z = self.encode_impl(x)
-        return self.decode_impl(mixing.adain(z, sm, ss, strength))
+        z, own = self.encode_impl(x)
+        t, s = mix_arrays(z, own, style, strength, self.contract.latent_channels)
+        return self.decode_impl(t, s)
 
     def close_impl(self) -> None:
         pass
@@ -162,11 +161,29 @@ class Runner:
                                    "Use tiling or rebuild the engine with a wider size range.")
         return np.ascontiguousarray(z, dtype=np.float32)
 
+    def _check_code(self, s, n: int) -> np.ndarray:
+        s = np.asarray(s)
+        if s.shape != self.contract.style_shape(n):
+            raise StyleRTError(f"style code has shape {s.shape}.",
+                               f"Expected {self.contract.style_shape(n)} from this model's encoder.")
+        if not np.all(np.isfinite(s)):
+            raise StyleRTError("style code holds non-finite values.", "Re-encode the style with this engine.")
+        return np.ascontiguousarray(s, dtype=np.float32)
+
     def _check_out(self, y, shape, what: str) -> np.ndarray:
         y = np.asarray(y)
         # An invariant of the backend, not a user mistake: a wrong shape is a bug.
         assert tuple(y.shape) == tuple(shape), f"{self.name}.{what} returned {y.shape}, expected {tuple(shape)}"
         return y.astype(np.float32, copy=False)
+
+
+def mix_arrays(z: np.ndarray, own: np.ndarray, style: np.ndarray, strength: float, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """Content latent z (N, C, h, w) and code own (N, 2K), per-image style codes (N, 2K) ->
+    the decoder's inputs: alpha * AdaIN(z, style's latent statistics) + (1 - alpha) * z and
+    alpha * style + (1 - alpha) * own."""
+    k = style.shape[1] // 2
+    t = mixing.adain(z, style[:, :c], style[:, k:k + c], strength)
+    return t, (strength * style + (1.0 - strength) * own).astype(np.float32)
 
 
 def _nhw(x: np.ndarray) -> tuple[int, int, int]:

@@ -72,9 +72,10 @@ class OnnxRuntimeRunner(Runner):
             if meta.latent_channels != self.contract.latent_channels:
                 raise StyleRTError(f"{role} has {meta.latent_channels} latent channels, the manifest says "
                                    f"{self.contract.latent_channels}.", "The folder mixes files of two models; re-export.", path=path)
-            want_in = self.contract.image.name if role == "encoder" else self.contract.latent.name
-            if [i.name for i in sess.get_inputs()] != [want_in]:
-                raise StyleRTError(f"{role} inputs are {[i.name for i in sess.get_inputs()]}, expected ['{want_in}'].",
+            want_in, want_out = ([t.name for t in specs] for specs in self.contract.io(role))
+            got_in, got_out = [i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()]
+            if (got_in, got_out) != (want_in, want_out):
+                raise StyleRTError(f"{role} has inputs {got_in} and outputs {got_out}, expected {want_in} and {want_out}.",
                                    "Re-export with `stylert export-onnx`.", path=path)
             self._sess[role] = sess
         if self.device == "cuda":
@@ -85,40 +86,57 @@ class OnnxRuntimeRunner(Runner):
             except (ImportError, StyleRTError):
                 self._mixer = None  # mix on the host: the latent is 1/12 of the image's bytes
 
-    def _run(self, role: str, x: np.ndarray) -> np.ndarray:
+    def _run(self, role: str, *arrays: np.ndarray) -> list[np.ndarray]:
         sess = self._sess[role]
+        feeds = {i.name: a for i, a in zip(sess.get_inputs(), arrays)}
         if self.device != "cuda":
-            return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+            return sess.run(None, feeds)
         b = sess.io_binding()
-        b.bind_cpu_input(sess.get_inputs()[0].name, x)
-        b.bind_output(sess.get_outputs()[0].name, "cuda")
+        for name, a in feeds.items():
+            b.bind_cpu_input(name, a)
+        for o in sess.get_outputs():
+            b.bind_output(o.name, "cuda")
         sess.run_with_iobinding(b)
-        return b.copy_outputs_to_cpu()[0]
+        return b.copy_outputs_to_cpu()
 
     def encode_impl(self, x):
-        return self._run("encoder", x)
+        z, s = self._run("encoder", x)
+        return z, s
 
-    def decode_impl(self, z):
-        return self._run("decoder", z)
+    def decode_impl(self, z, s):
+        return self._run("decoder", z, s)[0]
 
-    def run_adain_impl(self, x, sm, ss, strength):
+    def run_adain_impl(self, x, style, strength):
         if self.device != "cuda" or self._mixer is None:
-            return super().run_adain_impl(x, sm, ss, strength)
+            return super().run_adain_impl(x, style, strength)
         import onnxruntime as ort
 
         enc, dec = self._sess["encoder"], self._sess["decoder"]
+        k = style.shape[1] // 2
         b = enc.io_binding()
         b.bind_cpu_input(enc.get_inputs()[0].name, x)
-        b.bind_output(enc.get_outputs()[0].name, "cuda")
+        for o in enc.get_outputs():
+            b.bind_output(o.name, "cuda")
         enc.run_with_iobinding(b)  # synchronizes its outputs before returning
-        z = b.get_outputs()[0]
+        z, own = b.get_outputs()
         zmix = ort.OrtValue.ortvalue_from_shape_and_type(z.shape(), np.float32, "cuda", 0)
-        self._mixer.mix_device(z.data_ptr(), zmix.data_ptr(), z.shape(), sm, ss, strength, stream=0, sync=True)
+        smix = ort.OrtValue.ortvalue_from_shape_and_type(own.shape(), np.float32, "cuda", 0)
+        # the latent kernel reads the first C of each K-row of means and stds
+        stride = self._mixer.set_style(style[:, :k].copy(), style[:, k:].copy(), stream=0)
+        self._mixer.launch(z.data_ptr(), zmix.data_ptr(), z.shape(), stride, strength, stream=0)
+        self._mixer.launch_code(own.data_ptr(), smix.data_ptr(), x.shape[0], k, stride, strength, stream=0)
+        self._cudart_sync()
         b2 = dec.io_binding()
         b2.bind_ortvalue_input(dec.get_inputs()[0].name, zmix)
+        b2.bind_ortvalue_input(dec.get_inputs()[1].name, smix)
         b2.bind_output(dec.get_outputs()[0].name, "cuda")
         dec.run_with_iobinding(b2)
         return b2.copy_outputs_to_cpu()[0]
+
+    def _cudart_sync(self) -> None:
+        from cuda.bindings import runtime as cudart
+
+        cudart.cudaStreamSynchronize(0)
 
     def close_impl(self) -> None:
         self._sess.clear()

@@ -5,12 +5,13 @@ checks, mixing math, manifests) lives elsewhere and is tested there. tensorrt an
 cuda-python are imported when the runner loads, never at module import.
 
 Buffers have one owner, this runner: device buffers sized for the profile's maximum shape
-(image in, latent, mixed latent, image out), pinned host buffers for the copies, all freed in
+(image in, latent and style code, mixed latent and code, image out), pinned host buffers for
+the copies, all freed in
 close(). One execution context per engine per thread (thread-local state), each with its own
 stream and buffers, so concurrent callers never share a context (TensorRT's rule).
 
-run_adain keeps the latent on the device: encoder -> AdaIN kernel (cuda_mix) into the
-decoder's input buffer -> decoder, captured once per input shape as a CUDA graph and
+run_adain keeps the latent on the device: encoder -> AdaIN and code kernels (cuda_mix) into
+the decoder's input buffers -> decoder, captured once per input shape as a CUDA graph and
 replayed; when capture fails (execute_async_v3 returns False while capturing) the capture is
 ended and the plain enqueue path is used for that shape.
 """
@@ -77,7 +78,8 @@ class TensorRTRunner(Runner):
             lo_hi = self.side_range or (self.contract.downsample, 4096)
             n, side, c, d = self.max_batch, lo_hi[1], self.contract.latent_channels, self.contract.downsample
             sizes = {"image_in": n * 3 * side * side, "latent": n * c * (side // d) ** 2,
-                     "latent_mix": n * c * (side // d) ** 2, "image_out": n * 3 * side * side}
+                     "latent_mix": n * c * (side // d) ** 2, "image_out": n * 3 * side * side,
+                     "code": n * self.contract.style_size, "code_mix": n * self.contract.style_size}
             for k, floats in sizes.items():
                 st["bufs"][k] = int(_ok(cudart.cudaMalloc(4 * floats), "cudaMalloc"))
             st["host_in"] = int(_ok(cudart.cudaMallocHost(4 * sizes["image_in"]), "cudaMallocHost"))
@@ -88,23 +90,34 @@ class TensorRTRunner(Runner):
         return st
 
     # ------------------------------------------------------------------ enqueue pieces
-    def _enqueue(self, st, role: str, in_ptr: int, out_ptr: int, in_shape) -> None:
+    def _enqueue(self, st, role: str, ptrs: dict[str, int], in_shapes: dict[str, tuple]) -> None:
+        """Bind the role's tensors by their contract names (ptrs) and enqueue it."""
         ctx = st["ctx"][role]
-        eng = self._engines[role]
-        names = [eng.get_tensor_name(i) for i in range(eng.num_io_tensors)]
-        inp = next(n for n in names if eng.get_tensor_mode(n) == self._trt.TensorIOMode.INPUT)
-        out = next(n for n in names if n != inp)
-        ctx.set_input_shape(inp, tuple(in_shape))
-        ctx.set_tensor_address(inp, in_ptr)
-        ctx.set_tensor_address(out, out_ptr)
+        for name, shape in in_shapes.items():
+            ctx.set_input_shape(name, tuple(shape))
+        for name, ptr in ptrs.items():
+            ctx.set_tensor_address(name, ptr)
         if not ctx.execute_async_v3(st["stream"]):
             raise RuntimeError(f"execute_async_v3 failed for the {role}")
 
-    def _h2d(self, st, host_arr: np.ndarray, dst: int) -> None:
+    def _encoder(self, st, x_shape, image: int, latent: int, code: int) -> None:
+        c = self.contract
+        self._enqueue(st, "encoder", {c.image.name: image, c.latent.name: latent, c.style.name: code},
+                      {c.image.name: x_shape})
+
+    def _decoder(self, st, z_shape, latent: int, code: int, image: int) -> None:
+        c = self.contract
+        self._enqueue(st, "decoder", {c.latent.name: latent, c.style.name: code, c.image.name: image},
+                      {c.latent.name: z_shape, c.style.name: c.style_shape(z_shape[0])})
+
+    def _h2d(self, st, host_arr: np.ndarray, dst: int, offset: int = 0) -> None:
+        """Stage through the pinned buffer at `offset` floats: two copies in flight on one
+        stream (latent and code) must not share staging memory."""
         cudart = self._cudart
-        pinned = np.ctypeslib.as_array((np.ctypeslib.ctypes.c_float * host_arr.size).from_address(st["host_in"]))
+        src = st["host_in"] + 4 * offset
+        pinned = np.ctypeslib.as_array((np.ctypeslib.ctypes.c_float * host_arr.size).from_address(src))
         pinned[:] = host_arr.reshape(-1)
-        _ok(cudart.cudaMemcpyAsync(dst, st["host_in"], host_arr.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
+        _ok(cudart.cudaMemcpyAsync(dst, src, host_arr.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
                                    st["stream"]), "cudaMemcpyAsync")
 
     def _d2h(self, st, src: int, shape) -> np.ndarray:
@@ -117,31 +130,35 @@ class TensorRTRunner(Runner):
         return view.reshape(shape).copy()
 
     def encode_impl(self, x):
-        st, b = self._state(), None
+        st = self._state()
         b = st["bufs"]
         self._h2d(st, x, b["image_in"])
-        self._enqueue(st, "encoder", b["image_in"], b["latent"], x.shape)
-        return self._d2h(st, b["latent"], self.contract.latent_shape(x.shape[0], x.shape[2], x.shape[3]))
+        self._encoder(st, x.shape, b["image_in"], b["latent"], b["code"])
+        z = self._d2h(st, b["latent"], self.contract.latent_shape(x.shape[0], x.shape[2], x.shape[3]))
+        return z, self._d2h(st, b["code"], self.contract.style_shape(x.shape[0]))
 
-    def decode_impl(self, z):
+    def decode_impl(self, z, s):
         st = self._state()
         b = st["bufs"]
         self._h2d(st, z, b["latent"])
+        self._h2d(st, s, b["code"], offset=z.size)  # the staging buffer holds an image: room for both
         d = self.contract.downsample
-        self._enqueue(st, "decoder", b["latent"], b["image_out"], z.shape)
+        self._decoder(st, z.shape, b["latent"], b["code"], b["image_out"])
         return self._d2h(st, b["image_out"], (z.shape[0], 3, z.shape[2] * d, z.shape[3] * d))
 
-    def run_adain_impl(self, x, sm, ss, strength):
+    def run_adain_impl(self, x, style, strength):
         st = self._state()
         b = st["bufs"]
-        zshape = self.contract.latent_shape(x.shape[0], x.shape[2], x.shape[3])
+        n, k = x.shape[0], style.shape[1] // 2
+        zshape = self.contract.latent_shape(n, x.shape[2], x.shape[3])
         self._h2d(st, x, b["image_in"])
-        stride = self._mixer.set_style(sm, ss, st["stream"])  # outside the graph: pageable copy
+        stride = self._mixer.set_style(style[:, :k].copy(), style[:, k:].copy(), st["stream"])  # outside the graph
 
         def body():
-            self._enqueue(st, "encoder", b["image_in"], b["latent"], x.shape)
+            self._encoder(st, x.shape, b["image_in"], b["latent"], b["code"])
             self._mixer.launch(b["latent"], b["latent_mix"], zshape, stride, strength, st["stream"])
-            self._enqueue(st, "decoder", b["latent_mix"], b["image_out"], zshape)
+            self._mixer.launch_code(b["code"], b["code_mix"], n, k, stride, strength, st["stream"])
+            self._decoder(st, zshape, b["latent_mix"], b["code_mix"], b["image_out"])
 
         key = (x.shape, stride, strength)
         graph = st["graphs"].get(key) if self.cuda_graphs else None

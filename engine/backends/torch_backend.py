@@ -1,5 +1,5 @@
 """PyTorch runner: the reference. FP32 on CPU or CUDA; on CUDA also FP16 with channels_last,
-and CUDA graphs of encode -> AdaIN -> decode per input shape.
+and CUDA graphs of encode -> mix -> decode per input shape.
 
 Loads the checkpoint folder (model.safetensors + config.json) of an export
 (`EXPORT/checkpoint`) through stylert.export.checkpoint.load_model; torch is imported only
@@ -58,10 +58,14 @@ class TorchRunner(Runner):
         except ImportError as e:
             raise StyleRTError(f"the torch backend needs PyTorch: {e}.",
                                "pip install 'stylert[export]', or use backend='onnxruntime'.") from None
+        from stylert.export.checkpoint import contract_for
+
         model, sha = load_model(self.checkpoint)
+        if model.decoder.style is None:
+            raise StyleRTError("is a reconstruction-only model (no style head): it cannot stylize.",
+                               "Train its style stage: `stylert train --stage style --init MODEL ...`.", path=self.checkpoint)
         if self.contract is None:
-            self.contract = ModelContract(latent_channels=model.cfg.latent_channels, downsample=model.cfg.downsample,
-                                          checkpoint_sha256=sha)
+            self.contract = contract_for(model, sha)
         elif self.contract.checkpoint_sha256 and self.contract.checkpoint_sha256 != sha:
             raise StyleRTError("checkpoint weights differ from the ones the export was made from (sha256 mismatch).",
                                "Re-run `stylert export-onnx` so the folder holds one model.", path=self.checkpoint)
@@ -79,69 +83,72 @@ class TorchRunner(Runner):
         self.model = m
 
     # --- the three pieces, as tensors
-    def _enc(self, t):
-        e = self.model.encoder
-        return e.mu(e.body(t))
+    def _enc(self, t):  # -> (latent, code)
+        return self.model.encoder.encode_with_style(t)
 
-    def _dec(self, z):
-        return self.model.decoder.image(z)
+    def _dec(self, z, s):
+        return self.model.decoder.image(z, s)
 
-    def _adain(self, z, sm, ss, strength):  # sm, ss: (N, C)
-        return adain_tensor(z, sm[:, :, None, None], ss[:, :, None, None], strength)
+    def _mix(self, z, own, style, strength):
+        """mixing.mix_arrays on tensors: style (N, 2K); strength a float or a 0-d tensor."""
+        c, k = self.contract.latent_channels, style.shape[1] // 2
+        t = adain_tensor(z, style[:, :c, None, None], style[:, k:k + c, None, None], strength)
+        return t, (strength * style + (1.0 - strength) * own.float()).to(own.dtype)
 
     def _in(self, a: np.ndarray):
         t = self._torch.from_numpy(a).to(self._dev, self._dtype)
-        return t.contiguous(memory_format=self._torch.channels_last) if self.device == "cuda" else t
+        return t.contiguous(memory_format=self._torch.channels_last) if (self.device == "cuda" and t.ndim == 4) else t
 
     def _out(self, t) -> np.ndarray:
         return t.float().contiguous().cpu().numpy()
 
     def encode_impl(self, x):
         with self._torch.inference_mode():
-            return self._out(self._enc(self._in(x)))
+            z, s = self._enc(self._in(x))
+            return self._out(z), self._out(s)
 
-    def decode_impl(self, z):
+    def decode_impl(self, z, s):
         with self._torch.inference_mode():
-            return self._out(self._dec(self._in(z)))
+            return self._out(self._dec(self._in(z), self._in(s)))
 
-    def run_adain_impl(self, x, sm, ss, strength):
+    def run_adain_impl(self, x, style, strength):
         torch = self._torch
         if not self.cuda_graphs:
             with torch.inference_mode():
-                smt, sst = torch.from_numpy(sm).to(self._dev), torch.from_numpy(ss).to(self._dev)
-                return self._out(self._dec(self._adain(self._enc(self._in(x)), smt, sst, strength)))
+                z, own = self._enc(self._in(x))
+                return self._out(self._dec(*self._mix(z, own, torch.from_numpy(style).to(self._dev), strength)))
         g = self._graphs.get(x.shape) or self._capture(x.shape)
         g["x"].copy_(self._in(x))
-        g["sm"].copy_(torch.from_numpy(sm))
-        g["ss"].copy_(torch.from_numpy(ss))
+        g["style"].copy_(torch.from_numpy(style))
         g["a"].fill_(strength)
         g["graph"].replay()
         return self._out(g["y"])
 
     def _capture(self, shape):
-        """One CUDA graph per input shape: static buffers in, encode -> AdaIN -> decode, static
+        """One CUDA graph per input shape: static buffers in, encode -> mix -> decode, static
         buffer out. Warm-up on a side stream first, as torch.cuda.graphs requires."""
         torch = self._torch
-        n, c = shape[0], self.contract.latent_channels
+        n = shape[0]
         x = torch.zeros(shape, device=self._dev, dtype=self._dtype).contiguous(memory_format=torch.channels_last)
-        sm = torch.zeros(n, c, device=self._dev)
-        ss = torch.ones(n, c, device=self._dev)
+        style = torch.ones(n, self.contract.style_size, device=self._dev)
         a = torch.ones((), device=self._dev)
 
         def body():
-            return self._dec(self._adain(self._enc(x), sm, ss, a))
+            z, own = self._enc(x)
+            t, s = self._mix(z, own, style, a)
+            return self._dec(t, s.to(self._dtype))
 
         with torch.inference_mode():
-            s = torch.cuda.Stream()
-            s.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(s):
+            st = torch.cuda.Stream()
+            st.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(st):
                 for _ in range(2):
                     body()
-            torch.cuda.current_stream().wait_stream(s)
+            torch.cuda.current_stream().wait_stream(st)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 y = body()
-        self._graphs[shape] = {"graph": graph, "x": x, "sm": sm, "ss": ss, "a": a, "y": y}
+        self._graphs[shape] = {"graph": graph, "x": x, "style": style, "a": a, "y": y}
         return self._graphs[shape]
 
     def close_impl(self) -> None:

@@ -58,19 +58,26 @@ def test_contract(engine, reference, rng):
     c = engine.contract
     assert engine.info["backend"] in ("onnxruntime", "torch", "tensorrt") and engine.info["reason"]
     x = rng.random((3, 3, 48, 64), dtype=np.float32)
-    z = engine.encode(x)
+    z, s = engine.encode(x)
     assert z.shape == (3, c.latent_channels, 6, 8) and z.dtype == np.float32
-    y = engine.decode(z)
+    assert s.shape == (3, c.style_size) and s.dtype == np.float32 and np.all(s[:, c.style_size // 2:] > 0)
+    y = engine.decode(z, s)
     assert y.shape == x.shape and y.dtype == np.float32 and y.min() >= 0 and y.max() <= 1
     # batch independence: one image alone gives the same as inside a batch
-    np.testing.assert_allclose(engine.encode(x[1:2]), z[1:2], atol=1e-5)
+    z1, s1 = engine.encode(x[1:2])
+    np.testing.assert_allclose(z1, z[1:2], atol=1e-5)
+    np.testing.assert_allclose(s1, s[1:2], rtol=1e-4, atol=1e-5)
     # agreement with the ONNX Runtime CPU reference
-    assert np.abs(z - reference.encode(x)).max() <= TOL
-    assert np.abs(y - reference.decode(z)).max() <= TOL
-    # the fused path equals encode -> NumPy AdaIN -> decode
-    code = mixing.StyleCode(rng.standard_normal(c.latent_channels), rng.uniform(0.5, 1.5, c.latent_channels))
+    zr, sr = reference.encode(x)
+    assert np.abs(z - zr).max() <= TOL and np.abs(s - sr).max() <= TOL * (1 + np.abs(sr).max())
+    assert np.abs(y - reference.decode(z, s)).max() <= TOL
+    # the decoder reads the code: another image's code changes the picture
+    assert np.abs(y - reference.decode(z, s[::-1].copy())).max() > TOL
+    # the fused path equals encode -> NumPy mix -> decode
+    k = c.style_size // 2
+    code = mixing.StyleCode(rng.standard_normal(k), rng.uniform(0.5, 1.5, k))
     fused = engine.run_adain(x, code, strength=0.7)
-    ref = reference.decode(mixing.adain(reference.encode(x), code.mean, code.std, 0.7))
+    ref = reference.decode(*reference.mix(zr, sr, code, strength=0.7))
     assert np.abs(fused - ref).max() <= 1e-3
 
 
@@ -80,7 +87,9 @@ def test_contract_rejects_bad_shapes(engine):
         with pytest.raises(StyleRTError):
             engine.runner.encode(bad)
     with pytest.raises(StyleRTError):
-        engine.runner.decode(np.zeros((1, c.latent_channels + 1, 4, 4), np.float32))
+        engine.runner.decode(np.zeros((1, c.latent_channels + 1, 4, 4), np.float32), np.ones((1, c.style_size), np.float32))
+    with pytest.raises(StyleRTError):  # a code of another model
+        engine.runner.decode(np.zeros((1, c.latent_channels, 4, 4), np.float32), np.ones((1, c.style_size + 2), np.float32))
     with pytest.raises(StyleRTError):
         engine.runner.encode(np.zeros((0, 3, 32, 32), np.float32))
 

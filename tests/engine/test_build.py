@@ -38,8 +38,9 @@ def test_build_writes_verified_engine(tiny_export, tmp_path, precision):
     eng = Engine.load(out)
     assert eng.info["kind"] == "engine"
     x = P.load_batch(sorted(B.SHIPPED_CALIB_DIR.glob("*.jpg"))[-2:], 64)
-    ref = P.run_batched(P.session(tiny_export / "decoder.onnx"), P.run_batched(P.session(tiny_export / "encoder.onnx"), x))
-    assert compare(eng.decode(eng.encode(x)), ref).psnr_db >= B.DEFAULT_MIN_PSNR[precision]
+    z, s = P.run_batched(P.session(tiny_export / "encoder.onnx"), {"image": x})
+    ref = P.run_batched(P.session(tiny_export / "decoder.onnx"), {"latent": z, "style": s})[0]
+    assert compare(eng.decode(*eng.encode(x)), ref).psnr_db >= B.DEFAULT_MIN_PSNR[precision]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["engine.json", "encoder.onnx", "decoder.onnx", "encoder.ort.onnx", "decoder.ort.onnx"])
     got = M.read_engine_manifest(out)
@@ -81,7 +82,7 @@ def test_cli_gate_exit_code_and_success(tiny_export, tmp_path, capsys):
     assert "below 999 dB" in capsys.readouterr().err and not out.exists()
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "backend: onnxruntime (requested" in text and "decoded PSNR" in text
+    assert "backend: onnxruntime (requested" in text and "stylized PSNR" in text
     assert M.read_engine_manifest(out)["precision"] == "fp16"
     # Rebuilding into an existing engine folder replaces it.
     first = M.read_engine_manifest(out)["build"]["built_at"]

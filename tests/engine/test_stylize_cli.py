@@ -8,7 +8,7 @@ from PIL import Image
 
 from stylert.engine.cli import main
 from stylert.engine.errors import StyleRTError
-from stylert.engine.stylize import parse_styles
+from stylert.engine.frontend import parse_styles
 
 
 @pytest.fixture

@@ -16,7 +16,11 @@ from stylert.export.onnx_export import export_onnx  # noqa: E402
 
 # The op set the model is designed to export to (README: "ONNX ops"). A new op here is a
 # design decision: it must run fast in ONNX Runtime (FP32 and INT8) and in TensorRT.
-EXPECTED_OPS = {"encoder": {"Conv", "Relu", "Add"}, "decoder": {"Conv", "Relu", "Add", "Resize", "Clip"}}
+# Encoder: the convolutions, then the style code's statistics (ReduceMean .. Sqrt, Concat).
+# Decoder: the convolutions and upsampling, and the style head (Gemm) whose scales and shifts
+# (Slice, Unsqueeze) modulate each level (Mul, Add); the code is whitened first (Sub, Mul).
+EXPECTED_OPS = {"encoder": {"Conv", "Relu", "Add", "ReduceMean", "Sub", "Pow", "Sqrt", "Unsqueeze", "Concat"},
+                "decoder": {"Conv", "Relu", "Add", "Resize", "Clip", "Gemm", "Mul", "Slice", "Sub", "Unsqueeze"}}
 
 
 def test_files_manifest_and_ops(tiny_export):
@@ -40,12 +44,14 @@ def test_dynamic_batch_and_size_in_ort(tiny_export):
     c = contract_of(tiny_export)
     enc = ort.InferenceSession(str(tiny_export / "encoder.onnx"), providers=["CPUExecutionProvider"])
     dec = ort.InferenceSession(str(tiny_export / "decoder.onnx"), providers=["CPUExecutionProvider"])
-    assert [i.name for i in enc.get_inputs()] == [c.image.name] and [o.name for o in enc.get_outputs()] == [c.latent.name]
-    assert enc.get_inputs()[0].shape == ["N", 3, "H", "W"]
+    assert [i.name for i in enc.get_inputs()] == [c.image.name]
+    assert [o.name for o in enc.get_outputs()] == [c.latent.name, c.style.name]
+    assert [i.name for i in dec.get_inputs()] == [c.latent.name, c.style.name]
+    assert enc.get_inputs()[0].shape == ["N", 3, "H", "W"] and dec.get_inputs()[1].shape == ["N", c.style_size]
     for n, h, w in [(1, 8, 8), (5, 40, 96)]:
-        z = enc.run(None, {"image": np.random.rand(n, 3, h, w).astype(np.float32)})[0]
-        assert z.shape == c.latent_shape(n, h, w)
-        y = dec.run(None, {"latent": z})[0]
+        z, s = enc.run(None, {"image": np.random.rand(n, 3, h, w).astype(np.float32)})
+        assert z.shape == c.latent_shape(n, h, w) and s.shape == c.style_shape(n)
+        y = dec.run(None, {"latent": z, "style": s})[0]
         assert y.shape == (n, 3, h, w) and y.min() >= 0 and y.max() <= 1
     meta = enc.get_modelmeta().custom_metadata_map
     assert json.loads(meta[METADATA_KEY])["latent_channels"] == 8
@@ -54,9 +60,10 @@ def test_dynamic_batch_and_size_in_ort(tiny_export):
 def test_verification_failure_writes_nothing(tiny_checkpoint, tmp_path, monkeypatch):
     import stylert.export.onnx_export as ex
 
-    import functools
+    import dataclasses
 
-    monkeypatch.setattr(ex, "ModelContract", functools.partial(ex.ModelContract, export_tolerance=-1.0))  # any error fails
+    real = ex.contract_for
+    monkeypatch.setattr(ex, "contract_for", lambda *a, **k: dataclasses.replace(real(*a, **k), export_tolerance=-1.0))  # any error fails
     out = tmp_path / "out"
     with pytest.raises(StyleRTError, match="disagree"):
         export_onnx(out, checkpoint=tiny_checkpoint, log=lambda *a: None)

@@ -80,10 +80,15 @@ def test_init_widens_a_trained_model_without_changing_its_output(tmp_path, tiny_
     from stylert.export.model import VAE
     from stylert.export.train import init_from
 
-    old, _ = load_model(tiny_checkpoint)
+    from stylert.export.checkpoint import save_model
+
+    # a reconstruction model (no style head): what is widened before the style stage
+    recon = tmp_path / "recon"
+    save_model(VAE(VAEConfig(**{**load_model(tiny_checkpoint)[0].cfg.to_dict(), "style_hidden": 0})), recon)
+    old, _ = load_model(recon)
     wider = VAE(VAEConfig(**{**old.cfg.to_dict(), "latent_channels": old.cfg.latent_channels * 2,
-                             "widths": [w + 8 for w in old.cfg.widths]})).eval()
-    widened = init_from(wider, tiny_checkpoint)
+                             "widths": [w + 8 for w in old.cfg.widths], "style_hidden": 0})).eval()
+    widened = init_from(wider, recon)
     assert "encoder.mu.weight" in widened and "decoder.body.0.weight" in widened
     x = torch.rand(2, 3, 32, 48)
     torch.testing.assert_close(wider.reconstruct(x), old.reconstruct(x), atol=1e-5, rtol=0)
@@ -91,7 +96,11 @@ def test_init_widens_a_trained_model_without_changing_its_output(tmp_path, tiny_
 
     narrower = VAE(VAEConfig(**{**old.cfg.to_dict(), "latent_channels": old.cfg.latent_channels // 2}))
     with pytest.raises(StyleRTError, match="cannot start from it"):
-        init_from(narrower, tiny_checkpoint)
+        init_from(narrower, recon)
+    # a style head on top starts as the identity: the same reconstruction
+    styled = VAE(VAEConfig(**{**old.cfg.to_dict(), "style_hidden": 16})).eval()
+    init_from(styled, recon)
+    torch.testing.assert_close(styled.reconstruct(x), old.reconstruct(x), atol=1e-5, rtol=0)
 
 
 def test_train_from_init_starts_where_the_model_left_off(tmp_path, tiny_checkpoint, capsys):
