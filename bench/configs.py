@@ -6,9 +6,9 @@ the same pipeline on the same batch:
   preprocess   uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [0, 1]
   h2d          host -> device (on CPU: nothing to copy, ~0 and reported as such)
   encode       image -> latent (N, C, H/8, W/8) and style code (N, 2K)
-  mix          AdaIN of the latent and the code's lerp towards a style (encoded once, outside
-               the timed loop)
-  decode       (latent, code) -> image in [0, 1]
+  mix          AdaIN of the latent and the style offset (style code - own; the style is
+               encoded once, outside the timed loop)
+  decode       (latent, offset) -> image in [0, 1]
   d2h          device -> host (~0 on CPU)
   postprocess  float32 -> uint8 (N, H, W, 3)
 
@@ -206,7 +206,7 @@ def _load_torch(cfg: Config, ctx: Context) -> list[Stage]:
         return y.float().cpu().numpy() if cfg.device == "cuda" else y.float().numpy()
 
 
-    mix = run(lambda zc: (adain_tensor(zc[0], sm, ss), style.to(zc[1].dtype).expand_as(zc[1])))
+    mix = run(lambda zc: (adain_tensor(zc[0], sm, ss), style.to(zc[1].dtype) - zc[1]))
     if cfg.options.get("cuda_graph"):
         enc_s, mix_s, dec_s = _cuda_graphs(torch, run(enc), mix, run(dec), ctx, dev, dtype, fmt)
         stages = [Stage("encode", enc_s, True), Stage("mix", mix_s, True), Stage("decode", dec_s, True)]

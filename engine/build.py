@@ -134,15 +134,15 @@ def _run_pair(enc, dec, x, contract, batch=8):
 
 
 def decoder_calibration(enc, x: np.ndarray, contract, batch: int = 8) -> dict:
-    """The decoder's calibration inputs: each image's own latent and code (strength 0) and
-    the same latent stylized by another image's code (strength 1): INT8 ranges must cover
+    """The decoder's calibration inputs: each image's own latent with no offset (strength 0)
+    and the same latent stylized by another image's code (strength 1): INT8 ranges must cover
     both, as AdaIN moves latents into the activations' tails."""
     from .backends.base import mix_arrays
     from .precision import run_batched
 
     z, code = run_batched(enc, {contract.image.name: x}, batch)
     t, s = mix_arrays(z, code, np.roll(code, 1, axis=0), 1.0, contract.latent_channels)
-    return {contract.latent.name: np.concatenate([z, t]), contract.style.name: np.concatenate([code, s])}
+    return {contract.latent.name: np.concatenate([z, t]), contract.style.name: np.concatenate([np.zeros_like(s), s])}
 
 
 def accuracy(sets: dict, ref: dict, test_sessions, gate: float, contract) -> dict:

@@ -73,8 +73,7 @@ def add_train(sub) -> None:
                    help="style stage: folders of paintings (the DATA folders then hold the content images)")
     # defaults live in TrainConfig (export/train.py, which needs torch: not imported for --help)
     for name, help_ in [("style-weight", "style loss weight (10)"), ("content-weight", "content loss in the latent (1)"),
-                        ("feature-weight", "content loss at the loss network's block 7 (1)"),
-                        ("recon-weight", "pixel loss of strength-0 decodes (100)")]:
+                        ("feature-weight", "content loss at the loss network's block 7 (1)")]:
         p.add_argument(f"--{name}", type=float, help=f"style stage: {help_}")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
@@ -90,7 +89,7 @@ def run_train(a) -> int:
         data=a.data, out=a.out, init=a.init, holdout=a.holdout, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
         beta=a.beta, kl_warmup=a.kl_warmup, checkpoint_every=a.checkpoint_every, seed=a.seed,
         device=a.device, threads=a.threads, precision=a.precision, model=mcfg, stage=a.stage, styles=a.styles,
-        **{k: v for k in ("style_weight", "content_weight", "feature_weight", "recon_weight")
+        **{k: v for k in ("style_weight", "content_weight", "feature_weight")
            if (v := getattr(a, k)) is not None},
     )
     print("config:", cfg)
@@ -143,18 +142,27 @@ def run_export(a) -> int:
 def add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="reconstruction PSNR of a checkpoint on images (256x256 centre crops)",
+        help="reconstruction PSNR of a checkpoint, or with --styles a style report",
         **_fmt(
             """
-            Encode and decode each image (PyTorch, the posterior mean) and report the PSNR of
-            the reconstruction: per image and the mean. Images are resized so the short side
-            is at least --size, then centre-cropped to --size x --size. Use it on images the
-            model was not trained on (the shipped model's held-out files are listed in
-            models/default/config.json under train.holdout).
+            Without --styles: encode and decode each image (PyTorch, the posterior mean, the
+            image's own style code) and report the PSNR of the reconstruction: per image and
+            the mean. Images are resized so the short side is at least --size, then
+            centre-cropped to --size x --size. Use it on images the model was not trained on
+            (the shipped model's held-out files are listed in models/default/config.json).
+
+            With --styles: the style report. Every content image is stylized with every style
+            image by the model, by a plain colour transfer, by the --previous model and by
+            per-image optimization against a loss network; each output is scored on texture
+            moved towards the style, colour moved, and the content's edges kept (the measures
+            are defined in export/style_report.py and the README). --out keeps every output
+            image and report.json.
             """,
             """
             stylert evaluate ../shared/data/content/chelsea.jpg ../shared/data/content/flowers.jpg \
                 ../shared/data/content/newyork.jpg
+            stylert evaluate ../shared/data/content/chelsea.jpg --styles ../shared/data/style/la_muse.jpg \
+                --previous runs/recon32 --out out/style-report
             """,
         ),
     )
@@ -162,6 +170,12 @@ def add_evaluate(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="checkpoint folder; default: the shipped model")
     p.add_argument("--size", type=int, default=256, help="crop side (default: %(default)s)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--styles", nargs="+", default=None, metavar="STYLE", help="style images or folders: run the style report")
+    p.add_argument("--previous", default=None, metavar="MODEL",
+                   help="style report: a reconstruction-only model to compare (AdaIN of the latent, the old colour grade)")
+    p.add_argument("--opt-steps", type=int, default=200,
+                   help="style report: Adam steps of the per-image optimization baseline, 0 to skip it (default: %(default)s)")
+    p.add_argument("--out", default=None, help="style report: write every output image and report.json here")
     p.set_defaults(func=run_evaluate)
 
 
@@ -175,9 +189,22 @@ def run_evaluate(a) -> int:
     from stylert.export.checkpoint import DEFAULT_MODEL_DIR, load_model
     from stylert.export.train import center_crops, psnr
 
-    files = []
-    for x in a.images:
-        files += list_images(x) if Path(x).is_dir() else [Path(x)]
+    def expand(items):
+        out = []
+        for x in items:
+            out += list_images(x) if Path(x).is_dir() else [Path(x)]
+        return out
+
+    files = expand(a.images)
+    if a.styles:
+        from stylert.export.style_report import print_summary, style_report
+
+        report = style_report(files, expand(a.styles), a.checkpoint, a.previous, size=a.size,
+                              opt_steps=a.opt_steps, out_dir=a.out)
+        print_summary(report)
+        if a.json:
+            atomic_write_bytes(Path(a.json), json.dumps(report, indent=2).encode())
+        return 0
     model, sha = load_model(a.checkpoint)
     x = center_crops(files, a.size)
     with torch.no_grad():

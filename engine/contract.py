@@ -34,7 +34,9 @@ class ModelContract:
     latent (N, latent_channels, H / downsample, W / downsample), the encoder's mean;
     style (N, 2K): the style code, per-channel means then stds of the latent and of the
     encoder's features at each level (`style_channels`, K channels in all; the latent's come
-    first). The encoder maps image -> (latent, style); the decoder (latent, style) -> image.
+    first). The encoder maps image -> (latent, style code); the decoder (latent, style offset)
+    -> image, the offset being strength x (the style's code - the content's): zero decodes the
+    reconstruction.
     """
 
     latent_channels: int

@@ -28,7 +28,7 @@ from .mixing import EPS
 
 KERNEL_FILE = "adain.cu"
 KERNEL_NAME = "adain_mix"
-CODE_KERNEL_NAME = "mix_code"  # the decoder's style input: a lerp of (N, 2K) codes
+CODE_KERNEL_NAME = "style_offset"  # the decoder's style input: strength x (style - own), (N, 2K)
 BLOCK = 256  # threads per block; must match ADAIN_BLOCK (passed as a define below)
 NVRTC_OPTIONS = ("--std=c++17", f"-DADAIN_BLOCK={BLOCK}")  # no fast math: must match NumPy
 DEFAULT_ARCH = "compute_75"  # the oldest architecture NVRTC 13 targets; PTX JITs forward
@@ -176,8 +176,8 @@ class AdaINMixer:
         _ok(self._driver.cuLaunchKernel(self._func, n * c, 1, 1, BLOCK, 1, 1, 0, stream, args, 0), "cuLaunchKernel")
 
     def launch_code(self, own: int, dst: int, n: int, k: int, style_stride: int, strength: float, stream: int = 0) -> None:
-        """Enqueue the decoder's style input: dst (N, 2K) = strength * style + (1 - strength) *
-        own, the style being the statistics last given to `set_style` as (N or 1, K) rows."""
+        """Enqueue the decoder's style input: dst (N, 2K) = strength * (style - own), the style
+        being the statistics last given to `set_style` as (N or 1, K) rows."""
         args = (
             (own, dst, self._stats_ptr, self._stats_ptr + 4 * self._half, int(n), int(k), style_stride, float(strength)),
             (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
@@ -186,8 +186,8 @@ class AdaINMixer:
         grid = (2 * n * k + BLOCK - 1) // BLOCK
         _ok(self._driver.cuLaunchKernel(self._code_func, grid, 1, 1, BLOCK, 1, 1, 0, stream, args, 0), "cuLaunchKernel")
 
-    def mix_code_host(self, own: np.ndarray, style: np.ndarray, strength: float = 1.0) -> np.ndarray:
-        """Host arrays in and out: for tests against mixing.mix_code. own (N, 2K), style (2K,) or (N, 2K)."""
+    def offset_host(self, own: np.ndarray, style: np.ndarray, strength: float = 1.0) -> np.ndarray:
+        """Host arrays in and out: for tests against mixing.style_offset. own (N, 2K), style (2K,) or (N, 2K)."""
         cudart = self._cudart
         own = np.ascontiguousarray(own, np.float32)
         st = np.asarray(style, np.float32).reshape(-1, own.shape[1])

@@ -7,9 +7,9 @@ the texture), K channels in all, so 2 x K numbers. A service encodes a style onc
 the StyleCode (a style bank).
 
 Mixing with strength alpha gives the decoder two things: the latent
-t = alpha * AdaIN(z_c, style) + (1 - alpha) * z_c, and the code
-alpha * style + (1 - alpha) * content's own code. At alpha = 0 that is the content's own
-latent and code: the reconstruction.
+t = alpha * AdaIN(z_c, style) + (1 - alpha) * z_c, and the style offset
+alpha * (style - the content's own code), which drives the decoder's style head. At
+alpha = 0 that is the content's own latent and a zero offset: exactly the reconstruction.
 
 Statistics: mu = mean over h x w, sigma = sqrt(population variance + EPS), EPS = 1e-5.
 The CUDA kernel (kernels/adain.cu) and the torch path use the same definition.
@@ -206,12 +206,12 @@ def mix(z: np.ndarray, styles: Sequence[StyleCode] | StyleCode, weights: Sequenc
     return out.astype(np.float32)
 
 
-def mix_code(content_code: np.ndarray, styles: Sequence[StyleCode] | StyleCode, weights: Sequence[float] | None = None,
-             strength: float = 1.0, coverage: Sequence[np.ndarray] | None = None) -> np.ndarray:
-    """The decoder's style input for content codes (N, 2K): alpha * style + (1 - alpha) * own.
+def style_offset(content_code: np.ndarray, styles: Sequence[StyleCode] | StyleCode, weights: Sequence[float] | None = None,
+                 strength: float = 1.0, coverage: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """The decoder's style input for content codes (N, 2K): alpha * (style - own).
 
-    coverage: with masks, each style's share of every image (N,) (its mask's mean); the code is
-    then the coverage-weighted mix of the styles and the content's own code for the rest."""
+    coverage: with masks, each style's share of every image (N,) (its mask's mean); the style
+    is then the coverage-weighted mix of the styles and the content's own code for the rest."""
     styles = [styles] if isinstance(styles, StyleCode) else list(styles)
     check_strength(strength)
     own = np.asarray(content_code, np.float32)
@@ -220,12 +220,12 @@ def mix_code(content_code: np.ndarray, styles: Sequence[StyleCode] | StyleCode, 
                            "The StyleCode was made with a different model; re-encode the style with this engine.")
     if coverage is None:
         style = combine(styles, weights).vector[None]
-        return (strength * style + (1.0 - strength) * own).astype(np.float32)
+        return (strength * (style - own)).astype(np.float32)
     _check_same_space(styles)
     cov = np.stack([np.asarray(a, np.float32).reshape(-1) for a in coverage], 1)  # (N, S)
     cov = cov / np.maximum(cov.sum(1, keepdims=True), 1.0)  # masks summing above 1 are normalized
     mixed = cov @ np.stack([s.vector for s in styles]) + (1.0 - cov.sum(1, keepdims=True)) * own
-    return (strength * mixed + (1.0 - strength) * own).astype(np.float32)
+    return (strength * (mixed - own)).astype(np.float32)
 
 
 def check_strength(strength: float) -> None:

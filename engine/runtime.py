@@ -7,14 +7,14 @@
 
 Stages, public so a benchmark can time them separately:
     preprocess(images) -> (batch (N, 3, H8, W8) float32, sizes)   [module function]
-    eng.encode(batch) -> (latent, code);  eng.mix(latent, code, styles, ...) -> (latent, code)
-    eng.decode(latent, code) -> batch;  postprocess(batch, sizes, kind) -> images   [module function]
+    eng.encode(batch) -> (latent, code);  eng.mix(latent, code, styles, ...) -> (latent, offset)
+    eng.decode(latent, offset=None) -> batch;  postprocess(batch, sizes, kind) -> images   [module function]
     eng.run_adain(batch, style) -> batch: the fused encode -> mix -> decode (device-resident
     on GPU backends, a CUDA graph on TensorRT / torch-CUDA)
 
 The code is the image's style code (N, 2K): statistics of its latent and of the encoder's
-features at every level. The decoder reads it to paint texture; an image decoded with its own
-code is its reconstruction.
+features at every level. The decoder reads a style offset (the mixed style's code minus the
+content's, times the strength) to paint texture; no offset (zeros) is the reconstruction.
 
 Inputs: file paths, PIL images of any mode (EXIF rotation applied), and NumPy arrays: (H, W)
 grey, (H, W, 1|3|4) or (1|3|4, H, W); uint8, uint16 or float in [0, 1]. Images are padded
@@ -214,9 +214,11 @@ class Engine:
         size = (max(d, int(x.shape[2] * f) // d * d), max(d, int(x.shape[3] * f) // d * d))
         return np.stack([_resize_array(a, size) for a in x])
 
-    def decode(self, z: np.ndarray, code: np.ndarray) -> np.ndarray:
-        """Latent (N, C, h, w) and style code (N, 2K) -> batch (N, 3, 8h, 8w) float32 in [0, 1]."""
-        z, code = np.asarray(z, np.float32), np.asarray(code, np.float32)
+    def decode(self, z: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
+        """Latent (N, C, h, w) and style offset (N, 2K) -> batch (N, 3, 8h, 8w) float32 in
+        [0, 1]. No offset: the reconstruction."""
+        z = np.asarray(z, np.float32)
+        code = np.zeros(self.contract.style_shape(len(z)), np.float32) if offset is None else np.asarray(offset, np.float32)
         d = self.contract.downsample
         if z.ndim == 4 and max(z.shape[2:]) * d > self.tile:
             return self._batched(lambda b, s: run_tiled(lambda t: self.runner.decode(t, s), b, self.tile // d,
@@ -227,7 +229,7 @@ class Engine:
             masks: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The decoder's inputs for content latents z (N, C, h, w) with their own codes
         (N, 2K), moved towards one StyleCode or several (weights), with optional masks (one
-        per style, (h, w) at latent resolution): (AdaIN-mixed latent, mixed code). NumPy on
+        per style, (h, w) at latent resolution): (AdaIN-mixed latent, style offset). NumPy on
         the host."""
         codes = [style] if isinstance(style, StyleCode) else list(style)
         self._check_codes(codes)
@@ -235,7 +237,7 @@ class Engine:
             np.broadcast_to(np.asarray(m, np.float32).reshape(-1, np.shape(m)[-2] * np.shape(m)[-1]).mean(1), (len(z),))
             for m in masks]
         return (mixing.mix(z, codes, weights, strength, masks),
-                mixing.mix_code(code, codes, weights, strength, coverage))
+                mixing.style_offset(code, codes, weights, strength, coverage))
 
     def run_adain(self, x: np.ndarray, style: StyleCode, strength: float = 1.0) -> np.ndarray:
         """Fused encode -> mix -> decode of a padded batch (the device path on GPUs)."""
@@ -340,8 +342,8 @@ class Engine:
         (za, zb), (ca, cb) = np.split(z, 2), np.split(code, 2)
         f = mixing.slerp if method == "slerp" else mixing.lerp
         z = np.concatenate([f(za, zb, float(t)) for t in ts])
-        code = np.concatenate([mixing.lerp(ca, cb, float(t)) for t in ts])  # statistics: linear
-        return postprocess(self.decode(z, code), [sizes[0]] * len(ts), _kind_of(a))
+        # the path ends at b's own look: the offset from each point's code towards b's is 0 at b
+        return postprocess(self.decode(z), [sizes[0]] * len(ts), _kind_of(a))
 
 
 # ============================================================================= helpers

@@ -121,42 +121,47 @@ class Encoder(nn.Module):
         return z, style_code(z, *feats)
 
 
-class StyleMLP(nn.Module):
-    """Style code (B, 2K) -> a per-channel (scale, shift) for each decoder level (FiLM).
+class StyleHead(nn.Module):
+    """Style offset d (B, 2K) -> per level: a gate for the level's style adapter and a FiLM
+    scale and shift, each (B, channels).
 
-    The code's entries differ in scale by orders of magnitude, so they are whitened with
-    fixed statistics of training codes (buffers, set once by `set_whitening`). The last layer
-    starts at zero: a fresh style head leaves the reconstruction decoder exactly as it was."""
+    d is the mixed code minus the content's own code (strength x (style - own)). The head has
+    no biases, so d = 0 gives all zeros: at strength 0 the decoder is exactly the
+    reconstruction decoder, whatever the style training did. The code's entries differ in
+    scale by orders of magnitude, so d is first scaled by fixed statistics of training
+    offsets (a buffer, set once by `set_whitening`)."""
 
     def __init__(self, cfg: VAEConfig, level_widths: tuple[int, ...]):
         super().__init__()
         k = 2 * sum(cfg.style_channels)
         self.level_widths = level_widths
-        self.register_buffer("code_mean", torch.zeros(k))
         self.register_buffer("code_scale", torch.ones(k))
-        self.net = nn.Sequential(nn.Linear(k, cfg.style_hidden), nn.ReLU(), nn.Linear(cfg.style_hidden, 2 * sum(level_widths)))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        self.net = nn.Sequential(nn.Linear(k, cfg.style_hidden, bias=False), nn.ReLU(),
+                                 nn.Linear(cfg.style_hidden, 3 * sum(level_widths), bias=False))
+        nn.init.zeros_(self.net[-1].weight)  # a fresh head changes nothing
 
     @torch.no_grad()
-    def set_whitening(self, codes: torch.Tensor) -> None:  # codes (N, 2K) of training images
-        self.code_mean.copy_(codes.mean(0))
-        self.code_scale.copy_(1.0 / (codes.std(0) + 1e-3))
+    def set_whitening(self, offsets: torch.Tensor) -> None:  # (N, 2K) offsets of training pairs
+        self.code_scale.copy_(1.0 / (offsets.pow(2).mean(0).sqrt() + 1e-3))
 
-    def forward(self, code):  # (B, 2K) -> [(scale (B, c), shift (B, c)) per level]
-        m = self.net((code - self.code_mean) * self.code_scale)
+    def forward(self, d):  # (B, 2K) -> [(gate, scale, shift) per level, each (B, c)]
+        m = self.net(d * self.code_scale)
         out, i = [], 0
         for c in self.level_widths:
-            out.append((m[:, i : i + c], m[:, i + c : i + 2 * c]))
-            i += 2 * c
+            out.append((m[:, i : i + c], m[:, i + c : i + 2 * c], m[:, i + 2 * c : i + 3 * c]))
+            i += 3 * c
         return out
 
 
 class Decoder(nn.Module):
-    """(Latent, style code) -> RGB. `forward` is unclamped (the training loss sees it); `image`
-    clamps. Each level's features are modulated by the style code (x * (1 + scale) + shift):
-    the mixed latent alone carries 64 statistics, too few for the decoder to tell one
-    painting's strokes from another's."""
+    """(Latent, style offset) -> RGB. `forward` is unclamped (the training loss sees it);
+    `image` clamps.
+
+    The body is the reconstruction decoder. With a style head, each level ends with a style
+    adapter (a residual block whose output is gated per channel by the style) and a FiLM
+    modulation (x * (1 + scale) + shift): the mixed latent alone carries 64 statistics, too
+    few to paint one painting's strokes rather than another's. Without an offset (None or
+    zeros) the adapters and FiLM are silent and the output is the reconstruction."""
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -172,22 +177,24 @@ class Decoder(nn.Module):
         layers += [conv(w[-1], 3)]
         self.body = nn.Sequential(*layers)
         self.level_ends = tuple(ends)
-        self.style = StyleMLP(cfg, tuple(w)) if cfg.style_hidden else None
+        self.style = StyleHead(cfg, tuple(w)) if cfg.style_hidden else None
+        self.adapters = nn.ModuleList(nn.Sequential(conv(c, c), nn.ReLU(), conv(c, c)) for c in w) if cfg.style_hidden else None
 
-    def forward(self, z, code=None):  # (B, C, h, w), (B, 2K) -> (B, 3, 8h, 8w), unbounded
-        if self.style is None:
+    def forward(self, z, offset=None):  # (B, C, h, w), (B, 2K) -> (B, 3, 8h, 8w), unbounded
+        if self.style is None or offset is None:
             return self.body(z)
-        mods = iter(self.style(code))
+        mods = iter(zip(self.style(offset), self.adapters))
         h = z
         for i, layer in enumerate(self.body):
             h = layer(h)
             if i + 1 in self.level_ends:
-                scale, shift = next(mods)
+                (gate, scale, shift), adapter = next(mods)
+                h = h + adapter(h) * gate[:, :, None, None]
                 h = h * (1.0 + scale[:, :, None, None]) + shift[:, :, None, None]
         return h
 
-    def image(self, z, code=None):  # (B, C, h, w), (B, 2K) -> (B, 3, 8h, 8w) in [0, 1]
-        return self.forward(z, code).clamp(0.0, 1.0)
+    def image(self, z, offset=None):  # (B, C, h, w), (B, 2K) -> (B, 3, 8h, 8w) in [0, 1]
+        return self.forward(z, offset).clamp(0.0, 1.0)
 
 
 class VAE(nn.Module):
@@ -198,18 +205,15 @@ class VAE(nn.Module):
         self.decoder = Decoder(self.cfg)
 
     def forward(self, x, sample: bool = True):
-        """Returns (unclamped reconstruction, mu, logvar). Reparameterized when sampling; the
-        decoder is given the image's own style code (what strength 0 means)."""
-        h, feats = self.encoder.trunk(x)
-        mu, logvar = self.encoder.mu(h), self.encoder.logvar(h).clamp(*self.encoder.logvar_clamp)
+        """Returns (unclamped reconstruction, mu, logvar). Reparameterized when sampling. The
+        decoder gets no style offset: reconstruction is strength 0."""
+        mu, logvar = self.encoder(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
-        code = style_code(mu, *feats).detach() if self.decoder.style is not None else None
-        return self.decoder(z, code), mu, logvar
+        return self.decoder(z), mu, logvar
 
     @torch.no_grad()
-    def reconstruct(self, x):  # inference path: the mean and own style code, clamped decoder
-        z, code = self.encoder.encode_with_style(x)
-        return self.decoder.image(z, code)
+    def reconstruct(self, x):  # inference path: the mean, no style offset, clamped decoder
+        return self.decoder.image(self.encoder.posterior_mean(x))
 
 
 STATS_EPS = 1e-5  # engine.mixing.EPS: the runtime's statistics must match these

@@ -41,7 +41,7 @@ class EncoderGraph(torch.nn.Module):
 
 
 class DecoderGraph(torch.nn.Module):
-    """latent (N, C, h, w), style (N, 2K) -> image (N, 3, 8h, 8w) in [0, 1]."""
+    """latent (N, C, h, w), style offset (N, 2K) -> image (N, 3, 8h, 8w) in [0, 1]."""
 
     def __init__(self, vae: VAE):
         super().__init__()
@@ -124,10 +124,10 @@ def verify(out: Path, vae: VAE, contract: ModelContract, real_dir: Path | None, 
             row = {"input": label, "shape": list(x.shape), "latent_max_abs": compare(z, z_ref, peak=None).max_abs,
                    # relative: a code's stds and means span orders of magnitude
                    "style_max_rel": float(np.max(np.abs(s - s_ref) / (np.abs(s_ref) + 1.0)))}
-            # The decoder is checked on the encoded latent and on a prior sample N(0, I) with
-            # another image's code (what mixing gives it).
+            # The decoder is checked on the encoded latent with no offset (reconstruction) and
+            # on a prior sample N(0, I) with the offset towards another image's code (styling).
             prior = rng.standard_normal(z_ref.shape, dtype=np.float32)
-            for zlabel, zin, sin in (("encoded", z_ref, s_ref), ("prior", prior, s_ref[::-1].copy())):
+            for zlabel, zin, sin in (("encoded", z_ref, np.zeros_like(s_ref)), ("prior", prior, s_ref[::-1] - s_ref)):
                 y_ref = vae.decoder.image(torch.from_numpy(zin), torch.from_numpy(sin)).numpy()
                 y = dec.run(None, {contract.latent.name: zin, contract.style.name: sin})[0]
                 row[f"image_max_abs_{zlabel}"] = compare(y, y_ref).max_abs
@@ -170,7 +170,7 @@ def export_onnx(out_dir: str | Path, checkpoint: str | Path | None = None, verif
         z, code = vae.encoder.encode_with_style(torch.rand(2, 3, 64, 64))
         _export_one(EncoderGraph(vae).eval(), (torch.rand(2, 3, 64, 64),), tmp / ENCODER_FILE, contract, "encoder",
                     {**meta, "stylert.role": "encoder"})
-        _export_one(DecoderGraph(vae).eval(), (z.detach(), code.detach()), tmp / DECODER_FILE, contract, "decoder",
+        _export_one(DecoderGraph(vae).eval(), (z.detach(), code.detach().flip(0) - code.detach()), tmp / DECODER_FILE, contract, "decoder",
                     {**meta, "stylert.role": "decoder"})
         report = None
         if verify_outputs:

@@ -1,15 +1,18 @@
 """The style stage of training: teach the decoder to paint a style's texture from mixed latents.
 
 Huang & Belongie's AdaIN objective, in this project's spaces (../shared/notes/style-transfer.md):
-the frozen VAE encoder E gives the content latent z_c, the style's code s (means and stds of
-the latent and of E's features at every level) and t = AdaIN(z_c, s). The decoder D(t, s) is
-trained on
+the frozen VAE encoder E gives the content latent z_c and code c, the style's code s (means
+and stds of the latent and of E's features at every level) and t = AdaIN(z_c, s). The
+decoder D(t, s - c) is trained on
 
-    content:  ||E(D(t, s)) - t||^2 / var(t)      the VAE's own latent is the content space
-            + ||F7(D(t, s)) - F7(x_c)||^2 / |F7(x_c)|^2   a deeper loss-network layer keeps edges
+    content:  ||E(D) - t||^2 / var(t)            the VAE's own latent is the content space
+            + ||F7(D) - F7(x_c)||^2 / |F7(x_c)|^2   a deeper loss-network layer keeps edges
     style:    sum over loss-network taps l of the relative error of the per-channel mean and
-              std of F_l(D(t, s)) against F_l(x_s)   (AdaIN's style loss)
-    recon:    ||D(z_c, s_c) - x_c||^2              strength 0 must give back the content
+              std of F_l(D) against F_l(x_s)   (AdaIN's style loss)
+
+D's body is the frozen reconstruction decoder; only its style head and adapters learn, and
+they are silent for a zero offset (export/model.py), so strength 0 gives back exactly the
+VAE's reconstruction.
 
 where F is EfficientNet-Lite0 trained on ImageNet (shipped inside a PyPI wheel; a training-time
 dependency only, the runtime and engines never see it). The encoder's own features were tried as
@@ -96,10 +99,11 @@ def adain_torch(z, code, channels: int):
     return (z - m[:, :, None, None]) / s[:, :, None, None] * ss[:, :, None, None] + sm[:, :, None, None]
 
 
-def style_step(vae: VAE, lossnet: LossNet, xc, xs, n_recon: int, w: dict) -> tuple[torch.Tensor, dict]:
+def style_step(vae: VAE, lossnet: LossNet, xc, xs, w: dict) -> tuple[torch.Tensor, dict]:
     """One style-stage loss on content crops xc and style crops xs (B, 3, H, W) in [0, 1].
 
-    The encoder is frozen; only the decoder (and its style head) learns. Returns the loss and
+    The encoder and the decoder's body are frozen; the style head and adapters learn, so
+    reconstruction (strength 0) stays exactly what the VAE stage made. Returns the loss and
     its parts as floats for the progress bar."""
     with torch.no_grad():
         zc, cc = vae.encoder.encode_with_style(xc)
@@ -108,16 +112,10 @@ def style_step(vae: VAE, lossnet: LossNet, xc, xs, n_recon: int, w: dict) -> tup
         t = adain_torch(zc, cs, vae.cfg.latent_channels)
         fs = lossnet(xs)
         fc = lossnet(xc)
-    y = vae.decoder(t, cs)
+    y = vae.decoder(t, cs - cc)  # strength 1: the offset is the style's code minus the content's
     fy = lossnet(y)
     ls = style_loss(fy, fs).mean()
     lat, feat = content_loss(vae, fy, fc, y, t)
     lat, feat = lat.mean(), feat.mean()
     loss = w["style"] * ls + w["content_latent"] * lat + w["content_feat"] * feat
-    parts = {"style": ls.item(), "c_lat": lat.item(), "c_feat": feat.item()}
-    if n_recon:
-        r = vae.decoder(zc[:n_recon], cc[:n_recon]).float()
-        rec = F.mse_loss(r, xc[:n_recon].float())
-        loss = loss + w["recon"] * rec
-        parts["recon_psnr"] = float(10 * torch.log10(1.0 / rec.detach().clamp_min(1e-10)))
-    return loss, parts
+    return loss, {"style": ls.item(), "c_lat": lat.item(), "c_feat": feat.item()}

@@ -55,8 +55,6 @@ class TrainConfig:
     style_weight: float = 10.0  # style loss (relative mean/std error at 6 loss-network taps)
     content_weight: float = 1.0  # content loss in the VAE's latent, relative to var(t)
     feature_weight: float = 1.0  # content loss at loss-network block 7, relative
-    recon_weight: float = 100.0  # pixel MSE of strength-0 decodes (~0.003): keeps reconstruction
-    recon_per_batch: int = 3  # content crops per step also decoded at strength 0
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
@@ -138,6 +136,9 @@ def evaluate(model: VAE, x: torch.Tensor, device: torch.device) -> float:
     return psnr(y, x)
 
 
+STYLE_PARTS = ("decoder.style.", "decoder.adapters.")  # what the style stage trains
+
+
 def init_from(model: VAE, folder: str | os.PathLike) -> list[str]:
     """Load a trained model's weights into `model`, which may have more channels (Net2Net's
     widening). Trained weights fill the leading slices; new output channels keep their fresh
@@ -148,7 +149,7 @@ def init_from(model: VAE, folder: str | os.PathLike) -> list[str]:
     old = src.state_dict()
     # a reconstruction-only model starts a style decoder: its style head is new (and starts
     # as the identity, StyleMLP), everything else must match
-    new_head = {k for k in model.state_dict() if k.startswith("decoder.style.")} - set(old)
+    new_head = {k for k in model.state_dict() if k.startswith(STYLE_PARTS)} - set(old)
     if set(old) != set(model.state_dict()) - new_head:
         raise StyleRTError("cannot start from it: its layers differ from this configuration's (blocks per level).",
                            "--init can keep or grow channel counts, not change the depth.", path=folder)
@@ -158,7 +159,7 @@ def init_from(model: VAE, folder: str | os.PathLike) -> list[str]:
             if name in new_head:
                 continue
             q = old[name]
-            if name.startswith("decoder.style.") and q.shape != p.shape:
+            if name.startswith(STYLE_PARTS) and q.shape != p.shape:
                 # the code's layout interleaves levels: a wider model's style head starts fresh
                 # (the identity), and the style stage teaches it again
                 widened.append(name + " (reset)")
@@ -233,17 +234,20 @@ def _style_loss(model: VAE, lossnet, pool: ImagePool, style_pool: ImagePool, rng
 
     xc = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True).to(device).contiguous(memory_format=torch.channels_last)
     xs = style_pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True).to(device).contiguous(memory_format=torch.channels_last)
-    w = {"style": cfg.style_weight, "content_latent": cfg.content_weight, "content_feat": cfg.feature_weight, "recon": cfg.recon_weight}
+    w = {"style": cfg.style_weight, "content_latent": cfg.content_weight, "content_feat": cfg.feature_weight}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        return style_step(model, lossnet, xc, xs, min(cfg.recon_per_batch, cfg.batch), w)
+        return style_step(model, lossnet, xc, xs, w)
 
 
 @torch.no_grad()
 def _set_whitening(model: VAE, pool: ImagePool, style_pool: ImagePool, rng, cfg: TrainConfig, device) -> None:
-    """Fix the style head's input whitening from the codes of 128 training crops of each kind."""
-    codes = [model.encoder.encode_with_style(p.batch(rng, 16, cfg.crop, cfg.scale_min).to(device))[1]
-             for p in (pool, style_pool) for _ in range(8)]
-    model.decoder.style.set_whitening(torch.cat(codes).float())
+    """Fix the style head's input scaling from 128 (content, style) offsets of training crops."""
+    offsets = []
+    for _ in range(8):
+        cc = model.encoder.encode_with_style(pool.batch(rng, 16, cfg.crop, cfg.scale_min).to(device))[1]
+        cs = model.encoder.encode_with_style(style_pool.batch(rng, 16, cfg.crop, cfg.scale_min).to(device))[1]
+        offsets.append(cs - cc)
+    model.decoder.style.set_whitening(torch.cat(offsets).float())
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -301,7 +305,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
 
         if model.decoder.style is None:
             raise StyleRTError("the style stage needs a decoder with a style head.", "Keep the model's style_hidden above 0.")
-        model.encoder.requires_grad_(False)  # the latent space (and every stored StyleCode) stays
+        # the latent space (and every stored StyleCode) and the reconstruction decoder stay
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(STYLE_PARTS))
         lossnet = LossNet().to(device, memory_format=torch.channels_last)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     out = Path(cfg.out)

@@ -3,7 +3,7 @@
 Public methods (`load`, `encode`, `decode`, `run_adain`, `close`) check the runner's state and
 validate inputs once; backends override only the small `*_impl` hooks. Arrays cross this
 interface as host NumPy float32: image (N, 3, H, W) in [0, 1], latent (N, C, H/8, W/8) and
-style code (N, 2K) (engine/contract.py).
+style code or offset (N, 2K) (engine/contract.py).
 What happens in between (device buffers, streams, graphs) never leaks to the caller.
 
 Concurrency: a runner with `thread_safe = True` may be called from many threads at once
@@ -67,7 +67,7 @@ class Runner:
                 self._check_out(s, self.contract.style_shape(x.shape[0]), "encode"))
 
     def decode(self, z: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """latent (N, C, h, w), style code (N, 2K) float32 -> image (N, 3, 8h, 8w) in [0, 1]."""
+        """latent (N, C, h, w), style offset (N, 2K) float32 -> image (N, 3, 8h, 8w) in [0, 1]."""
         z = self._check_latent(z)
         s = self._check_code(s, z.shape[0])
         d = self.contract.downsample
@@ -180,10 +180,10 @@ class Runner:
 def mix_arrays(z: np.ndarray, own: np.ndarray, style: np.ndarray, strength: float, c: int) -> tuple[np.ndarray, np.ndarray]:
     """Content latent z (N, C, h, w) and code own (N, 2K), per-image style codes (N, 2K) ->
     the decoder's inputs: alpha * AdaIN(z, style's latent statistics) + (1 - alpha) * z and
-    alpha * style + (1 - alpha) * own."""
+    the style offset alpha * (style - own)."""
     k = style.shape[1] // 2
     t = mixing.adain(z, style[:, :c], style[:, k:k + c], strength)
-    return t, (strength * style + (1.0 - strength) * own).astype(np.float32)
+    return t, (strength * (style - own)).astype(np.float32)
 
 
 def _nhw(x: np.ndarray) -> tuple[int, int, int]:

@@ -90,10 +90,10 @@ class TorchRunner(Runner):
         return self.model.decoder.image(z, s)
 
     def _mix(self, z, own, style, strength):
-        """mixing.mix_arrays on tensors: style (N, 2K); strength a float or a 0-d tensor."""
+        """base.mix_arrays on tensors: style (N, 2K); strength a float or a 0-d tensor."""
         c, k = self.contract.latent_channels, style.shape[1] // 2
         t = adain_tensor(z, style[:, :c, None, None], style[:, k:k + c, None, None], strength)
-        return t, (strength * style + (1.0 - strength) * own.float()).to(own.dtype)
+        return t, (strength * (style - own.float())).to(own.dtype)
 
     def _in(self, a: np.ndarray):
         t = self._torch.from_numpy(a).to(self._dev, self._dtype)

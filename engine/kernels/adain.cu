@@ -60,15 +60,16 @@ adain_mix(const float* z, float* out,  // no __restrict__: out may alias z
     }
 }
 
-// The decoder's style input, mixed where the encoder wrote it: one thread per number.
+// The decoder's style input (the style offset), made where the encoder wrote the content's
+// code: one thread per number.
 //
-//   out[n, j] = strength * style[n, j] + (1 - strength) * own[n, j]
+//   out[n, j] = strength * (style[n, j] - own[n, j])
 //
 // own/out are (N, 2K) codes (means, then stds). The style is read from the same statistics
 // buffer adain_mix uses: style_mean (rows of K means) and style_std (rows of K stds), row n at
 // n * style_stride (style_stride == K: one code per sample; 0: one code for the batch).
 extern "C" __global__ void
-mix_code(const float* __restrict__ own, float* __restrict__ out,
+style_offset(const float* __restrict__ own, float* __restrict__ out,
          const float* __restrict__ style_mean, const float* __restrict__ style_std,
          int n, int k, int style_stride, float strength)
 {
@@ -77,5 +78,5 @@ mix_code(const float* __restrict__ own, float* __restrict__ out,
     const int row = i / (2 * k);
     const int j = i % (2 * k);
     const float s = j < k ? style_mean[row * style_stride + j] : style_std[row * style_stride + (j - k)];
-    out[i] = strength * s + (1.0f - strength) * own[i];
+    out[i] = strength * (s - own[i]);
 }

@@ -24,7 +24,7 @@ def test_kernel_compiles_with_nvrtc(arch, tmp_path, monkeypatch):
     _nvrtc_or_skip()
     monkeypatch.setenv("STYLERT_CACHE", str(tmp_path))
     ptx = cuda_mix.compile_ptx.__wrapped__(arch, use_disk_cache=True)
-    assert b".entry adain_mix" in ptx and b".entry mix_code" in ptx and f".target sm_{arch.split('_')[1]}".encode() in ptx
+    assert b".entry adain_mix" in ptx and b".entry style_offset" in ptx and f".target sm_{arch.split('_')[1]}".encode() in ptx
     cached = list((tmp_path / "kernels").glob("adain-*.ptx"))
     assert len(cached) == 1 and cached[0].read_bytes() == ptx
     assert cuda_mix.compile_ptx.__wrapped__(arch, use_disk_cache=True) == ptx  # from the disk cache
@@ -51,11 +51,11 @@ def test_kernel_matches_numpy_on_gpu(rng):
                 np.testing.assert_allclose(got, ref, atol=2e-5, rtol=1e-5)
             got = mixer.mix_host(z, sm[0], ss[0], 1.0)  # one style row shared by the batch
             np.testing.assert_allclose(got, mixing.adain(z, sm[0], ss[0]), atol=2e-5, rtol=1e-5)
-        # the decoder's code: strength * style + (1 - strength) * own, per sample or shared
+        # the decoder's style offset: strength * (style - own), per sample or shared
         own = rng.standard_normal((3, 20)).astype(np.float32)
         style = rng.standard_normal((3, 20)).astype(np.float32)
         for s, strength in ((style, 0.3), (style[0], 1.0)):
-            np.testing.assert_allclose(mixer.mix_code_host(own, s, strength),
-                                       strength * np.broadcast_to(s, own.shape) + (1 - strength) * own, atol=1e-6)
+            np.testing.assert_allclose(mixer.offset_host(own, s, strength),
+                                       strength * (np.broadcast_to(s, own.shape) - own), atol=1e-6)
     finally:
         mixer.close()

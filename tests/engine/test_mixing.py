@@ -123,20 +123,20 @@ def test_lerp_and_slerp(rng):
     np.testing.assert_allclose(mixing.slerp(a, a * 1.0001, 0.5), mixing.lerp(a, a * 1.0001, 0.5), atol=1e-6)
 
 
-def test_mix_code_lerps_towards_the_weighted_style(rng):
+def test_style_offset_points_from_the_content_to_the_weighted_style(rng):
     own = rng.standard_normal((2, 10)).astype(np.float32)
     a = mixing.StyleCode(rng.standard_normal(5), rng.uniform(0.5, 1.5, 5))
     b = mixing.StyleCode(rng.standard_normal(5), rng.uniform(0.5, 1.5, 5))
-    np.testing.assert_allclose(mixing.mix_code(own, a, strength=0.0), own)
-    np.testing.assert_allclose(mixing.mix_code(own, a, strength=1.0), np.broadcast_to(a.vector, own.shape), rtol=1e-6)
-    mixed = mixing.mix_code(own, [a, b], weights=[3, 1], strength=0.5)
-    np.testing.assert_allclose(mixed, 0.5 * (0.75 * a.vector + 0.25 * b.vector) + 0.5 * own, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(mixing.style_offset(own, a, strength=0.0), 0)  # strength 0: no offset
+    np.testing.assert_allclose(mixing.style_offset(own, a, strength=1.0), a.vector - own, rtol=1e-5, atol=1e-6)
+    off = mixing.style_offset(own, [a, b], weights=[3, 1], strength=0.5)
+    np.testing.assert_allclose(off, 0.5 * (0.75 * a.vector + 0.25 * b.vector - own), rtol=1e-5, atol=1e-6)
     # masks: each style's coverage of the image; the uncovered rest keeps the content's code
-    cov = mixing.mix_code(own, [a, b], strength=1.0, coverage=[np.array([0.5, 0.0]), np.array([0.25, 0.0])])
-    np.testing.assert_allclose(cov[0], 0.5 * a.vector + 0.25 * b.vector + 0.25 * own[0], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(cov[1], own[1], rtol=1e-6)
+    cov = mixing.style_offset(own, [a, b], strength=1.0, coverage=[np.array([0.5, 0.0]), np.array([0.25, 0.0])])
+    np.testing.assert_allclose(cov[0], 0.5 * a.vector + 0.25 * b.vector - 0.75 * own[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(cov[1], 0, atol=1e-6)
     with pytest.raises(StyleRTError, match="different model"):
-        mixing.mix_code(own[:, :8], a)
+        mixing.style_offset(own[:, :8], a)
 
 
 def test_stylecode_from_codes_averages_and_the_latent_part_comes_first(rng):

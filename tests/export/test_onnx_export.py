@@ -17,10 +17,10 @@ from stylert.export.onnx_export import export_onnx  # noqa: E402
 # The op set the model is designed to export to (README: "ONNX ops"). A new op here is a
 # design decision: it must run fast in ONNX Runtime (FP32 and INT8) and in TensorRT.
 # Encoder: the convolutions, then the style code's statistics (ReduceMean .. Sqrt, Concat).
-# Decoder: the convolutions and upsampling, and the style head (Gemm) whose scales and shifts
-# (Slice, Unsqueeze) modulate each level (Mul, Add); the code is whitened first (Sub, Mul).
+# Decoder: the convolutions and upsampling, and the style head (Gemm, no biases) whose gates,
+# scales and shifts (Slice, Unsqueeze) modulate each level (Mul, Add).
 EXPECTED_OPS = {"encoder": {"Conv", "Relu", "Add", "ReduceMean", "Sub", "Pow", "Sqrt", "Unsqueeze", "Concat"},
-                "decoder": {"Conv", "Relu", "Add", "Resize", "Clip", "Gemm", "Mul", "Slice", "Sub", "Unsqueeze"}}
+                "decoder": {"Conv", "Relu", "Add", "Resize", "Clip", "Gemm", "Mul", "Slice", "Unsqueeze"}}
 
 
 def test_files_manifest_and_ops(tiny_export):
