@@ -27,19 +27,16 @@ from typing import Callable
 
 import numpy as np
 
+from stylert.engine.precisions import PRECISIONS
+
 from .harness import Stage
 
 BASELINE = "torch-eager-fp32"
 # PSNR (dB) against the FP32 reference that a configuration must reach to count: tolerances
 # depend on the precision (fp16 is never bit-exact; int8 loses more).
-# build-engine's gates (stylert.engine.build.DEFAULT_MIN_PSNR) where it defines one.
-ACCURACY_GATE_DB = {"fp32": 60.0, "fp16": 45.0, "bf16": 35.0, "int8": 35.0}
-try:
-    from stylert.engine.build import DEFAULT_MIN_PSNR as _BUILD_GATES
-
-    ACCURACY_GATE_DB.update(_BUILD_GATES)
-except ImportError:
-    pass
+# build-engine's gates (the precision table, stylert.engine.precisions), and bf16 for the
+# torch peer that only bench runs.
+ACCURACY_GATE_DB = {"bf16": 35.0, **{name: p.min_psnr for name, p in PRECISIONS.items()}}
 
 
 def preprocess(u8: np.ndarray) -> np.ndarray:
@@ -119,7 +116,7 @@ def discover() -> list[Config]:
         out.append(Config("torch-cuda-fp32", "torch", "fp32", device="cuda", peer=True))
         out.append(Config("torch-cuda-fp16+cudagraph", "torch", "fp16", device="cuda", peer=True,
                           options={"dtype": "float16", "cuda_graph": True, "channels_last": True}))
-    for p in ("fp32", "fp16", "int8"):
+    for p in PRECISIONS:
         out.append(Config(f"onnxruntime-{p}", "onnxruntime", p))
     # Tuning experiments: one session option each, on the FP32 and INT8 graphs.
     for p in ("fp32", "int8"):
@@ -164,7 +161,7 @@ def select(configs: list[Config], patterns: list[str] | None) -> list[Config]:
 def _load_torch(cfg: Config, ctx: Context) -> list[Stage]:
     import torch
 
-    from stylert.engine.backends.torch_backend import adain_tensor
+    from stylert.engine.backends.pyt.runner import adain_tensor
     from stylert.export.checkpoint import load_model
 
     torch.set_num_threads(ctx.threads)
@@ -302,21 +299,12 @@ def _runtime_engine(folder: Path, cfg: Config, ctx: Context):
 def _tuned_sessions(ort, enc_path, dec_path, cfg: Config, ctx: Context):
     """Sessions with one option changed from the runtime's (ORT_ENABLE_ALL, intra_op=threads,
     SESSION_CONFIG)."""
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.intra_op_num_threads = ctx.threads
-    so.graph_optimization_level = {
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    }[cfg.options.get("graph_optimization_level", "all")]
-    if cfg.options.get("execution_mode") == "parallel":
-        so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
-    from stylert.engine.backends.onnxrt import SESSION_CONFIG
+    from stylert.engine.backends.onnxrt.session import make_session
 
-    for k, v in {**SESSION_CONFIG, **cfg.options}.items():
-        if k.startswith("session."):
-            so.add_session_config_entry(k, str(v))
-    sess = {r: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for r, p in (("encoder", enc_path), ("decoder", dec_path))}
+    extra = {"execution_mode": ort.ExecutionMode.ORT_PARALLEL} if cfg.options.get("execution_mode") == "parallel" else {}
+    config = {k: v for k, v in cfg.options.items() if k.startswith("session.")}
+    sess = {r: make_session(p, ctx.threads, cfg.options.get("graph_optimization_level", "all"), config=config, **extra)
+            for r, p in (("encoder", enc_path), ("decoder", dec_path))}
     enc_in = sess["encoder"].get_inputs()[0].name
     dec_in = [i.name for i in sess["decoder"].get_inputs()]
     return (lambda x: tuple(sess["encoder"].run(None, {enc_in: x})),

@@ -19,17 +19,10 @@ import numpy as np
 
 def ort_profile(path: str | os.PathLike, feeds: dict, threads: int, runs: int = 2, options: dict | None = None) -> dict:
     """Per-op-type and top-node times (ms per run) of one ONNX model on its inputs (feeds)."""
-    import onnxruntime as ort
+    from stylert.engine.backends.onnxrt.session import make_session
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    for k, v in (options or {}).items():
-        so.add_session_config_entry(k, str(v))
     with tempfile.TemporaryDirectory() as d:
-        so.enable_profiling = True
-        so.profile_file_prefix = os.path.join(d, "ort")
-        s = ort.InferenceSession(os.fspath(path), so, providers=["CPUExecutionProvider"])
+        s = make_session(path, threads, config=options, enable_profiling=True, profile_file_prefix=os.path.join(d, "ort"))
         s.run(None, feeds)  # warm-up: excluded below by dropping the first run's events
         for _ in range(runs):
             s.run(None, feeds)

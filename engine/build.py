@@ -3,7 +3,7 @@ and an accuracy report.
 
 Steps: read the export (hashes checked) -> load calibration and evaluation images -> FP32
 reference -> precision ONNX (precision.py) -> backend artifact (an optimized ONNX Runtime model
-for this CPU, or a TensorRT plan, trt_build.py) -> accuracy against FP32 on the calibration
+for this CPU, or a TensorRT plan, backends/trt/builder.py) -> accuracy against FP32 on the calibration
 images and on photographs not used for calibration -> gate on --min-psnr -> engine.json.
 Everything is built in a temporary folder beside --out and renamed into place only when the
 gate passes: a failed build leaves nothing behind.
@@ -27,13 +27,16 @@ import numpy as np
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import precisions
+from .backends import ENGINE_BACKENDS
+from .precisions import PRECISIONS
 from .errors import StyleRTError
 from .profiles import ProfileSpec
 
 from .artifacts import DEV_DATA_DIR, SHIPPED_CALIB_DIR
 
 DEV_PHOTOS_DIR = DEV_DATA_DIR / "content"
-DEFAULT_MIN_PSNR = {"fp32": 60.0, "fp16": 45.0, "int8": 35.0}
+DEFAULT_MIN_PSNR = {name: p.min_psnr for name, p in PRECISIONS.items()}  # the precision table's gates
 ORT_SUFFIX = ".ort.onnx"
 
 
@@ -57,10 +60,9 @@ class BuildConfig:
     timing_cache: str | None = None  # TensorRT timing cache file; default under ~/.cache/stylert
 
     def __post_init__(self):
-        if self.precision not in DEFAULT_MIN_PSNR:
-            raise StyleRTError(f"unknown precision {self.precision!r}.", "Use fp32, fp16 or int8.")
-        if self.backend not in ("auto", "tensorrt", "onnxruntime"):
-            raise StyleRTError(f"unknown backend {self.backend!r}.", "Use auto, tensorrt or onnxruntime.")
+        precisions.get(self.precision)
+        if self.backend not in ("auto", *ENGINE_BACKENDS):
+            raise StyleRTError(f"unknown backend {self.backend!r}.", f"Use auto or one of {', '.join(ENGINE_BACKENDS)}.")
         if self.calib_count < 1 or self.eval_count < 1:
             raise StyleRTError("--calib-count and --eval-count must be at least 1.")
 
@@ -75,7 +77,7 @@ class BuildConfig:
 # ----------------------------------------------------------------------------- steps
 def choose_backend(requested: str) -> tuple[str, str]:
     """(backend, reason)."""
-    from . import trt_build
+    from .backends.trt import builder as trt_build
 
     if requested == "onnxruntime":
         return "onnxruntime", "requested with --backend onnxruntime"
@@ -212,20 +214,9 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
     try:
         conv = {}
         step(f"{cfg.precision.upper()} ONNX models")
+        convert = precisions.converter(cfg.precision)
         for role, calib in calib_feeds.items():
-            dst = tmp / f"{role}.onnx"
-            if cfg.precision == "fp32":
-                shutil.copyfile(src[role], dst)
-                conv[role] = {}
-            elif cfg.precision == "fp16":
-                conv[role] = P.convert_fp16(src[role], dst, calib, log=log, float_outputs=[contract.style.name])
-            else:
-                log(f"  {role}: calibrating on {P.feeds_len(calib)} inputs ({cfg.calib_method}) ...")
-                t = time.time()
-                keep = P.latent_facing_convs(src[role], role)
-                log(f"  {role}: kept in float (next to the latent): {', '.join(keep)}")
-                conv[role] = P.quantize_int8(src[role], dst, calib, method=cfg.calib_method, exclude_nodes=keep)
-                log(f"  {role}: quantized in {time.time() - t:.1f} s: {P.count_qdq(dst)}")
+            conv[role] = convert(src[role], tmp / f"{role}.onnx", calib, role, cfg, contract, log)
 
         step(f"{backend} artifacts")
         files, flags = {}, {}
@@ -245,7 +236,7 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
             test_sess = [P.session(tmp / files[r]["path"], threads=cfg.threads, level="disable") for r in ("encoder", "decoder")]
             measured_with = "onnxruntime, the saved optimized models (as the runtime loads them)"
         else:
-            from . import trt_build
+            from .backends.trt import builder as trt_build
 
             cache = cfg.timing_cache or _default_timing_cache()
             for role in ("encoder", "decoder"):
@@ -380,7 +371,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("export_dir", metavar="EXPORT_DIR", help="folder written by `stylert export-onnx`")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--precision", choices=["fp32", "fp16", "int8"], default=None, help="default: fp16")
+    g.add_argument("--precision", choices=list(PRECISIONS), default=None, help="default: fp16")
     g.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="same as --precision fp16")
     g.add_argument("--int8", dest="precision", action="store_const", const="int8", help="same as --precision int8")
     p.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime"], default="auto", help="default: %(default)s")

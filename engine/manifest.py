@@ -16,14 +16,17 @@ import shlex
 from pathlib import Path
 
 from .artifacts import sha256_file
+from .backends import BACKENDS as ALL_BACKENDS
+from .backends import ENGINE_BACKENDS
+from .precisions import PRECISIONS as PRECISION_TABLE
 from .errors import StyleRTError
 from .images import atomic_write_bytes
 
 ENGINE_MANIFEST_FILE = "engine.json"
 ENGINE_KIND = "stylert-engine"
 FORMAT_VERSION = 1
-BACKENDS = ("onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
+BACKENDS = ENGINE_BACKENDS  # the registries: engine/backends/__init__.py, engine/precisions.py
+PRECISIONS = tuple(PRECISION_TABLE)
 
 # The CPU features ONNX Runtime's kernels (MLAS) dispatch on; an optimized model can bake in
 # a layout chosen for them (NCHWc block size 16 with AVX-512, 8 with AVX2).
@@ -61,18 +64,9 @@ def os_info() -> dict:
 
 def backend_version(backend: str) -> str:
     """The installed version of a backend's library ("" when it does not import)."""
-    try:
-        if backend == "onnxruntime":
-            import onnxruntime
-
-            return onnxruntime.__version__
-        if backend == "tensorrt":
-            import tensorrt
-
-            return tensorrt.__version__
-    except ImportError:
-        return ""
-    raise ValueError(f"unknown backend {backend!r}")
+    if backend not in ALL_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}")
+    return ALL_BACKENDS[backend].version()
 
 
 def current_device(backend: str) -> dict:
@@ -80,7 +74,7 @@ def current_device(backend: str) -> dict:
     current CUDA GPU (name, compute capability) for TensorRT."""
     if backend == "onnxruntime":
         return cpu_info()
-    from .trt_build import gpu_info  # lazy: needs cuda-python or TensorRT
+    from .backends.trt.builder import gpu_info  # lazy: needs cuda-python or TensorRT
 
     return gpu_info()
 

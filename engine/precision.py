@@ -78,22 +78,11 @@ class ArrayReader:
 
 # ----------------------------------------------------------------------------- sessions
 def session(path: str | os.PathLike | bytes, threads: int = 0, level: str = "all", optimized_path: str | os.PathLike | None = None):
-    """A CPU InferenceSession. level: "disable" | "basic" | "extended" | "all"."""
-    import onnxruntime as ort
+    """A CPU InferenceSession (backends/onnxrt/session.py). level: "disable" | "basic" |
+    "extended" | "all"."""
+    from .backends.onnxrt.session import make_session
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[level]
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    if optimized_path is not None:
-        so.optimized_model_filepath = os.fspath(optimized_path)
-    src = path if isinstance(path, bytes) else os.fspath(path)
-    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    return make_session(path, threads, level, optimized_path)
 
 
 def run_batched(sess, feeds: Feeds, batch: int = 8) -> list[np.ndarray]:
@@ -221,6 +210,33 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike, calib: Feeds, l
 
 
 # ----------------------------------------------------------------------------- INT8
+# ----------------------------------------------------------------------------- converters
+# The precision table (engine/precisions.py) names one of these per precision; build-engine
+# calls it for each model: (src, dst, calibration feeds, role, BuildConfig, contract, log) ->
+# the settings recorded in the manifest.
+def as_fp32(src, dst, calib: Feeds, role: str, cfg, contract, log: Callable = print) -> dict:
+    import shutil
+
+    shutil.copyfile(src, dst)
+    return {}
+
+
+def as_fp16(src, dst, calib: Feeds, role: str, cfg, contract, log: Callable = print) -> dict:
+    return convert_fp16(src, dst, calib, log=log, float_outputs=[contract.style.name])
+
+
+def as_int8(src, dst, calib: Feeds, role: str, cfg, contract, log: Callable = print) -> dict:
+    import time
+
+    log(f"  {role}: calibrating on {feeds_len(calib)} inputs ({cfg.calib_method}) ...")
+    t = time.time()
+    keep = latent_facing_convs(src, role)
+    log(f"  {role}: kept in float (next to the latent): {', '.join(keep)}")
+    settings = quantize_int8(src, dst, calib, method=cfg.calib_method, exclude_nodes=keep)
+    log(f"  {role}: quantized in {time.time() - t:.1f} s: {count_qdq(dst)}")
+    return settings
+
+
 def latent_facing_convs(path: str | os.PathLike, role: str) -> list[str]:
     """The convolution that writes the latent (encoder) or reads it (decoder), kept in float.
 

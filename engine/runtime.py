@@ -46,12 +46,13 @@ from . import mixing
 from .artifacts import read_export
 from .contract import ModelContract
 from .manifest import ENGINE_MANIFEST_FILE
+from .backends import BACKENDS as REGISTRY
 from .errors import StyleRTError
 from .images import load_image, to_array, to_pil, to_rgb
 from .mixing import StyleCode
 from .tiling import run_tiled
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+BACKENDS = ("auto", *REGISTRY)  # engine/backends/__init__.py
 DEFAULT_BATCH = 8  # images per call for backends without a profile (bounded memory)
 
 
@@ -409,7 +410,9 @@ def _choose(folder: Path, backend: str, precision: str | None, device: str, thre
         if precision not in (None, "fp32"):
             raise StyleRTError(f"an export folder holds FP32 models; precision '{precision}' needs an engine.",
                                f"Build one: stylert build-engine {folder} --precision {precision}", path=folder)
-        from .backends.onnxrt import OnnxRuntimeRunner, available_providers
+        from .backends.onnxrt.runner import available_providers
+
+        OnnxRuntimeRunner = REGISTRY["onnxruntime"].runner_class()
 
         gpu = cuda_device_count() > 0
         cuda_ep = "CUDAExecutionProvider" in available_providers()
@@ -439,7 +442,7 @@ def _choose(folder: Path, backend: str, precision: str | None, device: str, thre
 
 
 def _torch(ckpt: Path, contract, precision, device, threads, info, why):
-    from .backends.torch_backend import TorchRunner
+    TorchRunner = REGISTRY["torch"].runner_class()
 
     if device == "auto":
         try:
@@ -476,16 +479,14 @@ def _choose_engine(folder: Path, backend, precision, device, threads, info):
     files = m["files"]
     prof = m.get("profile") or {}
     if eb == "tensorrt":
-        from .backends.tensorrt import TensorRTRunner
+        TensorRTRunner = REGISTRY["tensorrt"].runner_class()
 
         side = (prof["min_size"], prof["max_size"]) if "min_size" in prof and "max_size" in prof else None
         runner = TensorRTRunner(folder / files["encoder"]["path"], folder / files["decoder"]["path"], contract,
                                 precision=ep, max_batch=int(prof.get("max_batch", 1)), side_range=side)
         info.update(reason=f"a {ep} TensorRT engine folder, checked against this GPU and TensorRT {backend_version(eb)}")
         return runner, info
-    from .backends.onnxrt import OnnxRuntimeRunner
-
-    runner = OnnxRuntimeRunner(folder / files["encoder"]["path"], folder / files["decoder"]["path"], contract,
+    runner = REGISTRY["onnxruntime"].runner_class()(folder / files["encoder"]["path"], folder / files["decoder"]["path"], contract,
                                device="cpu", precision=ep, threads=threads)
     if device == "cuda":
         raise StyleRTError("this ONNX Runtime engine was built for the CPU.", "Use device='cpu' or 'auto'.", path=folder)

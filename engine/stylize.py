@@ -11,6 +11,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+from .backends import BACKENDS
+from .precisions import PRECISIONS
+
 FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
 
 
@@ -48,8 +51,8 @@ def add_parser(sub) -> None:
     p.add_argument("--format", choices=sorted(FORMATS), default="png", help="output format (default: %(default)s)")
     p.add_argument("--quality", type=int, default=92, help="JPEG/WebP quality (default: %(default)s)")
     p.add_argument("--model", help="export folder, engine folder or checkpoint (default: the shipped model)")
-    p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt", "torch"], default="auto")
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="default: the model folder's own")
+    p.add_argument("--backend", choices=["auto", *BACKENDS], default="auto")
+    p.add_argument("--precision", choices=list(PRECISIONS), help="default: the model folder's own")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--threads", type=int, help="CPU threads for the backend")
     p.add_argument("--tile", type=int, default=1024, help="images with a side above this run in tiles (default: %(default)s)")

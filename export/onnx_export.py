@@ -106,12 +106,9 @@ def _real_inputs(folder: Path | None, sizes: list[tuple[int, int]]) -> list[np.n
 def verify(out: Path, vae: VAE, contract: ModelContract, real_dir: Path | None, log=print) -> dict:
     """Run both graphs in ONNX Runtime and the model in PyTorch on random and real inputs at
     several batch sizes and image sizes; max |difference| per output must be <= tolerance."""
-    import onnxruntime as ort
+    from stylert.engine.backends.onnxrt.session import make_session
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    enc = ort.InferenceSession(str(out / ENCODER_FILE), so, providers=["CPUExecutionProvider"])
-    dec = ort.InferenceSession(str(out / DECODER_FILE), so, providers=["CPUExecutionProvider"])
+    enc, dec = make_session(out / ENCODER_FILE), make_session(out / DECODER_FILE)
     rng = np.random.default_rng(0)
     cases = [("random", rng.random((n, 3, H, W), dtype=np.float32)) for n, H, W in [(1, 64, 64), (3, 96, 128), (2, 256, 256)]]
     cases += [(f"real {x.shape[2]}x{x.shape[3]}", x) for x in _real_inputs(real_dir, [(128, 128), (256, 192)])]

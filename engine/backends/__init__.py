@@ -1,0 +1,52 @@
+"""The backends, one folder each (Polygraphy's layout): `onnxrt/` (runner, session factory),
+`trt/` (runner, plan builder), `pyt/` (the PyTorch reference runner), all behind `base.Runner`.
+
+`BACKENDS` is the one table the runtime, build-engine, the manifest, the CLI choices and bench
+read. Adding a backend is a new folder and one entry here. Nothing here imports a backend's
+library: the entries name what to import, when it is needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    runner: str  # "module:Class" of its Runner, relative to this package
+    library: str  # the Python module whose version an engine records ("" for none)
+    builds_engines: bool  # a target of `stylert build-engine --backend`
+    device: str  # where its engines run: "cpu" | "cuda" | "any"
+    install: str  # how to get it, for error messages
+
+    def runner_class(self):
+        module, cls = self.runner.split(":")
+        return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+
+    def version(self) -> str:
+        """The installed version of its library ("" when it does not import)."""
+        try:
+            return importlib.import_module(self.library).__version__
+        except ImportError:
+            return ""
+
+
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    Backend("onnxruntime", "onnxrt.runner:OnnxRuntimeRunner", "onnxruntime", True, "any",
+            "pip install stylert (onnxruntime), or onnxruntime-gpu for its CUDA provider"),
+    Backend("tensorrt", "trt.runner:TensorRTRunner", "tensorrt", True, "cuda",
+            "pip install 'stylert[gpu]' on an NVIDIA machine"),
+    Backend("torch", "pyt.runner:TorchRunner", "torch", False, "any",
+            "pip install 'stylert[export]' (PyTorch)"),
+)}
+ENGINE_BACKENDS = tuple(n for n, b in BACKENDS.items() if b.builds_engines)  # build-engine's targets
+
+
+def get(name: str) -> Backend:
+    from ..errors import StyleRTError
+
+    if name not in BACKENDS:
+        raise StyleRTError(f"unknown backend {name!r}.", f"Choose one of {', '.join(BACKENDS)}.")
+    return BACKENDS[name]

@@ -116,7 +116,7 @@ def test_default_out_and_backend_choice(tmp_path):
     backend, why = B.choose_backend("onnxruntime")
     assert backend == "onnxruntime" and "requested" in why
     backend, why = B.choose_backend("auto")
-    from stylert.engine import trt_build
+    from stylert.engine.backends.trt import builder as trt_build
 
     ok, reason = trt_build.available()
     assert backend == ("tensorrt" if ok else "onnxruntime") and reason in why
@@ -135,7 +135,7 @@ def test_held_out_calibration_images_when_no_photos(tmp_path, monkeypatch):
 
 @pytest.mark.tensorrt
 def test_tensorrt_plan_from_int8_onnx(tiny_export, tmp_path):
-    from stylert.engine import trt_build
+    from stylert.engine.backends.trt import builder as trt_build
 
     ok, why = trt_build.available()
     if not ok:

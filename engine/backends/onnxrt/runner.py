@@ -13,22 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import contract_from_onnx_metadata
-from ..contract import ModelContract
-from ..errors import StyleRTError
-from .base import Runner
+from ...artifacts import contract_from_onnx_metadata
+from ...contract import ModelContract
+from ...errors import StyleRTError
+from ..base import Runner
+from .session import SESSION_CONFIG, make_session  # noqa: F401  (SESSION_CONFIG: bench reads it here)
 
 
 def available_providers() -> list[str]:
     import onnxruntime as ort
 
     return list(ort.get_available_providers())
-
-
-# Worker threads sleep instead of spinning between ops: measured faster on 2 cores idle and
-# much faster when another process shares them (bench rows "+spin", bench/RESULTS.md), and
-# an embedding service's idle threads stop burning CPU.
-SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
 
 
 class OnnxRuntimeRunner(Runner):
@@ -53,18 +48,11 @@ class OnnxRuntimeRunner(Runner):
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if self.threads:
-            so.intra_op_num_threads = int(self.threads)
-        for k, v in SESSION_CONFIG.items():
-            so.add_session_config_entry(k, v)
         for role, path in self.paths.items():
             if not path.is_file():
                 raise StyleRTError(f"{role} model is missing.", "Re-run `stylert export-onnx` / `stylert build-engine`.", path=path)
             try:
-                sess = ort.InferenceSession(str(path), so, providers=providers)
+                sess = make_session(path, self.threads, "all", providers=providers)
             except Exception as e:  # ORT raises its own exception types for corrupt files
                 raise StyleRTError(f"ONNX Runtime cannot load the {role}: {str(e).splitlines()[0]}.",
                                    "The file is corrupt or not an ONNX model; re-export it.", path=path) from None
@@ -80,7 +68,7 @@ class OnnxRuntimeRunner(Runner):
             self._sess[role] = sess
         if self.device == "cuda":
             try:
-                from ..cuda_mix import AdaINMixer
+                from ...cuda_mix import AdaINMixer
 
                 self._mixer = AdaINMixer()
             except (ImportError, StyleRTError):

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract import ModelContract
-from ..errors import StyleRTError
-from ..mixing import EPS
-from .base import Runner
+from ...contract import ModelContract
+from ...errors import StyleRTError
+from ...mixing import EPS
+from ..base import Runner
 
 
 def adain_tensor(z, sm, ss, strength=1.0):

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import StyleRTError
-from .images import atomic_write_bytes
+from ...errors import StyleRTError
+from ...images import atomic_write_bytes
 
 
 def available() -> tuple[bool, str]:

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract import ModelContract
-from ..cuda_mix import _ok
-from ..errors import StyleRTError
-from .base import Runner
+from ...contract import ModelContract
+from ...cuda_mix import _ok
+from ...errors import StyleRTError
+from ..base import Runner
 
 
 class TensorRTRunner(Runner):
@@ -64,7 +64,7 @@ class TensorRTRunner(Runner):
                 raise StyleRTError(f"TensorRT could not deserialize the {role} plan.",
                                    "It was built by another TensorRT version or GPU; rebuild with `stylert build-engine`.", path=path)
             self._engines[role] = engine
-        from ..cuda_mix import AdaINMixer
+        from ...cuda_mix import AdaINMixer
 
         self._mixer = AdaINMixer()
 

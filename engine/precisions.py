@@ -1,0 +1,37 @@
+"""The precisions an engine can be built in: one table that build-engine (converter and
+accuracy gate), the manifest, the runtime, the CLI choices and bench read. Adding a precision
+is one entry here and its converter in precision.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str
+    min_psnr: float  # build-engine's default gate: stylized output vs FP32 (dB)
+    converter: str  # function in engine/precision.py: (src, dst, calib feeds, BuildConfig, contract, log) -> settings
+    calibrated: bool  # needs calibration images beyond a sanity check
+    summary: str
+
+
+PRECISIONS: dict[str, Precision] = {p.name: p for p in (
+    Precision("fp32", 60.0, "as_fp32", False, "the exported models as they are"),
+    Precision("fp16", 45.0, "as_fp16", False, "float16 weights and activations, float32 I/O and statistics"),
+    Precision("int8", 35.0, "as_int8", True, "symmetric int8 Q/DQ, calibrated on calib_data/ (or --calib-dir)"),
+)}
+
+
+def get(name: str) -> Precision:
+    from .errors import StyleRTError
+
+    if name not in PRECISIONS:
+        raise StyleRTError(f"unknown precision {name!r}.", f"Use one of {', '.join(PRECISIONS)}.")
+    return PRECISIONS[name]
+
+
+def converter(name: str):
+    from . import precision
+
+    return getattr(precision, get(name).converter)
