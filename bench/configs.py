@@ -12,10 +12,11 @@ the same pipeline on the same batch:
   d2h          device -> host (~0 on CPU)
   postprocess  float32 -> uint8 (N, H, W, 3)
 
-The ONNX Runtime rows go through the runtime (stylert.engine.runtime.Engine on the export
-or on a build-engine folder), so they measure what a service gets; the "+option" rows build
-their own sessions to test one session option each (tuning experiments, `--configs all`).
-The PyTorch peers drive stylert.export.model directly.
+Every row goes through the runtime's runners, so it measures what a service gets: the ONNX
+Runtime rows through stylert.engine.runtime.Engine on the export or on a build-engine folder,
+the "+option" rows through the same runner with one session option changed (tuning
+experiments, `--configs all`), the PyTorch peers through Engine's torch runner with its
+options (compile, channels_last, bf16 autocast, CUDA graphs).
 """
 
 from __future__ import annotations
@@ -159,92 +160,31 @@ def select(configs: list[Config], patterns: list[str] | None) -> list[Config]:
 
 # ----------------------------------------------------------------------------- torch
 def _load_torch(cfg: Config, ctx: Context) -> list[Stage]:
-    import torch
+    """The PyTorch peers through the runtime's torch runner, with its options: what a service
+    embedding StyleRT on PyTorch runs. Arrays cross as host NumPy (the runner copies to and
+    from the device inside encode/decode: h2d and d2h are part of those stages here)."""
+    from stylert.engine.backends.base import mix_arrays
+    from stylert.engine.mixing import StyleCode
+    from stylert.engine.runtime import Engine
 
-    from stylert.engine.backends.pyt.runner import adain_tensor
-    from stylert.export.checkpoint import load_model
-
-    torch.set_num_threads(ctx.threads)
-    model, sha = load_model(ctx.export / "checkpoint")
-    dev = torch.device(cfg.device)
-    dtype = getattr(torch, cfg.options.get("dtype", "float32"))
-    cl = bool(cfg.options.get("channels_last"))
-    fmt = torch.channels_last if cl else torch.contiguous_format
-    model = model.to(dev).to(memory_format=fmt)
-    if dtype != torch.float32 and cfg.device == "cuda":
-        model = model.to(dtype)
-    enc = model.encoder.encode_with_style  # the mean and the code, as exported
-    dec = lambda zs: model.decoder.image(*zs)  # noqa: E731
-    if cfg.options.get("compile"):
-        enc, dec = torch.compile(enc), torch.compile(dec)
-    autocast = dtype == torch.bfloat16 and cfg.device == "cpu"
-    C, K = model.cfg.latent_channels, len(ctx.style) // 2
-    style = torch.from_numpy(ctx.style).reshape(1, -1).to(dev)
-    sm, ss = style[:, :C, None, None], style[:, K:K + C, None, None]
-    cfg.info = {"torch": torch.__version__, "threads": torch.get_num_threads(), "checkpoint_sha256": sha,
-                "memory_format": "channels_last" if cl else "contiguous (NCHW)", "dtype": str(dtype).replace("torch.", ""),
-                "autocast": autocast}
-
-    def run(fn):
-        def g(x):
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                return fn(x)
-        return g
-
-    def h2d(x):
-        t = torch.from_numpy(x)
-        if cfg.device == "cuda":
-            t = t.to(dev, non_blocking=False)
-        if dtype != torch.float32 and cfg.device == "cuda":
-            t = t.to(dtype)
-        return t.contiguous(memory_format=fmt)
-
-    def d2h(y):
-        return y.float().cpu().numpy() if cfg.device == "cuda" else y.float().numpy()
-
-
-    mix = run(lambda zc: (adain_tensor(zc[0], sm, ss), style.to(zc[1].dtype) - zc[1]))
+    precision = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}[cfg.options.get("dtype", "float32")]
+    ropts = {"compile": bool(cfg.options.get("compile")), "channels_last": bool(cfg.options.get("channels_last")),
+             "cuda_graphs": bool(cfg.options.get("cuda_graph"))}
+    eng = Engine.load(ctx.export, backend="torch", precision=precision, device=cfg.device, threads=ctx.threads,
+                      runner_options=ropts, batch_size=max(ctx.batch, 64))
+    c, k = eng.contract.latent_channels, len(ctx.style) // 2
+    cfg.info = {"via": "stylert.engine.runtime.Engine (torch runner)", "threads": ctx.threads,
+                "engine": {k_: v for k_, v in eng.info.items() if isinstance(v, (str, int, float, bool, type(None)))}}
     if cfg.options.get("cuda_graph"):
-        enc_s, mix_s, dec_s = _cuda_graphs(torch, run(enc), mix, run(dec), ctx, dev, dtype, fmt)
-        stages = [Stage("encode", enc_s, True), Stage("mix", mix_s, True), Stage("decode", dec_s, True)]
+        # the runner's fused path: one CUDA graph of encode -> mix -> decode per shape
+        style = StyleCode(ctx.style[:k], ctx.style[k:])
+        fused = [Stage("encode+mix+decode", lambda x: eng.stylize_batch(x, style), True)]
     else:
-        stages = [Stage("encode", run(enc), cfg.cuda), Stage("mix", mix, cfg.cuda), Stage("decode", run(dec), cfg.cuda)]
-    return [Stage("preprocess", preprocess), Stage("h2d", h2d, cfg.cuda), *stages,
-            Stage("d2h", d2h, cfg.cuda), Stage("postprocess", postprocess)]
-
-
-def _cuda_graphs(torch, enc, mix, dec, ctx: Context, dev, dtype, fmt):
-    """Capture encode, mix and decode as three CUDA graphs on static buffers (one replay each,
-    no per-kernel launch cost). The buffers belong to the graphs; inputs are copied in."""
-    x = torch.zeros(ctx.batch, 3, ctx.size, ctx.size, device=dev, dtype=dtype).contiguous(memory_format=fmt)
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):  # warm-up on a side stream, as torch.cuda.graphs requires
-            dec(mix(enc(x)))
-    torch.cuda.current_stream().wait_stream(s)
-    tensors = lambda v: v if isinstance(v, tuple) else (v,)  # noqa: E731  a stage passes one or two
-    graphs = []
-    inp = x
-    for fn in (enc, mix, dec):
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            out = fn(inp)
-        graphs.append((g, inp, out))
-        inp = out
-
-    def stage(i):
-        g, static_in, static_out = graphs[i]
-
-        def f(t):
-            for a, b in zip(tensors(static_in), tensors(t)):
-                if b.data_ptr() != a.data_ptr():
-                    a.copy_(b)
-            g.replay()
-            return static_out
-        return f
-
-    return stage(0), stage(1), stage(2)
+        fused = [Stage("encode", eng.encode, cfg.cuda),
+                 Stage("mix", lambda zc: mix_arrays(zc[0], zc[1], np.broadcast_to(ctx.style, zc[1].shape), 1.0, c)),
+                 Stage("decode", lambda ts: eng.decode(*ts), cfg.cuda)]
+    return [Stage("preprocess", preprocess), Stage("h2d", _identity), *fused, Stage("d2h", _identity),
+            Stage("postprocess", postprocess)]
 
 
 # ----------------------------------------------------------------------------- onnxruntime
@@ -297,19 +237,18 @@ def _runtime_engine(folder: Path, cfg: Config, ctx: Context):
 
 
 def _tuned_sessions(ort, enc_path, dec_path, cfg: Config, ctx: Context):
-    """Sessions with one option changed from the runtime's (ORT_ENABLE_ALL, intra_op=threads,
-    SESSION_CONFIG)."""
-    from stylert.engine.backends.onnxrt.session import make_session
+    """The runtime's ONNX Runtime runner with one session option changed from its defaults
+    (ORT_ENABLE_ALL, intra_op=threads, SESSION_CONFIG), on the files the option applies to."""
+    from stylert.engine.artifacts import contract_of
+    from stylert.engine.backends.onnxrt.runner import OnnxRuntimeRunner
 
     extra = {"execution_mode": ort.ExecutionMode.ORT_PARALLEL} if cfg.options.get("execution_mode") == "parallel" else {}
     config = {k: v for k, v in cfg.options.items() if k.startswith("session.")}
-    sess = {r: make_session(p, ctx.threads, cfg.options.get("graph_optimization_level", "all"), config=config, **extra)
-            for r, p in (("encoder", enc_path), ("decoder", dec_path))}
-    enc_in = sess["encoder"].get_inputs()[0].name
-    dec_in = [i.name for i in sess["decoder"].get_inputs()]
-    return (lambda x: tuple(sess["encoder"].run(None, {enc_in: x})),
-            lambda ts: sess["decoder"].run(None, dict(zip(dec_in, ts)))[0],
-            {"via": "bench session (tuning experiment)", "threads": ctx.threads, "session_options": cfg.options})
+    runner = OnnxRuntimeRunner(enc_path, dec_path, contract_of(ctx.export), precision=cfg.precision, threads=ctx.threads,
+                               level=cfg.options.get("graph_optimization_level", "all"), config=config, **extra).load()
+    return (runner.encode, lambda ts: runner.decode(*ts),
+            {"via": "OnnxRuntimeRunner with a session option (tuning experiment)", "threads": ctx.threads,
+             "session_options": cfg.options})
 
 
 def reference_fp32(ctx: Context, x_u8: np.ndarray) -> np.ndarray:

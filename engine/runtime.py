@@ -9,7 +9,7 @@ Stages, public so a benchmark can time them separately:
     preprocess(images) -> (batch (N, 3, H8, W8) float32, sizes)   [module function]
     eng.encode(batch) -> (latent, code);  eng.mix(latent, code, styles, ...) -> (latent, offset)
     eng.decode(latent, offset=None) -> batch;  postprocess(batch, sizes, kind) -> images   [module function]
-    eng.run_adain(batch, style) -> batch: the fused encode -> mix -> decode (device-resident
+    eng.stylize_batch(batch, style) -> batch: the fused encode -> mix -> decode (device-resident
     on GPU backends, a CUDA graph on TensorRT / torch-CUDA)
 
 The code is the image's style code (N, 2K): statistics of its latent and of the encoder's
@@ -167,14 +167,17 @@ class Engine:
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, folder: str | os.PathLike, backend: str = "auto", precision: str | None = None,
-             device: str = "auto", threads: int | None = None, **options) -> "Engine":
+             device: str = "auto", threads: int | None = None, runner_options: dict | None = None,
+             **options) -> "Engine":
         """Load an export folder (manifest.json), an engine folder (engine.json, from
         build-engine) or a checkpoint folder (model.safetensors, torch only).
 
         backend: auto | onnxruntime | tensorrt | torch. precision: None (the folder's own) |
-        fp32 | fp16 | int8. device: auto | cpu | cuda. options: tile, overlap, max_side,
-        batch_size. `info["reason"]` says what was chosen and why."""
-        runner, info = _choose(Path(folder), backend, precision, device, threads)
+        fp32 | fp16 | int8 (bf16: torch on the CPU). device: auto | cpu | cuda.
+        runner_options: passed to the backend's runner (e.g. torch: compile, channels_last;
+        onnxruntime: level, config). options: tile, overlap, max_side, batch_size.
+        `info["reason"]` says what was chosen and why."""
+        runner, info = _choose(Path(folder), backend, precision, device, threads, runner_options or {})
         runner.load()
         return cls(runner, info, **options)
 
@@ -240,13 +243,13 @@ class Engine:
         return (mixing.mix(z, codes, weights, strength, masks),
                 mixing.style_offset(code, codes, weights, strength, coverage))
 
-    def run_adain(self, x: np.ndarray, style: StyleCode, strength: float = 1.0) -> np.ndarray:
+    def stylize_batch(self, x: np.ndarray, style: StyleCode, strength: float = 1.0) -> np.ndarray:
         """Fused encode -> mix -> decode of a padded batch (the device path on GPUs)."""
         self._check_codes([style])
         x = np.asarray(x, np.float32)
         if max(x.shape[2:]) > self.tile:
             return self.decode(*self.mix(*self.encode(x), style, strength=strength))
-        return self._batched(lambda b: self.runner.run_adain(b, style.vector, strength), x)
+        return self._batched(lambda b: self.runner.stylize_batch(b, style.vector, strength), x)
 
     # ------------------------------------------------------------------ styles
     def encode_style(self, images, weights: Sequence[float] | None = None) -> StyleCode:
@@ -310,7 +313,7 @@ class Engine:
             if preserve_color:
                 codes = [self._code_of(mixing.coral(sa, fitted[0]), _name_of(styles[k], k)) for k, sa in enumerate(style_arrays)]
             if mask_arrays is None:
-                y = self.run_adain(x, mixing.combine(codes, w), strength)
+                y = self.stylize_batch(x, mixing.combine(codes, w), strength)
             else:
                 d = self.contract.downsample
                 ml = [_downsample(pad_to_multiple(_resize_mask(m, sizes[0]), d), d) for m in mask_arrays]
@@ -382,7 +385,7 @@ def _contract_from(d: dict) -> ModelContract:
     return ModelContract.from_dict(d)
 
 
-def _choose(folder: Path, backend: str, precision: str | None, device: str, threads: int | None):
+def _choose(folder: Path, backend: str, precision: str | None, device: str, threads: int | None, ropts: dict):
     """Pick the runner for `folder` -> (runner, info with the reason)."""
     from .cuda_mix import cuda_device_count
 
@@ -396,7 +399,7 @@ def _choose(folder: Path, backend: str, precision: str | None, device: str, thre
                            path=folder)
     info: dict = {"folder": str(folder)}
     if (folder / ENGINE_MANIFEST_FILE).is_file():
-        return _choose_engine(folder, backend, precision, device, threads, info)
+        return _choose_engine(folder, backend, precision, device, threads, info, ropts)
     if (folder / "manifest.json").is_file():
         m = read_export(folder)
         contract = _contract_from(m["contract"])
@@ -406,7 +409,7 @@ def _choose(folder: Path, backend: str, precision: str | None, device: str, thre
                                f"Build one: stylert build-engine {folder} --backend tensorrt --precision fp16", path=folder)
         if backend == "torch":
             return _torch(folder / m["checkpoint"]["path"], contract, precision, device, threads, info,
-                          "torch requested: the reference PyTorch model from the export's checkpoint")
+                          "torch requested: the reference PyTorch model from the export's checkpoint", ropts)
         if precision not in (None, "fp32"):
             raise StyleRTError(f"an export folder holds FP32 models; precision '{precision}' needs an engine.",
                                f"Build one: stylert build-engine {folder} --precision {precision}", path=folder)
@@ -429,19 +432,19 @@ def _choose(folder: Path, backend: str, precision: str | None, device: str, thre
         files = m["files"]
         info.update(reason=why)
         return OnnxRuntimeRunner(folder / files["encoder"]["path"], folder / files["decoder"]["path"], contract,
-                                 device=dev, precision="fp32", threads=threads), info
+                                 device=dev, precision="fp32", threads=threads, **ropts), info
     if (folder / "model.safetensors").is_file():
         info["kind"] = "checkpoint"
         if backend not in ("auto", "torch"):
             raise StyleRTError(f"a checkpoint folder runs on the torch backend only, not '{backend}'.",
                                f"Export it first: stylert export-onnx --checkpoint {folder} --out EXPORT_DIR", path=folder)
-        return _torch(folder, None, precision, device, threads, info, "a checkpoint folder: the PyTorch reference")
+        return _torch(folder, None, precision, device, threads, info, "a checkpoint folder: the PyTorch reference", ropts)
     raise StyleRTError("is not a StyleRT model folder (no manifest.json, engine.json or model.safetensors).",
                        "Pass an export folder (`stylert export-onnx --out DIR`) or an engine folder (`stylert build-engine`).",
                        path=folder)
 
 
-def _torch(ckpt: Path, contract, precision, device, threads, info, why):
+def _torch(ckpt: Path, contract, precision, device, threads, info, why, ropts):
     TorchRunner = REGISTRY["torch"].runner_class()
 
     if device == "auto":
@@ -454,10 +457,10 @@ def _torch(ckpt: Path, contract, precision, device, threads, info, why):
         why += f"; device auto -> {device}"
     precision = precision or ("fp16" if device == "cuda" else "fp32")
     info.update(reason=why + f", {precision}")
-    return TorchRunner(ckpt, contract, device=device, precision=precision, threads=threads), info
+    return TorchRunner(ckpt, contract, device=device, precision=precision, threads=threads, **ropts), info
 
 
-def _choose_engine(folder: Path, backend, precision, device, threads, info):
+def _choose_engine(folder: Path, backend, precision, device, threads, info, ropts):
     from .manifest import backend_version, check_engine, current_device, read_engine_manifest
 
     m = read_engine_manifest(folder)
@@ -487,7 +490,7 @@ def _choose_engine(folder: Path, backend, precision, device, threads, info):
         info.update(reason=f"a {ep} TensorRT engine folder, checked against this GPU and TensorRT {backend_version(eb)}")
         return runner, info
     runner = REGISTRY["onnxruntime"].runner_class()(folder / files["encoder"]["path"], folder / files["decoder"]["path"], contract,
-                               device="cpu", precision=ep, threads=threads)
+                               device="cpu", precision=ep, threads=threads, **ropts)
     if device == "cuda":
         raise StyleRTError("this ONNX Runtime engine was built for the CPU.", "Use device='cpu' or 'auto'.", path=folder)
     info.update(reason=f"a {ep} ONNX Runtime engine folder built for this CPU")

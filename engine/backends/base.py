@@ -1,6 +1,6 @@
 """The one runner interface every backend implements (Polygraphy's BaseRunner shape).
 
-Public methods (`load`, `encode`, `decode`, `run_adain`, `close`) check the runner's state and
+Public methods (`load`, `encode`, `decode`, `stylize_batch`, `close`) check the runner's state and
 validate inputs once; backends override only the small `*_impl` hooks. Arrays cross this
 interface as host NumPy float32: image (N, 3, H, W) in [0, 1], latent (N, C, H/8, W/8) and
 style code or offset (N, 2K) (engine/contract.py).
@@ -75,7 +75,7 @@ class Runner:
             y = self.decode_impl(z, s)
         return self._check_out(y, (z.shape[0], 3, z.shape[2] * d, z.shape[3] * d), "decode")
 
-    def run_adain(self, x: np.ndarray, style: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    def stylize_batch(self, x: np.ndarray, style: np.ndarray, strength: float = 1.0) -> np.ndarray:
         """encode -> mix towards the style code ((2K,) or (N, 2K)) -> decode, in one call so a
         device backend can keep the latent on the device (and replay a CUDA graph)."""
         x = self._check_image(x)
@@ -83,8 +83,8 @@ class Runner:
         s = self._check_code(np.array(np.broadcast_to(np.asarray(style, np.float32).reshape(-1, self.contract.style_size),
                                                       (x.shape[0], self.contract.style_size))), x.shape[0])
         with self._guard():
-            y = self.run_adain_impl(x, s, float(strength))
-        return self._check_out(y, x.shape, "run_adain")
+            y = self.stylize_batch_impl(x, s, float(strength))
+        return self._check_out(y, x.shape, "stylize_batch")
 
     def info(self) -> dict:
         """What this runner is running on: backend, device, precision, library versions."""
@@ -100,7 +100,7 @@ class Runner:
     def decode_impl(self, z: np.ndarray, s: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def run_adain_impl(self, x: np.ndarray, style: np.ndarray, strength: float) -> np.ndarray:
+    def stylize_batch_impl(self, x: np.ndarray, style: np.ndarray, strength: float) -> np.ndarray:
         # Host composition; device backends override to stay on the device.
         z, own = self.encode_impl(x)
         t, s = mix_arrays(z, own, style, strength, self.contract.latent_channels)

@@ -78,7 +78,7 @@ def test_contract(engine, reference, rng):
     # the fused path equals encode -> NumPy mix -> decode
     k = c.style_size // 2
     code = mixing.StyleCode(rng.standard_normal(k), rng.uniform(0.5, 1.5, k))
-    fused = engine.run_adain(x, code, strength=0.7)
+    fused = engine.stylize_batch(x, code, strength=0.7)
     ref = reference.decode(*reference.mix(zr, sr, code, strength=0.7))
     assert np.abs(fused - ref).max() <= 1e-3
 

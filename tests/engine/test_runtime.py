@@ -61,7 +61,7 @@ def test_strength_zero_is_reconstruction(eng, rng):
     x = rng.random((1, 3, 32, 48), dtype=np.float32)
     k = eng.contract.style_size // 2
     code = StyleCode(np.zeros(k), np.ones(k))
-    np.testing.assert_allclose(eng.run_adain(x, code, 0.0), eng.decode(eng.encode(x)[0]), atol=1e-6)
+    np.testing.assert_allclose(eng.stylize_batch(x, code, 0.0), eng.decode(eng.encode(x)[0]), atol=1e-6)
 
 
 def test_lists_of_mixed_sizes_are_batched(eng, rng):

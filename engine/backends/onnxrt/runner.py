@@ -31,10 +31,14 @@ class OnnxRuntimeRunner(Runner):
     thread_safe = True
 
     def __init__(self, encoder: str | os.PathLike, decoder: str | os.PathLike, contract: ModelContract,
-                 device: str = "cpu", precision: str = "fp32", threads: int | None = None):
+                 device: str = "cpu", precision: str = "fp32", threads: int | None = None, level: str = "all",
+                 config: dict | None = None, **session_attributes):
+        """level, config, session_attributes: session options (session.make_session); the
+        defaults are what the runtime ships with, bench's tuning rows change one each."""
         super().__init__(contract, device, precision)
         self.paths = {"encoder": Path(encoder), "decoder": Path(decoder)}
         self.threads = threads
+        self.session_options = {"level": level, "config": config or {}, **session_attributes}
         self._sess: dict = {}
         self._mixer = None  # cuda_mix.AdaINMixer on CUDA when cuda-python is importable
 
@@ -52,7 +56,7 @@ class OnnxRuntimeRunner(Runner):
             if not path.is_file():
                 raise StyleRTError(f"{role} model is missing.", "Re-run `stylert export-onnx` / `stylert build-engine`.", path=path)
             try:
-                sess = make_session(path, self.threads, "all", providers=providers)
+                sess = make_session(path, self.threads, providers=providers, **self.session_options)
             except Exception as e:  # ORT raises its own exception types for corrupt files
                 raise StyleRTError(f"ONNX Runtime cannot load the {role}: {str(e).splitlines()[0]}.",
                                    "The file is corrupt or not an ONNX model; re-export it.", path=path) from None
@@ -94,9 +98,9 @@ class OnnxRuntimeRunner(Runner):
     def decode_impl(self, z, s):
         return self._run("decoder", z, s)[0]
 
-    def run_adain_impl(self, x, style, strength):
+    def stylize_batch_impl(self, x, style, strength):
         if self.device != "cuda" or self._mixer is None:
-            return super().run_adain_impl(x, style, strength)
+            return super().stylize_batch_impl(x, style, strength)
         import onnxruntime as ort
 
         enc, dec = self._sess["encoder"], self._sess["decoder"]

@@ -38,15 +38,21 @@ class TorchRunner(Runner):
     thread_safe = False
 
     def __init__(self, checkpoint: str | os.PathLike, contract: ModelContract | None, device: str = "cpu",
-                 precision: str = "fp32", threads: int | None = None, cuda_graphs: bool = True):
-        if precision not in ("fp32", "fp16"):
-            raise StyleRTError(f"the torch backend has no precision '{precision}'.", "Use fp32 (or fp16 on CUDA).")
+                 precision: str = "fp32", threads: int | None = None, cuda_graphs: bool = True,
+                 channels_last: bool | None = None, compile: bool = False):
+        """precision: fp32; fp16 (CUDA: half weights); bf16 (CPU: bf16 autocast, float32
+        weights). channels_last: None = on CUDA only. compile: torch.compile the encoder and
+        decoder (the first call per shape compiles)."""
+        if precision not in ("fp32", "fp16", "bf16"):
+            raise StyleRTError(f"the torch backend has no precision '{precision}'.", "Use fp32 (fp16 on CUDA, bf16 on the CPU).")
         if precision == "fp16" and device != "cuda":
             raise StyleRTError("torch FP16 runs on CUDA only.", "Use precision='fp32' on the CPU.")
         super().__init__(contract, device, precision)  # contract may be None until load()
         self.checkpoint = Path(checkpoint)
         self.threads = threads
-        self.cuda_graphs = cuda_graphs and device == "cuda"
+        self.cuda_graphs = cuda_graphs and device == "cuda" and not compile
+        self.channels_last = (device == "cuda") if channels_last is None else channels_last
+        self.compile = compile
         self._graphs: dict = {}
         self.model = None
         self.sha256 = ""
@@ -77,17 +83,25 @@ class TorchRunner(Runner):
         self._torch = torch
         self._dev = torch.device(self.device)
         self._dtype = torch.float16 if self.precision == "fp16" else torch.float32
+        self._autocast = self.precision == "bf16"
         m = model.to(self._dev, self._dtype)
-        if self.device == "cuda":
+        if self.channels_last:
             m = m.to(memory_format=torch.channels_last)
         self.model = m
+        self._enc_fn, self._dec_fn = m.encoder.encode_with_style, m.decoder.image
+        if self.compile:
+            self._enc_fn, self._dec_fn = torch.compile(self._enc_fn), torch.compile(self._dec_fn)
 
     # --- the three pieces, as tensors
     def _enc(self, t):  # -> (latent, code)
-        return self.model.encoder.encode_with_style(t)
+        with self._torch.autocast(self._dev.type, dtype=self._torch.bfloat16, enabled=self._autocast):
+            z, s = self._enc_fn(t)
+        return z.float() if self._autocast else z, s.float() if self._autocast else s
 
     def _dec(self, z, s):
-        return self.model.decoder.image(z, s)
+        with self._torch.autocast(self._dev.type, dtype=self._torch.bfloat16, enabled=self._autocast):
+            y = self._dec_fn(z, s)
+        return y.float() if self._autocast else y
 
     def _mix(self, z, own, style, strength):
         """base.mix_arrays on tensors: style (N, 2K); strength a float or a 0-d tensor."""
@@ -97,7 +111,7 @@ class TorchRunner(Runner):
 
     def _in(self, a: np.ndarray):
         t = self._torch.from_numpy(a).to(self._dev, self._dtype)
-        return t.contiguous(memory_format=self._torch.channels_last) if (self.device == "cuda" and t.ndim == 4) else t
+        return t.contiguous(memory_format=self._torch.channels_last) if (self.channels_last and t.ndim == 4) else t
 
     def _out(self, t) -> np.ndarray:
         return t.float().contiguous().cpu().numpy()
@@ -111,7 +125,7 @@ class TorchRunner(Runner):
         with self._torch.inference_mode():
             return self._out(self._dec(self._in(z), self._in(s)))
 
-    def run_adain_impl(self, x, style, strength):
+    def stylize_batch_impl(self, x, style, strength):
         torch = self._torch
         if not self.cuda_graphs:
             with torch.inference_mode():
@@ -157,7 +171,9 @@ class TorchRunner(Runner):
 
     def info_impl(self) -> dict:
         torch = self._torch
-        d = {"torch": torch.__version__, "checkpoint": str(self.checkpoint), "cuda_graphs": self.cuda_graphs}
+        d = {"torch": torch.__version__, "checkpoint": str(self.checkpoint), "cuda_graphs": self.cuda_graphs,
+             "memory_format": "channels_last" if self.channels_last else "contiguous (NCHW)", "compiled": self.compile,
+             "autocast": "bf16" if self._autocast else None}
         if self.device == "cuda":
             d["gpu"] = torch.cuda.get_device_name()
         else:

@@ -10,7 +10,7 @@ the copies, all freed in
 close(). One execution context per engine per thread (thread-local state), each with its own
 stream and buffers, so concurrent callers never share a context (TensorRT's rule).
 
-run_adain keeps the latent on the device: encoder -> AdaIN and code kernels (cuda_mix) into
+stylize_batch keeps the latent on the device: encoder -> AdaIN and code kernels (cuda_mix) into
 the decoder's input buffers -> decoder, captured once per input shape as a CUDA graph and
 replayed; when capture fails (execute_async_v3 returns False while capturing) the capture is
 ended and the plain enqueue path is used for that shape.
@@ -146,7 +146,7 @@ class TensorRTRunner(Runner):
         self._decoder(st, z.shape, b["latent"], b["code"], b["image_out"])
         return self._d2h(st, b["image_out"], (z.shape[0], 3, z.shape[2] * d, z.shape[3] * d))
 
-    def run_adain_impl(self, x, style, strength):
+    def stylize_batch_impl(self, x, style, strength):
         st = self._state()
         b = st["bufs"]
         n, k = x.shape[0], style.shape[1] // 2
