@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import precisions
-from .backends import ENGINE_BACKENDS
+from .backends import BACKENDS, ENGINE_BACKENDS
 from .precisions import PRECISIONS
 from .errors import StyleRTError
 from .profiles import ProfileSpec
@@ -37,7 +37,6 @@ from .artifacts import DEV_DATA_DIR, SHIPPED_CALIB_DIR
 
 DEV_PHOTOS_DIR = DEV_DATA_DIR / "content"
 DEFAULT_MIN_PSNR = {name: p.min_psnr for name, p in PRECISIONS.items()}  # the precision table's gates
-ORT_SUFFIX = ".ort.onnx"
 
 
 @dataclass
@@ -180,7 +179,7 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
     (and writes nothing) when an input is wrong or accuracy is below the gate."""
     from . import manifest as M
     from . import precision as P
-    from .artifacts import read_export, sha256_file
+    from .artifacts import read_export
     from .contract import ModelContract
     from .profiles import profile_shapes
 
@@ -219,36 +218,7 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
             conv[role] = convert(src[role], tmp / f"{role}.onnx", calib, role, cfg, contract, log)
 
         step(f"{backend} artifacts")
-        files, flags = {}, {}
-        if backend == "onnxruntime":
-            for role in ("encoder", "decoder"):
-                pre = tmp / f"{role}.onnx"
-                if cfg.precision == "int8":
-                    pre = tmp / f".{role}.cpu.onnx"
-                    conv[role]["cpu_form"] = P.fold_relu_uint8(tmp / f"{role}.onnx", pre)
-                art = tmp / f"{role}{ORT_SUFFIX}"
-                P.session(pre, threads=cfg.threads, level=cfg.opt_level, optimized_path=art)
-                if pre.name.startswith("."):
-                    pre.unlink()
-                files[role] = _file_entry(tmp, art, role, sha256_file)
-                files[role]["session"] = {"graph_optimization_level": "disable", "intra_op_num_threads": cfg.threads}
-            flags = {"graph_optimization_level": cfg.opt_level, "intra_op_num_threads": cfg.threads}
-            test_sess = [P.session(tmp / files[r]["path"], threads=cfg.threads, level="disable") for r in ("encoder", "decoder")]
-            measured_with = "onnxruntime, the saved optimized models (as the runtime loads them)"
-        else:
-            from .backends.trt import builder as trt_build
-
-            cache = cfg.timing_cache or _default_timing_cache()
-            for role in ("encoder", "decoder"):
-                log(f"  {role}: building TensorRT plan (can take minutes) ...")
-                art = tmp / f"{role}.plan"
-                flags = trt_build.build_plan(tmp / f"{role}.onnx", art, shapes[role], cfg.workspace_mb << 20, cache, log=log)
-                trt_build.load_and_check(art)
-                files[role] = _file_entry(tmp, art, role, sha256_file)
-            # The report runs the precision ONNX on ONNX Runtime: the plan's own numbers are
-            # checked by the runtime's tests on the GPU.
-            test_sess = [P.session(tmp / f"{r}.onnx", threads=cfg.threads) for r in ("encoder", "decoder")]
-            measured_with = "onnxruntime on the precision ONNX the plan was built from"
+        files, flags, test_sess, measured_with = BACKENDS[backend].builder()(tmp, cfg, shapes, conv, log)
 
         step("accuracy against FP32")
         gate = cfg.psnr_gate
@@ -298,11 +268,6 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
     return man
 
 
-def _file_entry(folder: Path, art: Path, role: str, sha) -> dict:
-    portable = folder / f"{role}.onnx"
-    return {"path": art.name, "sha256": sha(art), "portable": portable.name, "portable_sha256": sha(portable)}
-
-
 def _replace_dir(tmp: Path, out: Path) -> None:
     """Move the finished folder into place; an older engine folder there is replaced."""
     old = None
@@ -312,10 +277,6 @@ def _replace_dir(tmp: Path, out: Path) -> None:
     os.replace(tmp, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _default_timing_cache() -> str:
-    return os.fspath(Path.home() / ".cache" / "stylert" / "tensorrt-timing.cache")
 
 
 def _command(cfg: BuildConfig, out: Path) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
-import os
 from importlib import resources
 from pathlib import Path
 

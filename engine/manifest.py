@@ -79,6 +79,14 @@ def current_device(backend: str) -> dict:
     return gpu_info()
 
 
+def file_entry(folder: Path, artifact: Path, role: str) -> dict:
+    """An engine folder's `files` entry: the backend's artifact and the portable precision
+    ONNX it was made from, each with its sha256 (checked when the engine loads)."""
+    portable = folder / f"{role}.onnx"
+    return {"path": artifact.name, "sha256": sha256_file(artifact), "portable": portable.name,
+            "portable_sha256": sha256_file(portable)}
+
+
 def rebuild_command(manifest: dict) -> str:
     """The `stylert build-engine` command that rebuilds this engine."""
     b = manifest.get("build", {})

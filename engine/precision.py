@@ -232,9 +232,47 @@ def as_int8(src, dst, calib: Feeds, role: str, cfg, contract, log: Callable = pr
     t = time.time()
     keep = latent_facing_convs(src, role)
     log(f"  {role}: kept in float (next to the latent): {', '.join(keep)}")
-    settings = quantize_int8(src, dst, calib, method=cfg.calib_method, exclude_nodes=keep)
+    style = style_path_nodes(src, contract.style.name)
+    log(f"  {role}: kept in float (the style code's path): {len(style)} small nodes")
+    settings = quantize_int8(src, dst, calib, method=cfg.calib_method, exclude_nodes=keep + sorted(style))
     log(f"  {role}: quantized in {time.time() - t:.1f} s: {count_qdq(dst)}")
     return settings
+
+
+def style_path_nodes(path: str | os.PathLike, style: str) -> set[str]:
+    """The nodes of the style code's path, kept in float in INT8 models: in the encoder, the
+    statistics that only feed the `style` output; in the decoder, the style head (the nodes
+    that depend on the `style` input alone) and the modulations that apply its output to
+    the image path (the gates, scales and shifts). A few hundred numbers per image: float
+    costs nothing measurable, while int8 ranges calibrated on some styles clip others
+    (measured on the first style decoder: the decoder's stylized PSNR vs FP32 27.5 dB with
+    everything int8 but the latent-facing conv, 29.9 dB with this path in float)."""
+    import onnx
+
+    model = onnx.load(os.fspath(path))
+    if any(o.name == style for o in model.graph.output):
+        return only_feeding(model, [style])
+    if not any(i.name == style for i in model.graph.input):
+        return set()
+    cons: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            cons.setdefault(i, []).append(n)
+
+    def descendants(names) -> set[str]:
+        seen, stack = set(), list(names)
+        while stack:
+            for n in cons.get(stack.pop(), []):
+                if n.name not in seen:
+                    seen.add(n.name)
+                    stack += list(n.output)
+        return seen
+
+    others = [i.name for i in model.graph.input if i.name != style]
+    head = descendants([style]) - descendants(others)
+    head_out = {o for n in model.graph.node if n.name in head for o in n.output}
+    mods = {n.name for n in model.graph.node if n.name not in head and any(i in head_out for i in n.input)}
+    return head | mods
 
 
 def latent_facing_convs(path: str | os.PathLike, role: str) -> list[str]:

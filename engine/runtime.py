@@ -34,7 +34,6 @@ torch runner serializes calls with a lock. Engine itself keeps no per-call state
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -342,11 +341,10 @@ class Engine:
         if method not in ("lerp", "slerp"):
             raise StyleRTError(f"unknown interpolation '{method}'.", "Use 'lerp' or 'slerp'.")
         x, sizes = preprocess([a, b], self.contract.downsample)
-        z, code = self.encode(x)
-        (za, zb), (ca, cb) = np.split(z, 2), np.split(code, 2)
+        za, zb = np.split(self.encode(x)[0], 2)
         f = mixing.slerp if method == "slerp" else mixing.lerp
         z = np.concatenate([f(za, zb, float(t)) for t in ts])
-        # the path ends at b's own look: the offset from each point's code towards b's is 0 at b
+        # decoded without a style offset: every point renders as a reconstruction would
         return postprocess(self.decode(z), [sizes[0]] * len(ts), _kind_of(a))
 
 
@@ -478,20 +476,6 @@ def _choose_engine(folder: Path, backend, precision, device, threads, info, ropt
         raise StyleRTError(f"cannot run a {eb} engine on this machine: {e}.",
                            "Run it where it was built, or load the export folder with backend='onnxruntime'.", path=folder) from None
     check_engine(m, backend_version(eb), here, folder=folder)
-    contract = _contract_from(m["contract"])
-    files = m["files"]
-    prof = m.get("profile") or {}
-    if eb == "tensorrt":
-        TensorRTRunner = REGISTRY["tensorrt"].runner_class()
-
-        side = (prof["min_size"], prof["max_size"]) if "min_size" in prof and "max_size" in prof else None
-        runner = TensorRTRunner(folder / files["encoder"]["path"], folder / files["decoder"]["path"], contract,
-                                precision=ep, max_batch=int(prof.get("max_batch", 1)), side_range=side)
-        info.update(reason=f"a {ep} TensorRT engine folder, checked against this GPU and TensorRT {backend_version(eb)}")
-        return runner, info
-    runner = REGISTRY["onnxruntime"].runner_class()(folder / files["encoder"]["path"], folder / files["decoder"]["path"], contract,
-                               device="cpu", precision=ep, threads=threads, **ropts)
-    if device == "cuda":
-        raise StyleRTError("this ONNX Runtime engine was built for the CPU.", "Use device='cpu' or 'auto'.", path=folder)
-    info.update(reason=f"a {ep} ONNX Runtime engine folder built for this CPU")
+    runner, why = REGISTRY[eb].runner_class().from_engine(folder, m, _contract_from(m["contract"]), device, threads, ropts)
+    info.update(reason=why)
     return runner, info

@@ -16,14 +16,22 @@ from dataclasses import dataclass
 class Backend:
     name: str
     runner: str  # "module:Class" of its Runner, relative to this package
+    build: str  # "module:function" of its build-engine step ("" if it builds no engines)
     library: str  # the Python module whose version an engine records ("" for none)
-    builds_engines: bool  # a target of `stylert build-engine --backend`
     device: str  # where its engines run: "cpu" | "cuda" | "any"
     install: str  # how to get it, for error messages
 
+    @property
+    def builds_engines(self) -> bool:  # a target of `stylert build-engine --backend`
+        return bool(self.build)
+
     def runner_class(self):
-        module, cls = self.runner.split(":")
-        return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+        return _resolve(self.runner)
+
+    def builder(self):
+        """build-engine's step: (tmp folder, BuildConfig, profile shapes, conversions, log) ->
+        (files, flags, ONNX Runtime sessions for the accuracy check, what they measure)."""
+        return _resolve(self.build)
 
     def version(self) -> str:
         """The installed version of its library ("" when it does not import)."""
@@ -34,14 +42,19 @@ class Backend:
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
-    Backend("onnxruntime", "onnxrt.runner:OnnxRuntimeRunner", "onnxruntime", True, "any",
+    Backend("onnxruntime", "onnxrt.runner:OnnxRuntimeRunner", "onnxrt.builder:build_artifacts", "onnxruntime", "any",
             "pip install stylert (onnxruntime), or onnxruntime-gpu for its CUDA provider"),
-    Backend("tensorrt", "trt.runner:TensorRTRunner", "tensorrt", True, "cuda",
+    Backend("tensorrt", "trt.runner:TensorRTRunner", "trt.builder:build_artifacts", "tensorrt", "cuda",
             "pip install 'stylert[gpu]' on an NVIDIA machine"),
-    Backend("torch", "pyt.runner:TorchRunner", "torch", False, "any",
+    Backend("torch", "pyt.runner:TorchRunner", "", "torch", "any",
             "pip install 'stylert[export]' (PyTorch)"),
 )}
 ENGINE_BACKENDS = tuple(n for n, b in BACKENDS.items() if b.builds_engines)  # build-engine's targets
+
+
+def _resolve(spec: str):
+    module, attr = spec.split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
 
 
 def get(name: str) -> Backend:

@@ -86,6 +86,12 @@ class Runner:
             y = self.stylize_batch_impl(x, s, float(strength))
         return self._check_out(y, x.shape, "stylize_batch")
 
+    @classmethod
+    def from_engine(cls, folder, manifest: dict, contract: ModelContract, device: str, threads, options: dict):
+        """The runner of a checked engine folder (engine.json read and verified by the
+        runtime) -> (runner, the reason for the user). Backends that build engines override."""
+        raise NotImplementedError(f"the {cls.name} backend builds no engine folders")
+
     def info(self) -> dict:
         """What this runner is running on: backend, device, precision, library versions."""
         return {"backend": self.name, "device": self.device, "precision": self.precision, **self.info_impl()}

@@ -42,6 +42,15 @@ class OnnxRuntimeRunner(Runner):
         self._sess: dict = {}
         self._mixer = None  # cuda_mix.AdaINMixer on CUDA when cuda-python is importable
 
+    @classmethod
+    def from_engine(cls, folder, manifest, contract, device, threads, options):
+        if device == "cuda":
+            raise StyleRTError("this ONNX Runtime engine was built for the CPU.", "Use device='cpu' or 'auto'.", path=folder)
+        files, p = manifest["files"], manifest["precision"]
+        runner = cls(Path(folder) / files["encoder"]["path"], Path(folder) / files["decoder"]["path"], contract,
+                     device="cpu", precision=p, threads=threads, **options)
+        return runner, f"a {p} ONNX Runtime engine folder built for this CPU"
+
     def load_impl(self) -> None:
         import onnxruntime as ort
 

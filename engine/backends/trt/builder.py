@@ -16,6 +16,26 @@ from ...errors import StyleRTError
 from ...images import atomic_write_bytes
 
 
+def build_artifacts(tmp: Path, cfg, shapes: dict, conv: dict, log=print):
+    """build-engine's TensorRT step: one plan per model from its precision ONNX. -> (files,
+    flags, sessions for the accuracy check, what they measure). The check runs the precision
+    ONNX on ONNX Runtime: the plan's own numbers are checked by the runtime's GPU tests."""
+    from ... import precision as P
+    from ...frontend import cache_root
+    from ...manifest import file_entry
+
+    cache = cfg.timing_cache or os.fspath(cache_root() / "tensorrt-timing.cache")
+    files, flags = {}, {}
+    for role in ("encoder", "decoder"):
+        log(f"  {role}: building TensorRT plan (can take minutes) ...")
+        art = tmp / f"{role}.plan"
+        flags = build_plan(tmp / f"{role}.onnx", art, shapes[role], cfg.workspace_mb << 20, cache, log=log)
+        load_and_check(art)
+        files[role] = file_entry(tmp, art, role)
+    sessions = [P.session(tmp / f"{r}.onnx", threads=cfg.threads) for r in ("encoder", "decoder")]
+    return files, flags, sessions, "onnxruntime on the precision ONNX the plan was built from"
+
+
 def available() -> tuple[bool, str]:
     """(usable, reason): TensorRT imports and a CUDA GPU is visible."""
     try:

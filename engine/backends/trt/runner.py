@@ -68,6 +68,14 @@ class TensorRTRunner(Runner):
 
         self._mixer = AdaINMixer()
 
+    @classmethod
+    def from_engine(cls, folder, manifest, contract, device, threads, options):
+        files, p, prof = manifest["files"], manifest["precision"], manifest.get("profile") or {}
+        side = (prof["min_size"], prof["max_size"]) if "min_size" in prof and "max_size" in prof else None
+        runner = cls(Path(folder) / files["encoder"]["path"], Path(folder) / files["decoder"]["path"], contract,
+                     precision=p, max_batch=int(prof.get("max_batch", 1)), side_range=side, **options)
+        return runner, f"a {p} TensorRT engine folder, checked against this GPU and this TensorRT version"
+
     def _state(self) -> dict:
         """This thread's contexts, stream and buffers (created on first use)."""
         st = getattr(self._tls, "state", None)
