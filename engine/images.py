@@ -111,22 +111,36 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: never a partial file."""
+def make_readable(folder: str | os.PathLike) -> None:
+    """Give a folder made by tempfile.mkdtemp (mode 0700) the permissions a normal mkdir
+    would have under the umask, so other users can read what it holds."""
+    os.chmod(folder, 0o777 & ~_UMASK)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, exclusive: bool = False) -> None:
+    """Write to a temporary file beside `path`, then rename: never a partial file.
+
+    exclusive: never replace an existing file, even one another process wrote a moment ago
+    (the temporary file is hard-linked into place, which fails if the name exists): raises
+    FileExistsError. Two writers into one folder then cannot replace each other's results."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def save_image(img: Image.Image, path: str | os.PathLike, **kwargs) -> None:
-    """Save atomically; the format comes from the suffix."""
+def save_image(img: Image.Image, path: str | os.PathLike, exclusive: bool = False, **kwargs) -> None:
+    """Save atomically; the format comes from the suffix. exclusive: see atomic_write_bytes."""
     import io
 
     path = Path(path)
@@ -135,4 +149,4 @@ def save_image(img: Image.Image, path: str | os.PathLike, **kwargs) -> None:
         raise StyleRTError(f"unknown image format '{path.suffix}'.", "Use .png, .jpg or .webp.", path=path)
     buf = io.BytesIO()
     img.save(buf, format=fmt, **kwargs)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), exclusive=exclusive)

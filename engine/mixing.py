@@ -110,12 +110,18 @@ class StyleCode:
     def from_json(cls, text: str) -> "StyleCode":
         try:
             d = json.loads(text)
+            if not isinstance(d, dict):
+                raise ValueError(f"the top level is a {type(d).__name__}, not an object")
             if d.pop("kind", None) != "stylert-style":
                 raise ValueError("kind is not 'stylert-style'")
-            return cls(mean=np.array(d["mean"], np.float32), std=np.array(d["std"], np.float32),
-                       model=str(d.get("model", "")), sources=list(d.get("sources", [])))
-        except (ValueError, KeyError, TypeError) as e:
-            raise StyleRTError(f"not a valid StyleCode JSON: {e}.", "Write it with StyleCode.to_json().") from None
+            mean, std = (np.asarray(d[k], dtype=np.float32) for k in ("mean", "std"))
+            if mean.ndim != 1 or std.ndim != 1 or mean.size == 0:
+                raise ValueError(f"mean and std must be flat lists of numbers (got shapes {mean.shape} and {std.shape})")
+            if not isinstance(d.get("model", ""), str) or not isinstance(d.get("sources", []), list):
+                raise ValueError("model must be a string and sources a list")
+            return cls(mean=mean, std=std, model=d.get("model", ""), sources=[str(x) for x in d.get("sources", [])])
+        except (ValueError, KeyError, TypeError, OverflowError) as e:
+            raise StyleRTError(f"not a valid StyleCode JSON: {e}.", "Write it with StyleCode.to_json() (stylize --save-style).") from None
 
     @classmethod
     def from_codes(cls, codes: np.ndarray, model: str = "", sources: Sequence[str] = ()) -> "StyleCode":
@@ -241,6 +247,9 @@ def coral(style: np.ndarray, content: np.ndarray, eps: float = 1e-5) -> np.ndarr
     s = np.asarray(style, np.float64).reshape(3, -1)
     c = np.asarray(content, np.float64).reshape(3, -1)
     ms, mc = s.mean(1, keepdims=True), c.mean(1, keepdims=True)
+    if s.shape[1] < 2 or c.shape[1] < 2:
+        # one pixel has no covariance: move the mean only
+        return np.clip(s - ms + mc, 0.0, 1.0).reshape(np.shape(style)).astype(np.float32)
     cs = np.cov(s - ms) + eps * np.eye(3)
     cc = np.cov(c - mc) + eps * np.eye(3)
     # x' = Cc^(1/2) Cs^(-1/2) (x - ms) + mc

@@ -235,7 +235,7 @@ class Engine:
         per style, (h, w) at latent resolution): (AdaIN-mixed latent, style offset). NumPy on
         the host."""
         codes = [style] if isinstance(style, StyleCode) else list(style)
-        self._check_codes(codes)
+        self.check_codes(codes)
         coverage = None if masks is None else [
             np.broadcast_to(np.asarray(m, np.float32).reshape(-1, np.shape(m)[-2] * np.shape(m)[-1]).mean(1), (len(z),))
             for m in masks]
@@ -244,7 +244,7 @@ class Engine:
 
     def stylize_batch(self, x: np.ndarray, style: StyleCode, strength: float = 1.0) -> np.ndarray:
         """Fused encode -> mix -> decode of a padded batch (the device path on GPUs)."""
-        self._check_codes([style])
+        self.check_codes([style])
         x = np.asarray(x, np.float32)
         if max(x.shape[2:]) > self.tile:
             return self.decode(*self.mix(*self.encode(x), style, strength=strength))
@@ -261,7 +261,8 @@ class Engine:
             codes.append(code)
         return codes[0] if len(codes) == 1 else mixing.combine(codes, weights)
 
-    def _check_codes(self, codes: Sequence[StyleCode]) -> None:
+    def check_codes(self, codes: Sequence[StyleCode]) -> None:
+        """Raise StyleRTError when a StyleCode was not made by this model (size or sha256)."""
         for c in codes:
             if 2 * c.channels != self.contract.style_size:
                 raise StyleRTError(f"StyleCode has {c.channels} channels, this model's codes have {self.contract.style_size // 2}.",
@@ -295,7 +296,7 @@ class Engine:
         if not preserve_color:
             codes = [s if isinstance(s, StyleCode) else self._code_of(a, _name_of(s, i))
                      for i, (s, a) in enumerate(zip(styles, style_arrays))]
-            self._check_codes(codes)
+            self.check_codes(codes)
         mask_arrays = None if masks is None else [as_mask(m, f"mask #{i}") for i, m in enumerate(masks)]
 
         arrays = [as_array(c, _name_of(c, i)) for i, c in enumerate(items)]
@@ -399,7 +400,7 @@ def _choose(folder: Path, backend: str, precision: str | None, device: str, thre
     if (folder / ENGINE_MANIFEST_FILE).is_file():
         return _choose_engine(folder, backend, precision, device, threads, info, ropts)
     if (folder / "manifest.json").is_file():
-        m = read_export(folder)
+        m = read_export(folder, check_hashes=True)  # a swapped ONNX file must not run
         contract = _contract_from(m["contract"])
         info["kind"] = "export"
         if backend == "tensorrt":

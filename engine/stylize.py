@@ -66,6 +66,46 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+# ----------------------------------------------------------------------------- checks
+def check_options(a) -> None:
+    """Every numeric option checked before any file is read (exit 2 with the option named)."""
+    from .errors import StyleRTError
+
+    def bad(opt, value, want):
+        raise StyleRTError(f"{opt} {value} is invalid.", want)
+
+    if not 0.0 <= a.strength <= 1.0:
+        bad("--strength", a.strength, "0 keeps the content, 1 is the full style: pass a number in [0, 1].")
+    if a.max_side is not None and a.max_side < 8:
+        bad("--max-side", a.max_side, "It is the longest side images are scaled to: at least 8 pixels (e.g. 1024).")
+    if a.overlap < 0:
+        bad("--overlap", a.overlap, "Tiles overlap by a number of pixels >= 0 (default 64).")
+    if a.tile < 16 or a.tile <= 2 * a.overlap:
+        bad("--tile", a.tile, f"Tiles must be at least 16 pixels and larger than twice --overlap ({a.overlap}).")
+    if not 1 <= a.quality <= 100:
+        bad("--quality", a.quality, "JPEG/WebP quality is 1..100.")
+    if a.max_pixels < 1:
+        bad("--max-pixels", a.max_pixels, "The largest image accepted, in pixels: a positive number.")
+    if a.threads is not None and a.threads < 1:
+        bad("--threads", a.threads, "At least 1.")
+
+
+def check_out_folder(out: Path, items: list[str], contents: list[Path]) -> None:
+    """Refuse an output folder that is, or lies inside, an input folder (its outputs would be
+    read as inputs on the next run, and --overwrite could replace the originals), or any
+    output name that is an input file."""
+    from .errors import StyleRTError
+
+    o = out.resolve()
+    for it in items:
+        p = Path(it)
+        if p.is_dir() and (o == p.resolve() or p.resolve() in o.parents):
+            raise StyleRTError(f"the output folder is inside the input folder {it}.",
+                               "Outputs would be taken for inputs next time: choose an --out outside it.", path=out)
+    if any(c.resolve().parent == o for c in contents):
+        raise StyleRTError("the output folder holds input images.", "Choose an --out that holds no input.", path=out)
+
+
 # ----------------------------------------------------------------------------- inputs
 def expand_contents(items: list[str]) -> list[Path]:
     """Files, folders (recursive, image suffixes) and globs -> sorted unique paths."""
@@ -105,11 +145,22 @@ def run(a) -> int:
     from .mixing import StyleCode
     from .runtime import Engine
 
+    check_options(a)
     contents = expand_contents(a.content)
     style_paths, weights = parse_styles(a.style, a.style_weights)
     if a.mask and len(a.mask) != len(style_paths):
         raise StyleRTError(f"{len(a.mask)} --mask for {len(style_paths)} --style.", "Give one mask per style.")
+    from .mixing import normalize_weights
+
+    normalize_weights(weights, len(style_paths))  # bad weights fail here, before any work
     out = Path(a.out)
+    check_out_folder(out, a.content, contents)
+    inputs = {p.resolve() for p in contents} | {Path(p).resolve() for p in style_paths + (a.mask or [])}
+    if a.save_style:
+        if Path(a.save_style).resolve() in inputs:
+            raise StyleRTError("--save-style names one of the inputs.", "Write the StyleCode to a new .json file.", path=a.save_style)
+        if Path(a.save_style).exists() and not a.overwrite:
+            raise StyleRTError("--save-style would replace an existing file.", "Pick a new name, or pass --overwrite.", path=a.save_style)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -120,6 +171,12 @@ def run(a) -> int:
     print(f"model {model}: {eng.info['backend']} {eng.info['precision']} on {eng.info['device']} ({eng.info['reason']})")
 
     styles = [read_style(p, a.max_pixels) for p in style_paths]
+    for s, p in zip(styles, style_paths):
+        if isinstance(s, StyleCode):  # a code of another model fails here, once, naming the file
+            try:
+                eng.check_codes([s])
+            except StyleRTError as e:
+                raise StyleRTError(e.what, e.note, path=p) from None
     masks = [load_image(m, max_pixels=a.max_pixels) for m in a.mask] if a.mask else None
     if not a.preserve_color:
         # encode every style once, not once per content
@@ -132,7 +189,7 @@ def run(a) -> int:
 
         if a.preserve_color:
             raise StyleRTError("--save-style cannot be combined with --preserve-color (the code depends on each content).")
-        atomic_write_bytes(a.save_style, combine(styles, weights).to_json().encode())
+        atomic_write_bytes(a.save_style, combine(styles, weights).to_json().encode(), exclusive=not a.overwrite)
 
     ext = FORMATS[a.format]
     save_kw = {} if a.format == "png" else {"quality": a.quality}
@@ -160,11 +217,13 @@ def run(a) -> int:
         try:
             img = load_image(c, max_pixels=a.max_pixels)
             y = eng.stylize(img, styles, weights=weights, strength=a.strength, mask=masks, preserve_color=a.preserve_color)
-            if dst.exists() and not a.overwrite:
-                skipped.append(str(dst))
-            else:
-                save_image(y, dst, **save_kw)
+            try:
+                # exclusive unless --overwrite: another stylize writing into the same folder
+                # a moment ago keeps its file
+                save_image(y, dst, exclusive=not a.overwrite, **save_kw)
                 written.append(str(dst))
+            except FileExistsError:
+                skipped.append(str(dst))
             if a.grid:
                 cols = [eng.stylize(img, [s], strength=a.strength, preserve_color=a.preserve_color) for s in styles] \
                     if len(styles) > 1 else [y]
@@ -177,11 +236,11 @@ def run(a) -> int:
         style_thumbs = [s if isinstance(s, Image.Image) else None for s in
                         ([load_image(p) if not p.lower().endswith(".json") else None for p in style_paths])]
         gpath = out / f"grid{ext}"
-        if gpath.exists() and not a.overwrite:
-            skipped.append(str(gpath))
-        else:
-            save_image(contact_sheet(grid_rows, style_thumbs), gpath, **save_kw)
+        try:
+            save_image(contact_sheet(grid_rows, style_thumbs), gpath, exclusive=not a.overwrite, **save_kw)
             written.append(str(gpath))
+        except FileExistsError:
+            skipped.append(str(gpath))
 
     print(f"wrote {len(written)} file(s) to {out}" + (f"; skipped {len(skipped)} existing (use --overwrite)" if skipped else ""))
     if failures:

@@ -217,7 +217,35 @@ def style_report(contents: list[Path], styles: list[Path], model: str | os.PathL
               "styles": [p.name for p in styles], "summary": summary, "rows": rows}
     if out is not None:
         atomic_write_bytes(out / "report.json", json.dumps(report, indent=2).encode())
+        write_grids(contents, styles, out, size)
     return report
+
+
+def write_grids(contents: list[Path], styles: list[Path], out: Path, size: int) -> list[Path]:
+    """One sheet per content image, grid_<name>.jpg: a row per style; columns the content,
+    the style, then each method's output (those found in `out`)."""
+    from PIL import Image, ImageDraw
+
+    written = []
+    for cp in contents:
+        cols = ["content", "style", *[m for m in METHODS if (out / f"{cp.stem}__{styles[0].stem}__{m}.png").is_file()]]
+        sheet = Image.new("RGB", (len(cols) * size, len(styles) * size + 20), (255, 255, 255))
+        draw = ImageDraw.Draw(sheet)
+        for j, name in enumerate(cols):
+            draw.text((j * size + 4, 4), name, fill=(0, 0, 0))
+        for i, sp in enumerate(styles):
+            for j, name in enumerate(cols):
+                if name == "content":
+                    img = to_pil(_load(cp, size)[0].numpy())
+                elif name == "style":
+                    img = to_pil(_load(sp, size)[0].numpy())
+                else:
+                    img = Image.open(out / f"{cp.stem}__{sp.stem}__{name}.png")
+                sheet.paste(img, (j * size, 20 + i * size))
+        path = out / f"grid_{cp.stem}.jpg"
+        save_image(sheet, path, quality=90)
+        written.append(path)
+    return written
 
 
 def print_summary(report: dict, log=print) -> None:
