@@ -23,7 +23,7 @@ def engine_folder(export: Path, precision: str, cache: Path, size: int = 256, lo
     man = read_export(export)
     # Default calibration (the shipped calib_data/); a small accuracy report: bench measures
     # accuracy itself, on its own inputs.
-    cfg = BuildConfig(str(export), precision=precision, backend="onnxruntime", calib_size=size, eval_count=4)
+    cfg = BuildConfig(str(export), precision=precision, backend="onnxruntime", calib_size=max(size, 64), eval_count=4)
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("export_dir", "out")}  # a changed default rebuilds
     key = "-".join([man["files"]["encoder"]["sha256"][:16], man["files"]["decoder"]["sha256"][:16],
                     hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]])

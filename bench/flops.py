@@ -137,7 +137,52 @@ def measure_peak(n: int = 2048, reps: int = 3, threads: int | None = None, min_t
     except ImportError:
         pass
     out["peak_gflops"] = max((v for k, v in out.items() if k.endswith("_gflops")), default=0.0)
+    # The ceilings of the other precisions, so no row is judged against a peak it is not
+    # bound by: int8 (VNNI does 4 multiply-adds per lane where float does 1) and bf16.
+    try:
+        out["int8_peak_gops"] = _ort_matmul_int8_gops(n, reps, min_time, threads)
+    except ImportError:
+        pass
+    try:
+        out["bf16_peak_gflops"] = _torch_bf16_gflops(a, b, reps, min_time)
+    except ImportError:
+        pass
     return out
+
+
+def peak_for(peak: dict, precision: str) -> float:
+    """The ceiling a configuration of `precision` is measured against: the int8 GEMM peak for
+    int8, the bf16 one for bf16, the fp32 matmul peak otherwise (fp16 on a CPU runs float32
+    kernels)."""
+    key = {"int8": "int8_peak_gops", "bf16": "bf16_peak_gflops"}.get(precision, "peak_gflops")
+    return peak.get(key) or peak["peak_gflops"]
+
+
+def _ort_matmul_int8_gops(n: int, reps: int, min_time: float, threads: int | None) -> float:
+    """ONNX Runtime's MatMulInteger (uint8 x int8 -> int32, the u8s8 kernels its QLinearConv
+    uses), n x n, in giga multiply-add x 2 per second."""
+    from onnx import TensorProto, helper
+
+    from stylert.engine.backends.onnxrt.session import make_session
+
+    g = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "mmi",
+                          [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
+                           helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])],
+                          [helper.make_tensor_value_info("c", TensorProto.INT32, [n, n])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    s = make_session(m.SerializeToString(), threads or 0)
+    rng = np.random.default_rng(2)
+    feed = {"a": rng.integers(0, 255, (n, n), dtype=np.uint8), "b": rng.integers(-127, 127, (n, n), dtype=np.int8)}
+    s.run(None, feed)
+    return 2.0 * n**3 / _best(lambda: s.run(None, feed), reps, min_time) / 1e9
+
+
+def _torch_bf16_gflops(a: np.ndarray, b: np.ndarray, reps: int, min_time: float) -> float:
+    import torch
+
+    ta, tb = torch.from_numpy(a).bfloat16(), torch.from_numpy(b).bfloat16()
+    ta @ tb
+    return 2.0 * a.shape[0] ** 3 / _best(lambda: ta @ tb, reps, min_time) / 1e9
 
 
 def _timed(fn) -> float:

@@ -243,13 +243,15 @@ def run_bench(opt: BenchOptions, log=print) -> dict:
     log(f"measuring {len(live)} configuration(s), interleaved: >= {opt.min_iters} iterations and >= {opt.min_time:g} s each ...")
     series = harness.measure_interleaved({k: (c.stages, x_u8, c.cuda) for k, c in live.items()}, opt.min_time, opt.min_iters)
     peak_after = flops.measure_peak(opt.peak_n, threads=threads, min_time=opt.peak_time)
-    peak = max(peak_before["peak_gflops"], peak_after["peak_gflops"])
+    peaks = {k: max(peak_before.get(k) or 0.0, peak_after.get(k) or 0.0)
+             for k in ("peak_gflops", "int8_peak_gops", "bf16_peak_gflops")}
+    peak = peaks["peak_gflops"]
     for name, s in series.items():
-        fill_row(rows[name], s, opt.batch, work.flops, peak, opt.min_time)
+        fill_row(rows[name], s, opt.batch, work.flops, flops.peak_for(peaks, rows[name]["configuration"]["precision"]), opt.min_time)
 
     over = [r["name"] for r in rows.values() if r["efficiency"] and (r["efficiency"]["fraction_of_peak"] or 0) > 1.0]
     if over:
-        warnings.append(f"the matmul peak ({peak:.0f} GFLOP/s) is below what {', '.join(over)} achieved: the machine's load "
+        warnings.append(f"the measured peak of their precision is below what {', '.join(over)} achieved: the machine's load "
                         "changed while it was measured, so fractions of peak are overstated; remedy: rerun on an idle machine")
     base = rows.get(BASELINE)
     base_ips = base["throughput"]["images_per_s"] if base and base["throughput"] else None
@@ -268,7 +270,7 @@ def run_bench(opt: BenchOptions, log=print) -> dict:
         "environment": env,
         "model": {"export": str(export), "latent_channels": contract.latent_channels, "checkpoint_sha256": contract.checkpoint_sha256,
                   "work_per_image": work.to_dict()},
-        "peak": {"before": peak_before, "after": peak_after, "peak_gflops": peak},
+        "peak": {"before": peak_before, "after": peak_after, "peak_gflops": peak, **peaks},
         "baseline": BASELINE,
         "results": [rows[c.name] for c in configs],
         "target": target_summary(rows),
