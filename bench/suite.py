@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stylert.engine.artifacts import DEV_DATA_DIR, SHIPPED_CALIB_DIR
+from stylert.engine.artifacts import DEV_DATA_DIR, SAMPLE_PHOTOS, SAMPLE_STYLE, SHIPPED_CALIB_DIR, sample_photo_dir
 from stylert.engine.frontend import cache_root, model_folder
 
 from . import harness
@@ -110,6 +110,15 @@ def load_inputs(n: int, size: int, folder: Path, seed: int = 0) -> tuple[np.ndar
             uniq = load_batch(paths[: min(n, len(paths))], size)
             u8 = np.clip(uniq.transpose(0, 2, 3, 1) * 255 + 0.5, 0, 255).astype(np.uint8)
             return u8[np.arange(n) % len(u8)], f"{min(n, len(paths))} photo(s) from {folder}"
+    samples = sample_photo_dir()
+    if samples is not None and folder.name in ("content", "style"):
+        # No development photographs here: scikit-image's openly licensed sample photos.
+        from stylert.engine.precision import load_batch
+
+        files = [samples / f for f in (SAMPLE_PHOTOS if folder.name == "content" else (SAMPLE_STYLE,))]
+        uniq = load_batch(files[: min(n, len(files))], size)
+        u8 = np.clip(uniq.transpose(0, 2, 3, 1) * 255 + 0.5, 0, 255).astype(np.uint8)
+        return u8[np.arange(n) % len(u8)], f"{len(uniq)} openly licensed sample photo(s) from scikit-image ({samples})"
     calib = SHIPPED_CALIB_DIR
     if folder.name == "content" and calib.is_dir() and any(calib.glob("*.jpg")):
         # No photographs on this machine: the shipped (generated, 1/f-spectrum) calibration

@@ -23,6 +23,30 @@ SHIPPED_CALIB_DIR = PACKAGE_ROOT / "calib_data"
 DEV_DATA_DIR = PACKAGE_ROOT.parent / "shared" / "data"
 
 
+# Openly licensed photographs inside the scikit-image wheel (`pip install scikit-image`, the
+# `bench` extra), read as files without importing skimage: a fresh machine without
+# ../shared/data still measures accuracy on photographs. Licences (skimage.data docstrings):
+# astronaut (NASA) and rocket (SpaceX) public domain; chelsea and coffee CC0 (the
+# photographers, Stefan van der Walt and Rachel Michetti); hubble_deep_field (NASA) public
+# domain.
+SAMPLE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg")
+SAMPLE_STYLE = "hubble_deep_field.jpg"  # a texture-rich image to stylize with
+
+
+def sample_photo_dir() -> Path | None:
+    """scikit-image's data folder when the package is installed (None otherwise)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("skimage")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    d = Path(next(iter(spec.submodule_search_locations))) / "data"
+    return d if all((d / f).is_file() for f in SAMPLE_PHOTOS) else None
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

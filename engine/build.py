@@ -31,6 +31,7 @@ from . import precisions
 from .backends import BACKENDS, ENGINE_BACKENDS
 from .precisions import PRECISIONS
 from .images import make_readable
+from .artifacts import SAMPLE_PHOTOS, sample_photo_dir
 from .errors import StyleRTError
 from .profiles import ProfileSpec
 
@@ -100,9 +101,13 @@ def choose_backend(requested: str) -> tuple[str, str]:
 
 
 def resolve_eval_dir(cfg: BuildConfig) -> Path | None:
+    """--eval-dir, else the development photographs, else scikit-image's sample photographs
+    (when installed), else None (a quarter of the calibration images is held out)."""
     if cfg.eval_dir:
         return Path(cfg.eval_dir)
-    return DEV_PHOTOS_DIR if DEV_PHOTOS_DIR.is_dir() else None
+    if DEV_PHOTOS_DIR.is_dir():
+        return DEV_PHOTOS_DIR
+    return sample_photo_dir()
 
 
 def gather_images(cfg: BuildConfig, log=print):
@@ -118,7 +123,8 @@ def gather_images(cfg: BuildConfig, log=print):
     edir = resolve_eval_dir(cfg)
     used = {p.resolve() for p in calib}
     if edir is not None:
-        evals = [p for p in list_images(edir) if p.resolve() not in used][: cfg.eval_count]
+        files = list_images(edir) if edir != sample_photo_dir() else [edir / f for f in SAMPLE_PHOTOS]
+        evals = [p for p in files if p.resolve() not in used][: cfg.eval_count]
         label = f"photographs in {edir} (not used for calibration)"
     else:
         evals = []

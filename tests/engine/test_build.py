@@ -125,8 +125,17 @@ def test_default_out_and_backend_choice(tmp_path):
             B.choose_backend("tensorrt")
 
 
+def test_sample_photographs_when_no_development_photos(tmp_path, monkeypatch):
+    monkeypatch.setattr(B, "DEV_PHOTOS_DIR", tmp_path / "absent")
+    if B.sample_photo_dir() is None:
+        pytest.skip("scikit-image (the bench extra) is not installed")
+    calib, evals, label = B.gather_images(B.BuildConfig(export_dir="x", calib_count=8))
+    assert len(calib) == 8 and [p.name for p in evals] == list(B.SAMPLE_PHOTOS) and "skimage" in label
+
+
 def test_held_out_calibration_images_when_no_photos(tmp_path, monkeypatch):
     monkeypatch.setattr(B, "DEV_PHOTOS_DIR", tmp_path / "absent")
+    monkeypatch.setattr(B, "sample_photo_dir", lambda: None)
     c = B.BuildConfig(export_dir="x", calib_count=8)
     calib, evals, label = B.gather_images(c)
     assert len(calib) == 6 and len(evals) == 2 and not set(calib) & set(evals)
