@@ -57,8 +57,10 @@ class BuildConfig:
     profile: ProfileSpec = field(default_factory=ProfileSpec)
     threads: int = 0  # ONNX Runtime intra-op threads, 0 = all cores
     opt_level: str = "all"  # ONNX Runtime graph optimization level saved into the model
-    workspace_mb: int = 2048  # TensorRT workspace limit
-    timing_cache: str | None = None  # TensorRT timing cache file; default under ~/.cache/stylert
+    workspace_mb: int | None = None  # TensorRT workspace limit; None: no limit (the library's own)
+    timing_cache: str | None = None  # TensorRT timing cache file (datacenter flavour); default in the cache
+    tensorrt_flavour: str | None = None  # tensorrt | tensorrt_rtx; None: $STYLERT_TENSORRT, else the installed one
+    compute_capability: tuple[str, ...] = ()  # TensorRT-RTX targets, e.g. ("8.6", "8.9"); () = its default set
 
     def __post_init__(self):
         precisions.get(self.precision)
@@ -84,19 +86,22 @@ class BuildConfig:
 
 
 # ----------------------------------------------------------------------------- steps
-def choose_backend(requested: str) -> tuple[str, str]:
-    """(backend, reason)."""
+def choose_backend(requested: str, flavour: str | None = None) -> tuple[str, str]:
+    """(backend, reason). auto picks TensorRT only when its engine can run on this machine's
+    GPU; an ahead-of-time TensorRT-RTX build on a machine without one must be asked for."""
     from .backends.trt import builder as trt_build
 
     if requested == "onnxruntime":
         return "onnxruntime", "requested with --backend onnxruntime"
-    ok, why = trt_build.available()
+    ok, why = trt_build.available(flavour)
     if requested == "tensorrt":
         if not ok:
             raise StyleRTError(f"--backend tensorrt, but {why}.", "Use --backend onnxruntime (or auto) on this machine.")
         return "tensorrt", f"requested; {why}"
-    if ok:
+    if ok and trt_build.runs_here(flavour):
         return "tensorrt", f"auto: {why}"
+    if ok:
+        why += "; its engine could not run here, so auto chose ONNX Runtime (pass --backend tensorrt to build it anyway)"
     return "onnxruntime", f"auto: {why}, so ONNX Runtime on the CPU"
 
 
@@ -204,7 +209,7 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
     exp = read_export(export_dir, check_hashes=True)
     contract = ModelContract.from_dict(exp["contract"])
     shapes = profile_shapes(cfg.profile, contract)
-    backend, why = choose_backend(cfg.backend)
+    backend, why = choose_backend(cfg.backend, cfg.tensorrt_flavour)
     log(f"backend: {backend} ({why})")
     out = Path(cfg.out) if cfg.out else cfg.default_out()
     if out.exists() and not (out / M.ENGINE_MANIFEST_FILE).is_file() and any(out.iterdir()):
@@ -234,7 +239,8 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
             conv[role] = convert(src[role], tmp / f"{role}.onnx", calib, role, cfg, contract, log)
 
         step(f"{backend} artifacts")
-        files, flags, test_sess, measured_with = BACKENDS[backend].builder()(tmp, cfg, shapes, conv, log)
+        built = BACKENDS[backend].builder()(tmp, cfg, shapes, conv, log)
+        files, flags, test_sess, measured_with = built.files, built.flags, built.sessions, built.measured_with
 
         step("accuracy against FP32")
         gate = cfg.psnr_gate
@@ -250,9 +256,9 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
                  else "Lower the bar with --min-psnr if this accuracy is acceptable, or build fp32."),
             )
 
-        from .manifest import backend_version, cpu_info, current_device
+        from .manifest import backend_version
 
-        device = current_device(backend) if backend == "tensorrt" else cpu_info()
+        device = built.device
         man = {
             "kind": M.ENGINE_KIND, "format_version": M.FORMAT_VERSION,
             "backend": backend, "precision": cfg.precision, "backend_reason": why,
@@ -263,7 +269,7 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
             "contract": exp["contract"],
             "device": device,
             "os": M.os_info(),
-            "versions": {"backend": backend_version(backend), "onnxruntime": backend_version("onnxruntime"),
+            "versions": {"backend": built.version, "onnxruntime": backend_version("onnxruntime"),
                          "stylert": contract.stylert_version, "python": platform.python_version()},
             # Flat: the runtime reads min/max batch and size from here; shapes per model input.
             "profile": {**cfg.profile.to_dict(), "shapes": shapes},
@@ -365,8 +371,13 @@ def add_parser(sub) -> None:
             p.add_argument(f"--{lim}-{k}", type=int, default=v, help=f"TensorRT profile {lim} {k} (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads, 0 = all cores (default: %(default)s)")
     p.add_argument("--opt-level", choices=["basic", "extended", "all"], default="all", help="ONNX Runtime optimization level saved in the model (default: %(default)s)")
-    p.add_argument("--workspace-mb", type=int, default=2048, help="TensorRT workspace limit (default: %(default)s)")
-    p.add_argument("--timing-cache", default=None, help="TensorRT timing cache file, reused across builds (default: ~/.cache/stylert/tensorrt-timing.cache)")
+    p.add_argument("--workspace-mb", type=int, default=None, help="TensorRT workspace limit in MiB (default: none, the library's own)")
+    p.add_argument("--timing-cache", default=None, help="TensorRT timing cache file, reused across builds (datacenter flavour; default: ~/.cache/stylert/tensorrt-timing.cache)")
+    p.add_argument("--tensorrt-flavour", choices=["tensorrt", "tensorrt_rtx"], default=None,
+                   help="which TensorRT builds the plan (default: $STYLERT_TENSORRT, else tensorrt when installed, else tensorrt_rtx); "
+                        "tensorrt_rtx builds on a machine without a GPU, for compute capability 8.0-8.9 and 12.x")
+    p.add_argument("--compute-capability", nargs="+", default=[], metavar="CC",
+                   help="TensorRT-RTX target GPUs, e.g. 8.6 8.9 (default: its multi-architecture set)")
     p.set_defaults(func=run)
 
 
@@ -377,6 +388,7 @@ def run(a) -> int:
         eval_dir=a.eval_dir, eval_count=a.eval_count, min_psnr=a.min_psnr,
         profile=ProfileSpec(a.min_batch, a.opt_batch, a.max_batch, a.min_size, a.opt_size, a.max_size),
         threads=a.threads, opt_level=a.opt_level, workspace_mb=a.workspace_mb, timing_cache=a.timing_cache,
+        tensorrt_flavour=a.tensorrt_flavour, compute_capability=tuple(a.compute_capability),
     )
     print("config:", cfg)
     build_engine(cfg)

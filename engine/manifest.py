@@ -10,6 +10,7 @@ with the reason and the command that rebuilds it. Torch-free and TensorRT-free.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 import os
 import platform
 import shlex
@@ -62,10 +63,15 @@ def os_info() -> dict:
     return {"system": platform.system(), "release": platform.release()}
 
 
-def backend_version(backend: str) -> str:
-    """The installed version of a backend's library ("" when it does not import)."""
+def backend_version(backend: str, flavour: str | None = None) -> str:
+    """The installed version of a backend's library ("" when it does not import); for
+    TensorRT, of the flavour named (an engine records which flavour built it)."""
     if backend not in ALL_BACKENDS:
         raise ValueError(f"unknown backend {backend!r}")
+    if backend == "tensorrt" and flavour:
+        from .backends.trt.flavour import installed_version
+
+        return installed_version(flavour)
     return ALL_BACKENDS[backend].version()
 
 
@@ -77,6 +83,18 @@ def current_device(backend: str) -> dict:
     from .backends.trt.builder import gpu_info  # lazy: needs cuda-python or TensorRT
 
     return gpu_info()
+
+
+@dataclass
+class BuildArtifacts:
+    """What a backend's build-engine step returns (engine/backends/*/builder.py)."""
+
+    files: dict  # role -> file_entry
+    flags: dict  # the build settings, recorded in the manifest
+    sessions: list  # ONNX Runtime sessions (encoder, decoder) for the accuracy check
+    measured_with: str  # what those sessions run, for the report
+    device: dict  # what the engine runs on (the manifest's "device")
+    version: str  # the backend library's version (the manifest's versions.backend)
 
 
 def file_entry(folder: Path, artifact: Path, role: str) -> dict:
@@ -135,6 +153,10 @@ def _device_mismatch(built: dict, here: dict) -> str | None:
     """Why an engine built on `built` cannot run on `here`, or None."""
     if built.get("type") != here.get("type"):
         return f"it was built for a {built.get('type')} device, this machine offers a {here.get('type')}"
+    if built.get("type") == "cuda" and built.get("targets") is not None:  # an ahead-of-time TensorRT-RTX plan
+        from .backends.trt.flavour import cannot_run
+
+        return cannot_run(built.get("flavour", ""), here.get("compute_capability", ""), built["targets"])
     if built.get("type") == "cuda":
         for k in ("name", "compute_capability"):
             if built.get(k) != here.get(k):

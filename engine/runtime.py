@@ -471,12 +471,16 @@ def _choose_engine(folder: Path, backend, precision, device, threads, info, ropt
     if precision not in (None, ep):
         raise StyleRTError(f"this engine is {ep}, precision '{precision}' was asked for.",
                            f"Build a {precision} engine with `stylert build-engine --precision {precision}`.", path=folder)
+    built = m.get("device") or {}
+    flavour = built.get("flavour")
     try:
         here = current_device(eb)
     except Exception as e:  # no TensorRT / cuda-python / GPU here
+        where = (f"a GPU of compute capability {', '.join(built['targets'])} with {flavour}" if built.get("targets")
+                 else "the machine it was built on")
         raise StyleRTError(f"cannot run a {eb} engine on this machine: {e}.",
-                           "Run it where it was built, or load the export folder with backend='onnxruntime'.", path=folder) from None
-    check_engine(m, backend_version(eb), here, folder=folder)
+                           f"Run it on {where}, or load the export folder with backend='onnxruntime'.", path=folder) from None
+    check_engine(m, backend_version(eb, flavour), here, folder=folder)
     runner, why = REGISTRY[eb].runner_class().from_engine(folder, m, _contract_from(m["contract"]), device, threads, ropts)
     info.update(reason=why)
     return runner, info

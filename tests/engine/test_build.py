@@ -119,7 +119,9 @@ def test_default_out_and_backend_choice(tmp_path):
     from stylert.engine.backends.trt import builder as trt_build
 
     ok, reason = trt_build.available()
-    assert backend == ("tensorrt" if ok else "onnxruntime") and reason in why
+    # auto builds TensorRT only where its engine runs: an ahead-of-time TensorRT-RTX build
+    # on a machine without a GPU must be asked for
+    assert backend == ("tensorrt" if ok and trt_build.runs_here() else "onnxruntime") and reason in why
     if not ok:
         with pytest.raises(StyleRTError, match="--backend tensorrt"):
             B.choose_backend("tensorrt")
@@ -146,10 +148,10 @@ def test_held_out_calibration_images_when_no_photos(tmp_path, monkeypatch):
 def test_tensorrt_plan_from_int8_onnx(tiny_export, tmp_path):
     from stylert.engine.backends.trt import builder as trt_build
 
-    ok, why = trt_build.available()
-    if not ok:
-        pytest.skip(why)
-    man = B.build_engine(cfg(tiny_export, tmp_path / "trt", precision="int8", backend="tensorrt",
+    ok, why = trt_build.available("tensorrt")
+    if not ok or not trt_build.runs_here("tensorrt"):
+        pytest.skip(f"the datacenter TensorRT on a GPU: {why}")
+    man = B.build_engine(cfg(tiny_export, tmp_path / "trt", precision="int8", backend="tensorrt", tensorrt_flavour="tensorrt",
                              profile=ProfileSpec(1, 2, 4, 64, 64, 128), timing_cache=str(tmp_path / "tc")), log=quiet)
     assert (tmp_path / "trt" / "encoder.plan").is_file() and (tmp_path / "tc").is_file()
     assert man["device"]["type"] == "cuda"

@@ -13,7 +13,7 @@ def build_artifacts(tmp: Path, cfg, shapes: dict, conv: dict, log=print):
     copy folds each ReLU into a uint8 quantize step first (precision.fold_relu_uint8: without
     it ONNX Runtime leaves a third of the convolutions in float)."""
     from ... import precision as P
-    from ...manifest import file_entry
+    from ...manifest import BuildArtifacts, cpu_info, file_entry
 
     files = {}
     for role in ("encoder", "decoder"):
@@ -28,5 +28,8 @@ def build_artifacts(tmp: Path, cfg, shapes: dict, conv: dict, log=print):
         files[role] = file_entry(tmp, art, role)
         files[role]["session"] = {"graph_optimization_level": "disable", "intra_op_num_threads": cfg.threads}
     flags = {"graph_optimization_level": cfg.opt_level, "intra_op_num_threads": cfg.threads}
+    import onnxruntime
+
     sessions = [P.session(tmp / files[r]["path"], threads=cfg.threads, level="disable") for r in ("encoder", "decoder")]
-    return files, flags, sessions, "onnxruntime, the saved optimized models (as the runtime loads them)"
+    return BuildArtifacts(files, flags, sessions, "onnxruntime, the saved optimized models (as the runtime loads them)",
+                          cpu_info(), onnxruntime.__version__)

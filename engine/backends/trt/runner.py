@@ -36,12 +36,13 @@ class TensorRTRunner(Runner):
 
     def __init__(self, encoder: str | os.PathLike, decoder: str | os.PathLike, contract: ModelContract,
                  precision: str = "fp16", max_batch: int = 1, side_range: tuple[int, int] | None = None,
-                 cuda_graphs: bool = True):
+                 cuda_graphs: bool = True, flavour: str | None = None):
         super().__init__(contract, "cuda", precision)
         self.paths = {"encoder": Path(encoder), "decoder": Path(decoder)}
         self.max_batch = max_batch
         self.side_range = side_range
         self.cuda_graphs = cuda_graphs
+        self.flavour = flavour  # tensorrt | tensorrt_rtx: the library that built the plans
         self._tls = threading.local()
         self._all_state: list[dict] = []
         self._state_lock = threading.Lock()
@@ -49,8 +50,11 @@ class TensorRTRunner(Runner):
     # ------------------------------------------------------------------ loading
     def load_impl(self) -> None:
         try:
-            import tensorrt as trt
             from cuda.bindings import runtime as cudart
+
+            from .flavour import FLAVOURS, choose, module
+
+            trt = module(FLAVOURS[self.flavour] if self.flavour in FLAVOURS else choose())
         except ImportError as e:
             raise StyleRTError(f"the tensorrt backend needs TensorRT and cuda-python: {e}.",
                                "pip install 'stylert[gpu]' on a machine with an NVIDIA GPU, or use backend='onnxruntime'.") from None
@@ -73,7 +77,8 @@ class TensorRTRunner(Runner):
         files, p, prof = manifest["files"], manifest["precision"], manifest.get("profile") or {}
         side = (prof["min_size"], prof["max_size"]) if "min_size" in prof and "max_size" in prof else None
         runner = cls(Path(folder) / files["encoder"]["path"], Path(folder) / files["decoder"]["path"], contract,
-                     precision=p, max_batch=int(prof.get("max_batch", 1)), side_range=side, **options)
+                     precision=p, max_batch=int(prof.get("max_batch", 1)), side_range=side,
+                     flavour=(manifest.get("device") or {}).get("flavour"), **options)
         return runner, f"a {p} TensorRT engine folder, checked against this GPU and this TensorRT version"
 
     def _state(self) -> dict:
