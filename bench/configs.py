@@ -129,16 +129,21 @@ def discover() -> list[Config]:
         # nearest Upsample in the blocked layout.
         out.append(Config(f"onnxruntime-{p}+extended-opt", "onnxruntime", p, default=False,
                           options={"graph_optimization_level": "extended"}))
-    try:
-        import tensorrt  # noqa: F401
-
-        trt = None if cuda else "not measured: TensorRT is installed but there is no CUDA GPU"
-    except ImportError:
-        trt = "not measured: TensorRT unavailable on this machine"
-    for p in ("fp16", "int8"):
-        out.append(Config(f"tensorrt-{p}", "tensorrt", p, device="cuda",
-                          unavailable=trt or "not measured: the TensorRT path of bench is not written yet"))
+    out += [Config(f"tensorrt-{p}", "tensorrt", p, device="cuda", unavailable=_tensorrt_unavailable()) for p in ("fp16", "int8")]
     return out
+
+
+def _tensorrt_unavailable() -> str:
+    """Exactly why the TensorRT rows are not measured on this machine."""
+    from stylert.engine.backends.trt import builder as trt_build
+
+    ok, why = trt_build.available()
+    if not ok:
+        return f"not measured: TensorRT unavailable ({why})"
+    if not trt_build.runs_here():
+        return (f"not measured: TensorRT plans build here but no GPU here runs them ({why}); "
+                "`stylert build-engine EXPORT --backend tensorrt` builds them and records their size and build time")
+    return "not measured: the TensorRT path of bench is not written yet (run the engine with stylert.engine.Engine)"
 
 
 def select(configs: list[Config], patterns: list[str] | None) -> list[Config]:
