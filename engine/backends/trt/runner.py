@@ -68,9 +68,43 @@ class TensorRTRunner(Runner):
                 raise StyleRTError(f"TensorRT could not deserialize the {role} plan.",
                                    "It was built by another TensorRT version or GPU; rebuild with `stylert build-engine`.", path=path)
             self._engines[role] = engine
+        self._runtime_configs = self._load_runtime_caches() if self.flavour == "tensorrt_rtx" else {}
         from ...cuda_mix import AdaINMixer
 
         self._mixer = AdaINMixer()
+
+    # TensorRT-RTX compiles kernels just in time on the first run on a GPU (seconds, and again
+    # per new shape); its runtime cache keeps them. Saved per machine (GPU, driver, library
+    # version in the file name) beside the other caches and reused at every start.
+    def _runtime_cache_path(self, role: str):
+        from ...frontend import cache_root
+        from .builder import gpu_info
+
+        g = gpu_info()
+        tag = f"{g['name']}-cc{g['compute_capability']}-drv{g['driver']}-rtx{self._trt.__version__}".replace(" ", "_")
+        return cache_root() / "tensorrt_rtx-runtime" / f"{self.paths[role].stem}-{tag}.cache"
+
+    def _load_runtime_caches(self) -> dict:
+        configs = {}
+        for role, engine in self._engines.items():
+            rc = engine.create_runtime_config()
+            cache = rc.create_runtime_cache()
+            path = self._runtime_cache_path(role)
+            if path.is_file() and not cache.deserialize(path.read_bytes()):
+                path.unlink(missing_ok=True)  # another GPU, driver or version: rebuilt on this run
+            rc.set_runtime_cache(cache)
+            configs[role] = (rc, cache, path)
+        return configs
+
+    def _save_runtime_caches(self) -> None:
+        from ...images import atomic_write_bytes
+
+        for rc, cache, path in self._runtime_configs.values():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(path, bytes(cache.serialize()))
+            except OSError:
+                pass  # a read-only home: compiled again next start
 
     @classmethod
     def from_engine(cls, folder, manifest, contract, device, threads, options):
@@ -86,7 +120,8 @@ class TensorRTRunner(Runner):
         st = getattr(self._tls, "state", None)
         if st is None:
             cudart = self._cudart
-            st = {"ctx": {r: e.create_execution_context() for r, e in self._engines.items()},
+            st = {"ctx": {r: (e.create_execution_context(self._runtime_configs[r][0]) if r in self._runtime_configs
+                              else e.create_execution_context()) for r, e in self._engines.items()},
                   "stream": int(_ok(cudart.cudaStreamCreate(), "cudaStreamCreate")), "bufs": {}, "graphs": {}}
             lo_hi = self.side_range or (self.contract.downsample, 4096)
             n, side, c, d = self.max_batch, lo_hi[1], self.contract.latent_channels, self.contract.downsample
@@ -202,6 +237,7 @@ class TensorRTRunner(Runner):
 
     def close_impl(self) -> None:
         cudart = self._cudart
+        self._save_runtime_caches()
         with self._state_lock:
             for st in self._all_state:
                 for g in st["graphs"].values():
