@@ -134,6 +134,8 @@ def run_export(a) -> int:
     from stylert.engine.contract import OPSET
     from stylert.export.onnx_export import export_onnx
 
+    print(f"config: out={a.out} checkpoint={a.checkpoint or 'the shipped model'} opset={a.opset or OPSET} "
+          f"verify={not a.no_verify} verify_images={a.verify_images or 'calib_data/'}")
     export_onnx(a.out, checkpoint=a.checkpoint, verify_outputs=not a.no_verify, opset=a.opset or OPSET, real_dir=a.verify_images)
     return 0
 

@@ -169,6 +169,9 @@ def run(a) -> int:
     eng = Engine.load(model, backend=a.backend, precision=a.precision, device=a.device, threads=a.threads,
                       tile=a.tile, overlap=a.overlap, max_side=a.max_side)
     print(f"model {model}: {eng.info['backend']} {eng.info['precision']} on {eng.info['device']} ({eng.info['reason']})")
+    print(f"config: {len(contents)} content image(s), styles {style_paths} weights {weights}, strength {a.strength}, "
+          f"masks {a.mask}, preserve_color {a.preserve_color}, tile {eng.tile}/{eng.overlap}, max_side {a.max_side}, "
+          f"format {a.format}, overwrite {a.overwrite} -> {out}")
 
     styles = [read_style(p, a.max_pixels) for p in style_paths]
     for s, p in zip(styles, style_paths):

@@ -191,6 +191,8 @@ def export_onnx(out_dir: str | Path, checkpoint: str | Path | None = None, verif
             "checkpoint": {"path": "checkpoint", "source": str(ckpt.resolve()), "sha256": sha,
                            "config": json.loads((ckpt / CONFIG_FILE).read_text())["model"]},
             "verification": report,
+            "config": {"checkpoint": str(ckpt), "opset": opset, "verify": verify_outputs,
+                       "verify_images": str(real_dir) if real_dir else None},
             "versions": {"stylert": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                          "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
             "export_seconds": round(time.time() - t0, 2),
