@@ -35,12 +35,12 @@ def int8_psnr(export: Path, calib: np.ndarray, test: np.ndarray, method: str, tm
     c = contract_of(export)
     enc, dec = export / "encoder.onnx", export / "decoder.onnx"
     ref_e, ref_d = P.session(enc), P.session(dec)
-    zr, ir = _run_pair(ref_e, ref_d, test, c)
+    zr, ir = _run_pair(ref_e, ref_d, test, c, calib)
     feeds = {"encoder": {c.image.name: calib}, "decoder": decoder_calibration(ref_e, calib, c)}
     for name, src in (("encoder", enc), ("decoder", dec)):
         P.quantize_int8(src, tmp / f"{name}.onnx", feeds[name], method=method)
         P.fold_relu_uint8(tmp / f"{name}.onnx", tmp / f"{name}.cpu.onnx")
-    z, img = _run_pair(P.session(tmp / "encoder.cpu.onnx"), P.session(tmp / "decoder.cpu.onnx"), test, c)
+    z, img = _run_pair(P.session(tmp / "encoder.cpu.onnx"), P.session(tmp / "decoder.cpu.onnx"), test, c, calib)
     return compare(img, ir).psnr_db, compare(z, zr, peak=None).max_abs
 
 
