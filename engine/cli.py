@@ -28,20 +28,27 @@ def _fmt(description: str, example: str) -> dict:
 def add_train(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train the VAE on folders of images",
+        help="train the VAE on folders of images, then its style decoder (--stage style)",
         **_fmt(
             """
-            Train the convolutional VAE (ELBO: MSE reconstruction + beta x KL, KL warm-up,
-            Adam with cosine decay) on random scaled, cropped and flipped patches of the
-            images in DATA. Checkpoints go to OUT/last every --checkpoint-every steps and
-            training resumes from there when rerun with the same OUT; the trained model is
-            written to OUT/final (model.safetensors + config.json). Files named in --holdout
-            are kept out of training and scored (PSNR at 256x256) at every checkpoint.
-            Unreadable images are skipped with a warning.
+            Stage vae (default): train the convolutional VAE (ELBO: MSE reconstruction + beta x
+            KL, KL warm-up, Adam with cosine decay) on random scaled, cropped and flipped
+            patches of the images in DATA. Stage style: start from a trained VAE (--init),
+            freeze its encoder and reconstruction decoder, and train the decoder's style head
+            and adapters to paint the paintings in --styles onto the contents in DATA (AdaIN
+            objective, EfficientNet-Lite0 as the loss network: the `style` extra). Checkpoints
+            go to OUT/last every --checkpoint-every steps and training resumes from there when
+            rerun with the same OUT; the trained model is written to OUT/final
+            (model.safetensors + config.json). Files named in --holdout are kept out of
+            training (contents and styles) and scored (reconstruction PSNR at 256x256) at
+            every checkpoint. Unreadable images are skipped with a warning.
             """,
             """
             stylert train ../shared/data/content ../shared/data/style --out runs/vae \\
                 --holdout chelsea.jpg flowers.jpg newyork.jpg --steps 6000
+            stylert train ../shared/data/content ../shared/data/style --styles ../shared/data/style \\
+                --stage style --init runs/vae/final --out runs/style --holdout chelsea.jpg la_muse.jpg \\
+                --batch 6 --lr 5e-4 --steps 12000
             """,
         ),
     )
