@@ -363,9 +363,9 @@ def add_parser(sub) -> None:
     p.add_argument("export_dir", metavar="EXPORT_DIR", help="folder written by `stylert export-onnx`")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--precision", choices=list(PRECISIONS), default=None, help="default: fp16")
-    g.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="same as --precision fp16")
-    g.add_argument("--int8", dest="precision", action="store_const", const="int8", help="same as --precision int8")
-    p.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime"], default="auto", help="default: %(default)s")
+    for name in PRECISIONS:  # --fp32 / --fp16 / --int8
+        g.add_argument(f"--{name}", dest="precision", action="store_const", const=name, help=f"same as --precision {name}")
+    p.add_argument("--backend", choices=["auto", *ENGINE_BACKENDS], default="auto", help="default: %(default)s")
     p.add_argument("--out", default=None, help="engine folder (default: EXPORT_DIR/../engine-PRECISION)")
     p.add_argument("--calib-dir", default=None, help=f"calibration images (default: the shipped {SHIPPED_CALIB_DIR.name}/)")
     p.add_argument("--calib-count", type=int, default=32, help="calibration images used (default: %(default)s)")
