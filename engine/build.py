@@ -24,11 +24,12 @@ import tempfile
 import time
 
 import numpy as np
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import precisions
 from .backends import BACKENDS, ENGINE_BACKENDS
+from .precision import CALIB_METHODS
 from .precisions import PRECISIONS
 from .images import make_readable
 from .artifacts import SAMPLE_PHOTOS, sample_photo_dir
@@ -368,17 +369,20 @@ def add_parser(sub) -> None:
     p.add_argument("--backend", choices=["auto", *ENGINE_BACKENDS], default="auto", help="default: %(default)s")
     p.add_argument("--out", default=None, help="engine folder (default: EXPORT_DIR/../engine-PRECISION)")
     p.add_argument("--calib-dir", default=None, help=f"calibration images (default: the shipped {SHIPPED_CALIB_DIR.name}/)")
-    p.add_argument("--calib-count", type=int, default=32, help="calibration images used (default: %(default)s)")
-    p.add_argument("--calib-method", choices=["minmax", "percentile", "entropy"], default="percentile", help="INT8 range calibration (default: %(default)s)")
-    p.add_argument("--calib-size", type=int, default=256, help="calibration/evaluation image side in pixels (default: %(default)s)")
-    p.add_argument("--eval-dir", default=None, help="photographs for the accuracy report (default: ../shared/data/content when present, else held-out calibration images)")
-    p.add_argument("--eval-count", type=int, default=16, help="default: %(default)s")
-    p.add_argument("--min-psnr", type=float, default=None, help="accuracy gate in dB against FP32 (default: fp16 45, int8 35, fp32 60)")
+    dflt = {f.name: f.default for f in fields(BuildConfig)}  # the defaults are the dataclass's
+    p.add_argument("--calib-count", type=int, default=dflt["calib_count"], help="calibration images used (default: %(default)s)")
+    p.add_argument("--calib-method", choices=list(CALIB_METHODS), default=dflt["calib_method"], help="INT8 range calibration (default: %(default)s)")
+    p.add_argument("--calib-size", type=int, default=dflt["calib_size"], help="calibration/evaluation image side in pixels (default: %(default)s)")
+    p.add_argument("--eval-dir", default=None, help="photographs for the accuracy report (default: ../shared/data/content when present, "
+                   "else scikit-image's sample photographs when installed, else held-out calibration images)")
+    p.add_argument("--eval-count", type=int, default=dflt["eval_count"], help="default: %(default)s")
+    p.add_argument("--min-psnr", type=float, default=None, help="accuracy gate in dB against FP32, on stylized output (default: "
+                   + ", ".join(f"{n} {q.min_psnr:g}" for n, q in PRECISIONS.items()) + ")")
     for k, d in (("batch", (1, 16, 32)), ("size", (64, 256, 512))):
         for lim, v in zip(("min", "opt", "max"), d):
             p.add_argument(f"--{lim}-{k}", type=int, default=v, help=f"TensorRT profile {lim} {k} (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads, 0 = all cores (default: %(default)s)")
-    p.add_argument("--opt-level", choices=["basic", "extended", "all"], default="all", help="ONNX Runtime optimization level saved in the model (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=dflt["threads"], help="ONNX Runtime threads, 0 = all cores (default: %(default)s)")
+    p.add_argument("--opt-level", choices=["basic", "extended", "all"], default=dflt["opt_level"], help="ONNX Runtime optimization level saved in the model (default: %(default)s)")
     p.add_argument("--workspace-mb", type=int, default=None, help="TensorRT workspace limit in MiB (default: none, the library's own)")
     p.add_argument("--timing-cache", default=None, help="TensorRT timing cache file, reused across builds (datacenter flavour; default: ~/.cache/stylert/tensorrt-timing.cache)")
     p.add_argument("--tensorrt-flavour", choices=["tensorrt", "tensorrt_rtx"], default=None,
