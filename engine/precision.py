@@ -15,6 +15,8 @@ onnx / onnxruntime.quantization are imported inside the functions (the runtime n
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import warnings
 from pathlib import Path
@@ -382,11 +384,13 @@ def _histogram_scales(src: str | os.PathLike, calib: Feeds, method: str, batch: 
         for i in range(0, n, step):
             part = feeds_slice(calib, i, i + step)
             m = feeds_len(part)
-            cal.collect_data(ArrayReader(part, max(b for b in range(1, batch + 1) if m % b == 0)))
+            with contextlib.redirect_stdout(io.StringIO()):  # it prints a line per call
+                cal.collect_data(ArrayReader(part, max(b for b in range(1, batch + 1) if m % b == 0)))
             # collect_data keeps the raw tensors it has put into the histograms: drop them
             # (the histograms themselves merge across calls).
             cal.clear_collected_data()
-        ranges = cal.compute_data()
+        with contextlib.redirect_stdout(io.StringIO()):
+            ranges = cal.compute_data()
         del cal
     out = {}
     for tensor, td_ in ranges.items():
