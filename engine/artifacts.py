@@ -47,6 +47,14 @@ def sample_photo_dir() -> Path | None:
     return d if all((d / f).is_file() for f in SAMPLE_PHOTOS) else None
 
 
+def inside(folder: Path, name) -> str:
+    """A manifest's file name, checked to be a plain name in `folder` (a manifest may come
+    from elsewhere: a path that leaves the folder must not be read). Raises ValueError."""
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"file entry {name!r} is not a plain file name inside the folder")
+    return name
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -68,12 +76,17 @@ def read_export(folder: str | os.PathLike, check_hashes: bool = False) -> dict:
         )
     try:
         m = json.loads(mpath.read_text())
+        if not isinstance(m, dict):
+            raise ValueError("the top level is not an object")
         if m.get("kind") != EXPORT_KIND:
             raise ValueError(f"kind is {m.get('kind')!r}, expected {EXPORT_KIND!r}")
         ModelContract.from_dict(m["contract"])
         files = m["files"]
         for role in ("encoder", "decoder"):
-            files[role]["path"], files[role]["sha256"]
+            inside(folder, files[role]["path"])
+            if not isinstance(files[role]["sha256"], str):
+                raise ValueError(f"{role} sha256 is not a string")
+        inside(folder, m["checkpoint"]["path"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise StyleRTError(f"is not a valid export manifest: {e}.", "Re-run `stylert export-onnx`.", path=mpath) from None
     for role in ("encoder", "decoder"):

@@ -16,7 +16,7 @@ import platform
 import shlex
 from pathlib import Path
 
-from .artifacts import sha256_file
+from .artifacts import inside, sha256_file
 from .backends import BACKENDS as ALL_BACKENDS
 from .backends import ENGINE_BACKENDS
 from .precisions import PRECISIONS as PRECISION_TABLE
@@ -130,6 +130,8 @@ def read_engine_manifest(folder: str | os.PathLike) -> dict:
         )
     try:
         m = json.loads(path.read_text())
+        if not isinstance(m, dict):
+            raise ValueError("the top level is not an object")
         if m.get("kind") != ENGINE_KIND:
             raise ValueError(f"kind is {m.get('kind')!r}, expected {ENGINE_KIND!r}")
         if m.get("format_version") != FORMAT_VERSION:
@@ -137,8 +139,9 @@ def read_engine_manifest(folder: str | os.PathLike) -> dict:
         if m["backend"] not in BACKENDS or m["precision"] not in PRECISIONS:
             raise ValueError(f"backend {m['backend']!r} / precision {m['precision']!r} unknown")
         for role in ("encoder", "decoder"):
-            m["files"][role]["path"], m["files"][role]["sha256"]
-            m["source"][role]["sha256"]
+            inside(folder, m["files"][role]["path"])
+            if not isinstance(m["files"][role]["sha256"], str) or not isinstance(m["source"][role]["sha256"], str):
+                raise ValueError(f"{role} sha256 is not a string")
         m["device"], m["versions"]["backend"], m["contract"]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise StyleRTError(

@@ -136,3 +136,33 @@ def test_a_stylecode_of_another_size_names_the_problem(work, tiny_export, capsys
     rc = main(["stylize", str(work / "in"), "--style", str(work / "small.json"), "--model", str(tiny_export),
                "--out", str(work / "out"), "--no-progress"])
     assert rc == 2 and "channels" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- manifests
+@pytest.mark.parametrize("kind", ["export", "engine"])
+@pytest.mark.parametrize("damage", ["leave", "absolute", "type", "top"])
+def test_a_manifest_cannot_point_outside_its_folder_or_lie_about_types(tiny_export, tmp_path, kind, damage):
+    from stylert.engine import build as B
+    from stylert.engine.runtime import Engine
+
+    if kind == "export":
+        folder = tmp_path / "export"
+        shutil.copytree(tiny_export, folder)
+        name = "manifest.json"
+    else:
+        folder = tmp_path / "engine"
+        B.build_engine(B.BuildConfig(export_dir=str(tiny_export), out=str(folder), precision="fp32", backend="onnxruntime",
+                                     calib_count=2, calib_size=64, eval_count=1), log=lambda *a: None)
+        name = "engine.json"
+    m = json.loads((folder / name).read_text())
+    if damage == "leave":
+        m["files"]["encoder"]["path"] = "../../etc/passwd"
+    elif damage == "absolute":
+        m["files"]["decoder"]["path"] = "/etc/passwd"
+    elif damage == "type":
+        m["files"]["encoder"]["sha256"] = 12345
+    else:
+        m = [m]
+    (folder / name).write_text(json.dumps(m))
+    with pytest.raises(StyleRTError, match="not a valid (export|engine) manifest"):
+        Engine.load(folder)
