@@ -54,6 +54,14 @@ def _identity(x):
     return x
 
 
+def _host_mix(ctx: "Context", channels: int):
+    """The mix stage on the host: (latent, own code) -> (mixed latent, style offset) for the
+    bench's style (NumPy, mixing.mix_arrays)."""
+    from stylert.engine.mixing import mix_arrays
+
+    return lambda zc: mix_arrays(zc[0], zc[1], np.broadcast_to(ctx.style, zc[1].shape), 1.0, channels)
+
+
 @dataclass
 class Context:
     """What every configuration shares: the export folder, the batch and the style."""
@@ -168,7 +176,6 @@ def _load_torch(cfg: Config, ctx: Context) -> list[Stage]:
     """The PyTorch peers through the runtime's torch runner, with its options: what a service
     embedding StyleRT on PyTorch runs. Arrays cross as host NumPy (the runner copies to and
     from the device inside encode/decode: h2d and d2h are part of those stages here)."""
-    from stylert.engine.backends.base import mix_arrays
     from stylert.engine.mixing import StyleCode
     from stylert.engine.runtime import Engine
 
@@ -186,7 +193,7 @@ def _load_torch(cfg: Config, ctx: Context) -> list[Stage]:
         fused = [Stage("encode+mix+decode", lambda x: eng.stylize_batch(x, style), True)]
     else:
         fused = [Stage("encode", eng.encode, cfg.cuda),
-                 Stage("mix", lambda zc: mix_arrays(zc[0], zc[1], np.broadcast_to(ctx.style, zc[1].shape), 1.0, c)),
+                 Stage("mix", _host_mix(ctx, c)),
                  Stage("decode", lambda ts: eng.decode(*ts), cfg.cuda)]
     return [Stage("preprocess", preprocess), Stage("h2d", _identity), *fused, Stage("d2h", _identity),
             Stage("postprocess", postprocess)]
@@ -218,7 +225,6 @@ def _load_ort(cfg: Config, ctx: Context) -> list[Stage]:
     import onnxruntime as ort
 
     from stylert.engine.artifacts import contract_of
-    from stylert.engine.backends.base import mix_arrays
 
     folder, enc_path, dec_path, origin = artifact_paths(cfg, ctx)
     c = contract_of(ctx.export).latent_channels
@@ -227,7 +233,7 @@ def _load_ort(cfg: Config, ctx: Context) -> list[Stage]:
     else:
         encode, decode, info = _runtime_engine(folder, cfg, ctx)
     cfg.info = {"onnxruntime": ort.__version__, "artifacts": origin, "encoder": str(enc_path), "decoder": str(dec_path), **info}
-    mix = lambda zc: mix_arrays(zc[0], zc[1], np.broadcast_to(ctx.style, zc[1].shape), 1.0, c)  # noqa: E731
+    mix = _host_mix(ctx, c)
     return [Stage("preprocess", preprocess), Stage("h2d", _identity), Stage("encode", encode), Stage("mix", mix),
             Stage("decode", decode), Stage("d2h", _identity), Stage("postprocess", postprocess)]
 

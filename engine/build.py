@@ -143,11 +143,10 @@ def gather_images(cfg: BuildConfig, log=print):
     return calib, evals, label
 
 
-def _run_pair(enc, dec, x, contract, styles: np.ndarray | None = None, batch=8):
-    """encode -> stylize (strength 1) -> decode: the path a service runs, so the gate measures
-    stylized output, not only reconstruction. styles: images whose codes stylize x, in turn
-    (None: each image of x with the next one's). Returns (latent, image)."""
-    from .backends.base import mix_arrays
+def _stylized_inputs(enc, x, contract, styles: np.ndarray | None = None, batch=8):
+    """Encode x and mix it at strength 1 with `styles`' codes, in turn (None: each image of x
+    with the next one's). Returns (latent, mixed latent, style offset)."""
+    from .mixing import mix_arrays
     from .precision import run_batched
 
     z, code = run_batched(enc, {contract.image.name: x}, batch)
@@ -156,7 +155,15 @@ def _run_pair(enc, dec, x, contract, styles: np.ndarray | None = None, batch=8):
     else:
         sc = run_batched(enc, {contract.image.name: styles}, batch)[1]
         sc = sc[np.arange(len(x)) % len(sc)]
-    t, s = mix_arrays(z, code, sc, 1.0, contract.latent_channels)
+    return (z, *mix_arrays(z, code, sc, 1.0, contract.latent_channels))
+
+
+def _run_pair(enc, dec, x, contract, styles: np.ndarray | None = None, batch=8):
+    """encode -> stylize (strength 1) -> decode: the path a service runs, so the gate measures
+    stylized output, not only reconstruction. Returns (latent, image)."""
+    from .precision import run_batched
+
+    z, t, s = _stylized_inputs(enc, x, contract, styles, batch)
     return z, run_batched(dec, {contract.latent.name: t, contract.style.name: s}, batch)[0]
 
 
@@ -164,11 +171,7 @@ def decoder_calibration(enc, x: np.ndarray, contract, batch: int = 8) -> dict:
     """The decoder's calibration inputs: each image's own latent with no offset (strength 0)
     and the same latent stylized by another image's code (strength 1): INT8 ranges must cover
     both, as AdaIN moves latents into the activations' tails."""
-    from .backends.base import mix_arrays
-    from .precision import run_batched
-
-    z, code = run_batched(enc, {contract.image.name: x}, batch)
-    t, s = mix_arrays(z, code, np.roll(code, 1, axis=0), 1.0, contract.latent_channels)
+    z, t, s = _stylized_inputs(enc, x, contract, None, batch)
     return {contract.latent.name: np.concatenate([z, t]), contract.style.name: np.concatenate([np.zeros_like(s), s])}
 
 

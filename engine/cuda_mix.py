@@ -196,19 +196,22 @@ class AdaINMixer:
         try:
             _ok(cudart.cudaMemcpy(ptr, own.ctypes.data, own.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy")
             self.launch_code(ptr, ptr, own.shape[0], k, stride, strength)
-            _ok(cudart.cudaStreamSynchronize(0), "cudaStreamSynchronize")
+            self.synchronize(0)
             out = np.empty_like(own)
             _ok(cudart.cudaMemcpy(out.ctypes.data, ptr, own.nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost), "cudaMemcpy")
             return out
         finally:
             cudart.cudaFree(ptr)
 
+    def synchronize(self, stream: int = 0) -> None:
+        _ok(self._cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+
     def mix_device(self, src: int, dst: int, shape, style_mean, style_std, strength: float,
                    stream: int = 0, sync: bool = False) -> None:
         stride = self.set_style(style_mean, style_std, stream)
         self.launch(src, dst, shape, stride, strength, stream)
         if sync:
-            _ok(self._cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+            self.synchronize(stream)
 
     def mix_host(self, z: np.ndarray, style_mean, style_std, strength: float = 1.0) -> np.ndarray:
         """Host array in, host array out: for tests against mixing.adain."""

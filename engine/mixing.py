@@ -234,6 +234,17 @@ def style_offset(content_code: np.ndarray, styles: Sequence[StyleCode] | StyleCo
     return (strength * (mixed - own)).astype(np.float32)
 
 
+def mix_arrays(z: np.ndarray, own: np.ndarray, style: np.ndarray, strength: float, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """Content latents z (N, C, h, w) with their codes own (N, 2K), one style code per image
+    (N, 2K) -> the decoder's inputs: alpha * AdaIN(z, the style's latent statistics) +
+    (1 - alpha) * z, and the style offset alpha * (style - own). What every runner computes
+    on its device (the torch runner, the CUDA kernels); StyleCode-level mixing (weights,
+    masks) is `mix` and `style_offset`."""
+    k = style.shape[1] // 2
+    t = adain(z, style[:, :c], style[:, k:k + c], strength)
+    return t, (strength * (style - own)).astype(np.float32)
+
+
 def check_strength(strength: float) -> None:
     if not (0.0 <= float(strength) <= 1.0):
         raise StyleRTError(f"strength {strength} is outside [0, 1].", "0 keeps the content, 1 is full style.")

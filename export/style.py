@@ -91,11 +91,12 @@ def content_loss(vae: VAE, fy: dict, fc: dict, y, t) -> tuple[torch.Tensor, torc
 
 
 def adain_torch(z, code, channels: int):
-    """AdaIN of latents z (B, C, h, w) to the latent part of style codes (B, 2K)."""
+    """AdaIN of latents z (B, C, h, w) to the latent part of style codes (B, 2K): the torch
+    runner's AdaIN (one definition of the statistics for training and inference)."""
+    from stylert.engine.backends.pyt.runner import adain_tensor
+
     k = code.shape[1] // 2
-    sm, ss = code[:, :channels], code[:, k : k + channels]
-    m, s = mean_std(z)
-    return (z - m[:, :, None, None]) / s[:, :, None, None] * ss[:, :, None, None] + sm[:, :, None, None]
+    return adain_tensor(z, code[:, :channels, None, None], code[:, k : k + channels, None, None])
 
 
 def style_step(vae: VAE, lossnet: LossNet, xc, xs, w: dict) -> tuple[torch.Tensor, dict]:

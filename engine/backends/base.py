@@ -109,7 +109,7 @@ class Runner:
     def stylize_batch_impl(self, x: np.ndarray, style: np.ndarray, strength: float) -> np.ndarray:
         # Host composition; device backends override to stay on the device.
         z, own = self.encode_impl(x)
-        t, s = mix_arrays(z, own, style, strength, self.contract.latent_channels)
+        t, s = mixing.mix_arrays(z, own, style, strength, self.contract.latent_channels)
         return self.decode_impl(t, s)
 
     def close_impl(self) -> None:
@@ -181,15 +181,6 @@ class Runner:
         # An invariant of the backend, not a user mistake: a wrong shape is a bug.
         assert tuple(y.shape) == tuple(shape), f"{self.name}.{what} returned {y.shape}, expected {tuple(shape)}"
         return y.astype(np.float32, copy=False)
-
-
-def mix_arrays(z: np.ndarray, own: np.ndarray, style: np.ndarray, strength: float, c: int) -> tuple[np.ndarray, np.ndarray]:
-    """Content latent z (N, C, h, w) and code own (N, 2K), per-image style codes (N, 2K) ->
-    the decoder's inputs: alpha * AdaIN(z, style's latent statistics) + (1 - alpha) * z and
-    the style offset alpha * (style - own)."""
-    k = style.shape[1] // 2
-    t = mixing.adain(z, style[:, :c], style[:, k:k + c], strength)
-    return t, (strength * (style - own)).astype(np.float32)
 
 
 def _nhw(x: np.ndarray) -> tuple[int, int, int]:

@@ -126,18 +126,13 @@ class OnnxRuntimeRunner(Runner):
         stride = self._mixer.set_style(style[:, :k].copy(), style[:, k:].copy(), stream=0)
         self._mixer.launch(z.data_ptr(), zmix.data_ptr(), z.shape(), stride, strength, stream=0)
         self._mixer.launch_code(own.data_ptr(), smix.data_ptr(), x.shape[0], k, stride, strength, stream=0)
-        self._cudart_sync()
+        self._mixer.synchronize(0)
         b2 = dec.io_binding()
         b2.bind_ortvalue_input(dec.get_inputs()[0].name, zmix)
         b2.bind_ortvalue_input(dec.get_inputs()[1].name, smix)
         b2.bind_output(dec.get_outputs()[0].name, "cuda")
         dec.run_with_iobinding(b2)
         return b2.copy_outputs_to_cpu()[0]
-
-    def _cudart_sync(self) -> None:
-        from cuda.bindings import runtime as cudart
-
-        cudart.cudaStreamSynchronize(0)
 
     def close_impl(self) -> None:
         self._sess.clear()

@@ -104,7 +104,7 @@ class TorchRunner(Runner):
         return y.float() if self._autocast else y
 
     def _mix(self, z, own, style, strength):
-        """base.mix_arrays on tensors: style (N, 2K); strength a float or a 0-d tensor."""
+        """mixing.mix_arrays on tensors: style (N, 2K); strength a float or a 0-d tensor."""
         c, k = self.contract.latent_channels, style.shape[1] // 2
         t = adain_tensor(z, style[:, :c, None, None], style[:, k:k + c, None, None], strength)
         return t, (strength * (style - own.float())).to(own.dtype)
