@@ -380,10 +380,6 @@ def _downsample(m: np.ndarray, d: int) -> np.ndarray:
     return m.reshape(h // d, d, w // d, d).mean(axis=(1, 3))
 
 
-def _contract_from(d: dict) -> ModelContract:
-    return ModelContract.from_dict(d)
-
-
 def _choose(folder: Path, backend: str, precision: str | None, device: str, threads: int | None, ropts: dict):
     """Pick the runner for `folder` -> (runner, info with the reason)."""
     from .cuda_mix import cuda_device_count
@@ -401,7 +397,7 @@ def _choose(folder: Path, backend: str, precision: str | None, device: str, thre
         return _choose_engine(folder, backend, precision, device, threads, info, ropts)
     if (folder / "manifest.json").is_file():
         m = read_export(folder, check_hashes=True)  # a swapped ONNX file must not run
-        contract = _contract_from(m["contract"])
+        contract = ModelContract.from_dict(m["contract"])
         info["kind"] = "export"
         if backend == "tensorrt":
             raise StyleRTError("TensorRT runs engines, and this is an export folder.",
@@ -481,6 +477,6 @@ def _choose_engine(folder: Path, backend, precision, device, threads, info, ropt
         raise StyleRTError(f"cannot run a {eb} engine on this machine: {e}.",
                            f"Run it on {where}, or load the export folder with backend='onnxruntime'.", path=folder) from None
     check_engine(m, backend_version(eb, flavour), here, folder=folder)
-    runner, why = REGISTRY[eb].runner_class().from_engine(folder, m, _contract_from(m["contract"]), device, threads, ropts)
+    runner, why = REGISTRY[eb].runner_class().from_engine(folder, m, ModelContract.from_dict(m["contract"]), device, threads, ropts)
     info.update(reason=why)
     return runner, info
