@@ -236,6 +236,8 @@ VERBS = {
     "build-engine": lambda sub: __import__("stylert.engine.build", fromlist=["x"]).add_parser(sub),
     "stylize": lambda sub: __import__("stylert.engine.stylize", fromlist=["x"]).add_parser(sub),
     "bench": lambda sub: __import__("stylert.bench.cli", fromlist=["x"]).add_parser(sub),
+    "serve": lambda sub: __import__("stylert.engine.serve.cli", fromlist=["x"]).add_parser(sub),
+    "loadtest": lambda sub: __import__("stylert.bench.loadtest", fromlist=["x"]).add_parser(sub),
 }
 
 
@@ -284,3 +286,7 @@ def _verb_main(verb: str):
 export_onnx_main = _verb_main("export-onnx")
 build_engine_main = _verb_main("build-engine")
 bench_main = _verb_main("bench")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -58,6 +58,18 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+class NotAnImage(StyleRTError):
+    """The bytes are in no format Pillow reads."""
+
+
+class CorruptImage(StyleRTError):
+    """A known format that fails to decode (truncated, damaged)."""
+
+
+class ImageTooLarge(StyleRTError):
+    """More pixels than the limit: a decompression bomb or simply too big."""
+
+
 def load_image(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS_DEFAULT) -> Image.Image:
     """Open an image file as 8-bit RGB, with errors that name the file and the remedy."""
     path = Path(path)
@@ -65,14 +77,27 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS_DEFA
         raise StyleRTError("file does not exist.", path=path)
     if path.stat().st_size == 0:
         raise StyleRTError("file is empty (0 bytes).", "Re-export or re-download the image.", path=path)
+    return _decode(path, path, max_pixels)
+
+
+def load_image_bytes(data: bytes, name: str = "image", max_pixels: int | None = MAX_PIXELS_DEFAULT) -> Image.Image:
+    """The same as load_image for an image held in memory (an upload); `name` goes in errors."""
+    import io
+
+    if not data:
+        raise NotAnImage("is empty (0 bytes).", "Send the image file's bytes.", path=name)
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source, name, max_pixels: int | None) -> Image.Image:
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             w, h = im.size
             if max_pixels is not None and w * h > max_pixels:
-                raise StyleRTError(
+                raise ImageTooLarge(
                     f"image is {w}x{h} = {w * h / 1e6:.0f} megapixels, over the limit of {max_pixels / 1e6:.0f}.",
                     "Downscale it first, or raise the limit (--max-pixels / max_pixels=) if you trust the file.",
-                    path=path,
+                    path=name,
                 )
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -81,9 +106,11 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS_DEFA
     except StyleRTError:
         raise
     except UnidentifiedImageError:
-        raise StyleRTError("is not an image Pillow can read.", "Check the file's format and extension.", path=path) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise StyleRTError(f"could not be decoded: {e}.", "The file is probably truncated or corrupt.", path=path) from None
+        raise NotAnImage("is not an image Pillow can read.", "Check the file's format and extension.", path=name) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageTooLarge(f"could not be decoded: {e}.", "Downscale it first.", path=name) from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise CorruptImage(f"could not be decoded: {e}.", "The file is probably truncated or corrupt.", path=name) from None
 
 
 def center_crop(img: Image.Image, height: int, width: int, downscale: bool = True) -> Image.Image:

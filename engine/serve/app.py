@@ -1,0 +1,304 @@
+"""The HTTP API: a FastAPI app over one Stylizer.
+
+    uvicorn --factory stylert.engine.serve.app:app_from_env      # STYLERT_SERVE_* options
+    app.mount("/style", create_app(Stylizer(ServeConfig(...))))  # inside another ASGI app
+    stylert serve                                                # behind Ray Serve (batched)
+
+Images travel as bytes: the request body is the image (any Content-Type), or a
+multipart/form-data form with an `image` part and an optional `style_image` part; the answer
+to /v1/stylize is the image itself. Options go in the query string (or as form fields).
+Errors are JSON {"error": what happened, "note": what to do} with the status that says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+from dataclasses import fields
+from typing import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import StyleRTError
+from ..frontend import parse_styles
+from .service import FORMATS, HTTPError, Job, Result, ServeConfig, Stylizer
+
+log = logging.getLogger("stylert.serve")
+
+Submit = Callable[[Job], Awaitable[Result]]
+UNLIMITED = ("/healthz", "/readyz", "/metrics", "/v1/info")  # answered even under overload
+
+
+def create_app(stylizer: Stylizer, submit: Submit | None = None) -> FastAPI:
+    """The app. `submit` runs one job and answers its Result; by default each request is one
+    engine call in a worker thread (Ray Serve passes its batcher instead). A stylizer that is
+    not loaded yet is loaded in the background at startup: /healthz answers at once, /readyz
+    once the engine is loaded and warmed up."""
+    cfg = stylizer.cfg
+
+    async def run_one(job: Job) -> Result:
+        return (await asyncio.to_thread(stylizer.run_batch, [job]))[0]
+
+    submit = submit or run_one
+
+    @asynccontextmanager
+    async def lifespan(app):
+        task = None
+        if stylizer.engine is None:
+            task = asyncio.create_task(asyncio.to_thread(stylizer.load))
+            task.add_done_callback(lambda t: t.exception() and log.error("loading the engine failed: %s", t.exception()))
+        yield
+        stylizer.ready = False  # stop advertising readiness; the server drains requests in flight
+        if task is not None and not task.done():
+            await asyncio.wait([task], timeout=5)
+
+    app = FastAPI(title="StyleRT", version="1", lifespan=lifespan,
+                  description="Style transfer: POST an image, get the stylized image back.")
+    in_flight = {"n": 0}
+
+    # ------------------------------------------------------------------ limits, errors, metrics
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        endpoint = _endpoint(request.url.path)
+        limited = endpoint not in UNLIMITED
+        if limited and in_flight["n"] >= cfg.max_in_flight:
+            response = _error(HTTPError(503, f"overloaded: {in_flight['n']} requests in flight on this replica.",
+                                        "Retry after the Retry-After seconds, or scale out (--replicas).",
+                                        {"Retry-After": str(cfg.retry_after_s)}))
+        else:
+            in_flight["n"] += limited
+            stylizer.metrics.in_flight.set(in_flight["n"])
+            t0 = time.monotonic()
+            try:
+                response = await call_next(request)
+            finally:
+                in_flight["n"] -= limited
+                stylizer.metrics.in_flight.set(in_flight["n"])
+            stylizer.metrics.latency.labels(endpoint).observe(time.monotonic() - t0)
+        stylizer.metrics.responses.labels(endpoint, str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(HTTPError)
+    async def on_http_error(request: Request, e: HTTPError):
+        return _error(e)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_routing(request: Request, e: StarletteHTTPException):  # unknown path, wrong method
+        return _error(HTTPError(e.status_code, f"{request.method} {request.url.path}: {e.detail}.",
+                                "See GET /docs for the endpoints.", dict(e.headers or {})))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, e: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        return _error(HTTPError(400, f"bad request: {problems}.", "See GET /docs for the parameters."))
+
+    @app.exception_handler(Exception)
+    async def on_bug(request: Request, e: Exception):
+        log.exception("unexpected error on %s", request.url.path)
+        return _error(HTTPError(500, f"internal error ({type(e).__name__}).", "This is a bug in StyleRT: please report it."))
+
+    def need_ready():
+        if not stylizer.ready:
+            raise HTTPError(503, "the engine is not loaded yet.", "Wait for GET /readyz to answer 200.",
+                            {"Retry-After": str(max(1, cfg.retry_after_s))})
+
+    # ------------------------------------------------------------------ health, metrics, info
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    async def readyz():
+        need_ready()
+        return {"status": "ready"}
+
+    @app.get("/metrics")
+    async def metrics():
+        data, ctype = stylizer.metrics.render()
+        return Response(data, media_type=ctype)
+
+    @app.get("/v1/info")
+    async def info():
+        need_ready()
+        return stylizer.info()
+
+    # ------------------------------------------------------------------ stylize
+    @app.post("/v1/stylize", response_class=Response,
+              responses={200: {"content": {t: {} for t in FORMATS.values()}, "description": "the stylized image"}})
+    async def stylize(request: Request):
+        """Body: the content image (or a multipart form with `image` and optionally
+        `style_image`). Query: style=ID (repeat for several; ID:WEIGHT or weight=... to mix),
+        strength=0..1, format=png|jpeg|webp (else from Accept), quality=1..100."""
+        need_ready()
+        deadline = time.monotonic() + _timeout(request, cfg)
+        params, files = await _read(request, cfg)
+        content = files.get("image")
+        if content is None:
+            raise HTTPError(400, "no content image.", "Send the image as the body, or as the `image` part of a form.")
+        fmt = stylizer.output_format(params.get("format"), request.headers.get("accept"))
+        quality = _int(params.get("quality"), "quality", 1, 100, cfg.quality)
+        try:
+            ids, weights = parse_styles(params.getlist("style"), [_float(w, "weight") for w in params.getlist("weight")] or None)
+        except StyleRTError as e:
+            raise HTTPError(400, e.what, e.note) from None
+        styles = [stylizer.style(i) for i in ids]
+        if "style_image" in files:
+            style_img = await asyncio.to_thread(stylizer.decode, files["style_image"], "style_image")
+            styles.append(await asyncio.to_thread(stylizer.engine.encode_style, style_img))
+            if weights is not None and len(weights) == len(styles) - 1:
+                weights.append(_float(params.get("style_image_weight", "1"), "style_image_weight"))
+        if not styles:
+            raise HTTPError(400, "no style given.", "Pass ?style=ID (ids from GET /v1/styles) or a `style_image` form part.")
+        strength, weights = stylizer.parse_request(params.get("strength"), weights, len(styles))
+        image = await asyncio.to_thread(stylizer.decode, content, "image")
+        job = Job(image, styles, weights, strength, deadline)
+        try:
+            result = await asyncio.wait_for(submit(job), timeout=max(0.0, deadline - time.monotonic()))
+        except (asyncio.TimeoutError, TimeoutError):
+            raise HTTPError(504, "the request's deadline passed before its image was stylized.",
+                            "Retry later or with a longer deadline (X-Timeout-S header); the server may be overloaded.") from None
+        if result.error is not None:
+            raise result.error
+        data = await asyncio.to_thread(stylizer.encode_image, result.image, fmt, quality)
+        return Response(data, media_type=FORMATS[fmt], headers={
+            "X-Batch-Size": str(result.batch_size), "X-Queue-Ms": f"{result.queue_s * 1e3:.1f}",
+            "X-Compute-Ms": f"{result.compute_s * 1e3:.1f}"})
+
+    # ------------------------------------------------------------------ the style bank
+    @app.post("/v1/styles", status_code=201)
+    async def add_style(request: Request):
+        """Body: a style image (or the `image` part of a form); ?name= labels it. Answers the
+        style's id (the same image twice gives the same id: 200 instead of 201)."""
+        need_ready()
+        params, files = await _read(request, cfg)
+        if "image" not in files:
+            raise HTTPError(400, "no style image.", "Send the image as the body, or as the `image` part of a form.")
+        img = await asyncio.to_thread(stylizer.decode, files["image"], "image")
+        desc, created = await asyncio.to_thread(stylizer.add_style, img, params.get("name", ""))
+        return JSONResponse(desc, status_code=201 if created else 200)
+
+    @app.get("/v1/styles")
+    async def list_styles():
+        need_ready()
+        return {"styles": stylizer.bank.list()}
+
+    @app.get("/v1/styles/{sid}")
+    async def get_style(sid: str):
+        need_ready()
+        code = stylizer.style(sid)
+        return {**stylizer.bank.describe(sid), "code": {"mean": code.mean.tolist(), "std": code.std.tolist()}}
+
+    @app.delete("/v1/styles/{sid}", status_code=204)
+    async def delete_style(sid: str):
+        need_ready()
+        stylizer.style(sid)
+        stylizer.bank.delete(sid)
+        return Response(status_code=204)
+
+    return app
+
+
+# ============================================================================= helpers
+def _error(e: HTTPError) -> JSONResponse:
+    return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
+
+
+def _endpoint(path: str) -> str:
+    """A metrics label: the route, with style ids folded into {id}."""
+    if path.startswith("/v1/styles/"):
+        return "/v1/styles/{id}"
+    known = ("/v1/stylize", "/v1/styles", "/v1/info", "/healthz", "/readyz", "/metrics")
+    return path if path in known else "other"
+
+
+def _timeout(request: Request, cfg: ServeConfig) -> float:
+    """The request's deadline in seconds: X-Timeout-S if given (at most the server's), else the server's."""
+    raw = request.headers.get("x-timeout-s")
+    if raw is None:
+        return cfg.timeout_s
+    t = _float(raw, "X-Timeout-S")
+    if not t > 0:
+        raise HTTPError(400, f"X-Timeout-S {raw!r} must be a positive number of seconds.")
+    return min(t, cfg.timeout_s)
+
+
+def _float(raw, name: str) -> float:
+    try:
+        v = float(raw)
+    except (TypeError, ValueError):
+        raise HTTPError(400, f"{name} {raw!r} is not a number.") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise HTTPError(400, f"{name} {raw!r} is not a finite number.")
+    return v
+
+
+def _int(raw, name: str, lo: int, hi: int, default: int) -> int:
+    if raw in (None, ""):
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        raise HTTPError(400, f"{name} {raw!r} is not a whole number.", f"Use {lo}..{hi}.") from None
+    if not lo <= v <= hi:
+        raise HTTPError(400, f"{name} {v} is outside {lo}..{hi}.")
+    return v
+
+
+async def _read(request: Request, cfg: ServeConfig):
+    """(params, files) of a request: the query string (plus a form's text fields) and the image
+    bytes, from the body or from the form's file parts. The body is read up to the size limit
+    and refused (413) beyond it, whatever Content-Length claims."""
+    limit = cfg.max_body_bytes
+    note = f"The limit is {cfg.max_body_mb:g} MiB; downscale or recompress the image."
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPError(413, f"request body is {int(declared)} bytes, over the limit.", note)
+    chunks, n = [], 0
+    async for chunk in request.stream():
+        n += len(chunk)
+        if n > limit:
+            raise HTTPError(413, "request body is over the limit.", note)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    from starlette.datastructures import MultiDict
+
+    params = MultiDict(request.query_params.multi_items())
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("multipart/form-data"):
+        return params, ({"image": body} if body else {})
+
+    async def replay():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=4, max_fields=32)
+    except Exception as e:  # python-multipart's parse errors, Starlette's limits
+        raise HTTPError(400, f"the multipart form could not be parsed: {e}.", "Send a well-formed multipart/form-data body.") from None
+    files, items = {}, list(params.multi_items())
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            if key not in ("image", "style_image"):
+                raise HTTPError(400, f"unexpected file part '{key}'.", "Use `image` and optionally `style_image`.")
+            files[key] = await value.read()
+        else:
+            items.append((key, value))
+    return MultiDict(items), files
+
+
+def app_from_env() -> FastAPI:
+    """For `uvicorn --factory stylert.engine.serve.app:app_from_env`: ServeConfig from
+    STYLERT_SERVE_<FIELD> environment variables (e.g. STYLERT_SERVE_MODEL=out/export)."""
+    kw = {}
+    for f in fields(ServeConfig):
+        raw = os.environ.get(f"STYLERT_SERVE_{f.name.upper()}")
+        if raw is not None:
+            kind = str(f.type)
+            kw[f.name] = int(raw) if "int" in kind else float(raw) if "float" in kind else raw
+    return create_app(Stylizer(ServeConfig(**kw)))

@@ -1,0 +1,92 @@
+"""Ray Serve for real: `stylert serve` and `stylert loadtest` started inside a loopback-only
+network namespace that the test makes (no packet can reach any address but loopback), with
+HOME and Ray's temporary folder inside the test's own folder. Skipped with the reason where
+such a namespace cannot be made or Ray Serve is not installed."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray.serve", reason="Ray Serve is not installed (the serve extra)")
+from stylert.engine.serve import netns  # noqa: E402
+
+pytestmark = pytest.mark.slow
+WHY = netns.why_not()
+
+
+@pytest.fixture
+def ray_home():
+    """HOME and Ray's temporary folder for one test (short: Ray's socket paths must stay
+    under 108 bytes), removed afterwards with everything Ray wrote there."""
+    home = Path(tempfile.mkdtemp(prefix="stylert-ray-", dir="/tmp"))
+    (home / "t").mkdir()
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def _env(home, tmp_path):
+    return netns.ray_env({**os.environ, "HOME": str(home), "RAY_TMPDIR": str(home / "t"),
+                          "STYLERT_CACHE": str(tmp_path / "cache")})
+
+
+@pytest.mark.skipif(WHY is not None, reason=f"no loopback-only network namespace: {WHY}")
+def test_stylert_serve_answers_curl_like_requests_and_drains(tiny_checkpoint, tmp_path, ray_home):
+    script = textwrap.dedent(f"""
+        import io, json, signal, subprocess, sys, time
+        import httpx, numpy as np
+        from PIL import Image
+        from stylert.engine.serve import netns
+        assert netns.loopback_only()
+        def img(seed):
+            b = io.BytesIO(); Image.fromarray((np.random.default_rng(seed).random((40, 56, 3)) * 255).astype(np.uint8)).save(b, "PNG"); return b.getvalue()
+        p = subprocess.Popen([sys.executable, "-m", "stylert.engine.cli", "serve", "--model", {str(tiny_checkpoint)!r},
+                              "--backend", "torch", "--port", "8000", "--styles-dir", {str(tmp_path / "bank")!r}])
+        url = "http://127.0.0.1:8000"
+        t_end = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(url + "/readyz").status_code == 200: break
+            except httpx.HTTPError: pass
+            assert time.monotonic() < t_end and p.poll() is None, "not ready"
+            time.sleep(0.5)
+        sid = httpx.post(url + "/v1/styles?name=x", content=img(1)).json()["id"]
+        r = httpx.post(url + f"/v1/stylize?style={{sid}}&format=webp", content=img(2), timeout=60)
+        out = {{"status": r.status_code, "type": r.headers["content-type"], "size": Image.open(io.BytesIO(r.content)).size,
+               "missing": httpx.post(url + "/v1/stylize?style=0123456789abcdef", content=img(2)).status_code,
+               "info": httpx.get(url + "/v1/info").json()["batching"]["mode"]}}
+        p.send_signal(signal.SIGTERM)
+        out["exit"] = p.wait(timeout=120)
+        print("RESULT " + json.dumps(out))
+    """)
+    r = subprocess.run(netns.command([sys.executable, "-c", script]), env=_env(ray_home, tmp_path), capture_output=True,
+                       text=True, timeout=400)
+    line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
+    assert r.returncode == 0 and line, r.stdout[-3000:] + r.stderr[-3000:]
+    out = json.loads(line[0][7:])
+    assert out == {"status": 200, "type": "image/webp", "size": [56, 40], "missing": 404,
+                   "info": "ray serve @serve.batch", "exit": 0}, out
+    assert list((tmp_path / "bank").glob("*.json")), "the style bank was not persisted"
+
+
+@pytest.mark.skipif(WHY is not None, reason=f"no loopback-only network namespace: {WHY}")
+def test_loadtest_batches_and_overload_answers_only_503(tiny_checkpoint, tmp_path, ray_home):
+    out = tmp_path / "lt.json"
+    cmd = [sys.executable, "-m", "stylert.engine.cli", "loadtest", "--model", str(tiny_checkpoint), "--backend", "torch",
+           "--replicas", "1", "--clients", "8", "--requests", "32", "--size", "64", "--max-batch-size", "4",
+           "--overload-clients", "32", "--overload-requests", "64", "--max-queued", "4", "--json", str(out)]
+    r = subprocess.run(cmd, env=_env(ray_home, tmp_path), capture_output=True, text=True, timeout=400)  # re-runs itself in a namespace
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    load, over = res["phases"]
+    assert load["status"] == {"200": 32} and load["answered"] == load["sent"] == 32
+    assert max(int(k) for k in load["batch_sizes"]) > 1, load["batch_sizes"]  # Ray Serve formed batches
+    assert over["answered"] == over["sent"] == 64 and not over["client_errors"], over
+    assert set(over["status"]) <= {"200", "503"} and "503" in over["status"], over["status"]
+    assert res["offline"]["images_per_s"] > 0 and load["served_over_offline"] > 0
