@@ -121,7 +121,8 @@ def _run_ray(cfg: ServeConfig, a) -> int:
         stop.wait()
     except KeyboardInterrupt:
         pass
-    print("draining and shutting down", flush=True)
+    print("draining: new requests are refused, requests in flight finish (up to 30 s)", flush=True)
+    serve.delete("stylert")  # replicas stop gracefully: they wait for their ongoing requests
     serve.shutdown()
     ray.shutdown()
     return 0

@@ -61,8 +61,19 @@ def test_stylert_serve_answers_curl_like_requests_and_drains(tiny_checkpoint, tm
         out = {{"status": r.status_code, "type": r.headers["content-type"], "size": Image.open(io.BytesIO(r.content)).size,
                "missing": httpx.post(url + "/v1/stylize?style=0123456789abcdef", content=img(2)).status_code,
                "info": httpx.get(url + "/v1/info").json()["batching"]["mode"]}}
+        # a request in flight when SIGTERM comes is answered before the server stops
+        import threading
+        big = io.BytesIO(); Image.fromarray((np.random.default_rng(3).random((2048, 2048, 3)) * 255).astype(np.uint8)).save(big, "BMP")
+        late = {{}}
+        def slow():
+            r = httpx.post(url + f"/v1/stylize?style={{sid}}&format=jpeg", content=big.getvalue(), timeout=120)
+            late.update(status=r.status_code, t=time.monotonic())
+        th = threading.Thread(target=slow); th.start(); time.sleep(0.5)
+        t_term = time.monotonic()
         p.send_signal(signal.SIGTERM)
         out["exit"] = p.wait(timeout=120)
+        th.join()
+        out["in_flight_status"], out["answered_after_sigterm"] = late["status"], late["t"] > t_term
         print("RESULT " + json.dumps(out))
     """)
     r = subprocess.run(netns.command([sys.executable, "-c", script]), env=_env(ray_home, tmp_path), capture_output=True,
@@ -71,7 +82,8 @@ def test_stylert_serve_answers_curl_like_requests_and_drains(tiny_checkpoint, tm
     assert r.returncode == 0 and line, r.stdout[-3000:] + r.stderr[-3000:]
     out = json.loads(line[0][7:])
     assert out == {"status": 200, "type": "image/webp", "size": [56, 40], "missing": 404,
-                   "info": "ray serve @serve.batch", "exit": 0}, out
+                   "info": "ray serve @serve.batch", "exit": 0, "in_flight_status": 200,
+                   "answered_after_sigterm": True}, out
     assert list((tmp_path / "bank").glob("*.json")), "the style bank was not persisted"
 
 
