@@ -46,6 +46,7 @@ from .artifacts import read_export
 from .contract import ModelContract
 from .manifest import ENGINE_MANIFEST_FILE
 from .backends import BACKENDS as REGISTRY
+from .backends.base import RANGE_TOLERANCE
 from .errors import StyleRTError
 from .images import load_image, to_array, to_pil, to_rgb
 from .mixing import StyleCode
@@ -83,6 +84,10 @@ def _array_to_chw(a: np.ndarray, name: str | None) -> np.ndarray:
         f = a.astype(np.float32)
         if not np.all(np.isfinite(f)):
             raise StyleRTError("image array holds NaN or infinite values.", "Pass finite values in [0, 1].", path=name)
+        lo, hi = float(f.min()), float(f.max())
+        if lo < -RANGE_TOLERANCE or hi > 1.0 + RANGE_TOLERANCE:
+            raise StyleRTError(f"float image array values span [{lo:.4g}, {hi:.4g}], outside [0, 1].",
+                               "Float arrays are read as [0, 1]: divide 8-bit values by 255 (or pass uint8).", path=name)
         f = np.clip(f, 0.0, 1.0)
     else:
         raise StyleRTError(f"image array has dtype {a.dtype}.", "Use uint8, uint16, or float in [0, 1].", path=name)
@@ -139,8 +144,8 @@ def _kind_of(img: Any) -> str:
     return "pil"
 
 
-def _name_of(img: Any, i: int) -> str:
-    return os.fspath(img) if isinstance(img, (str, os.PathLike)) else f"input #{i}"
+def _name_of(img: Any, i: int, kind: str = "input") -> str:
+    return os.fspath(img) if isinstance(img, (str, os.PathLike)) else f"{kind} #{i}"
 
 
 # ============================================================================= the engine
@@ -194,6 +199,8 @@ class Engine:
         """fn over slices of at most batch_size of every array; outputs concatenated (one
         array or a tuple of arrays, as fn returns)."""
         bs = self.batch_size
+        if len(arrays[0]) == 0:
+            raise StyleRTError("empty batch (0 images).", "Pass at least one image.")
         parts = [fn(*(a[i:i + bs] for a in arrays)) for i in range(0, len(arrays[0]), bs)]
         if isinstance(parts[0], tuple):
             return tuple(p[0] if len(parts) == 1 else np.concatenate(p) for p in zip(*parts))
@@ -203,7 +210,7 @@ class Engine:
         """Batch (N, 3, H, W) float32 in [0, 1], H and W multiples of 8 -> (latent
         (N, C, H/8, W/8), style code (N, 2K)). Batched by the engine's batch size, tiled above
         `tile` (the code then comes from a copy scaled down to one tile)."""
-        x = np.asarray(x, np.float32)
+        x = _as_float_array(x, "image batch")
         if x.ndim == 4 and max(x.shape[2:]) > self.tile:
             d, c = self.contract.downsample, self.contract.latent_channels
             z = self._batched(lambda b: run_tiled(lambda t: self.runner.encode(t)[0], b, self.tile, self.overlap, 1, d, c), x)
@@ -220,8 +227,9 @@ class Engine:
     def decode(self, z: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
         """Latent (N, C, h, w) and style offset (N, 2K) -> batch (N, 3, 8h, 8w) float32 in
         [0, 1]. No offset: the reconstruction."""
-        z = np.asarray(z, np.float32)
-        code = np.zeros(self.contract.style_shape(len(z)), np.float32) if offset is None else np.asarray(offset, np.float32)
+        z = _as_float_array(z, "latent")
+        code = (np.zeros(self.contract.style_shape(len(z)), np.float32) if offset is None
+                else _as_float_array(offset, "style offset"))
         d = self.contract.downsample
         if z.ndim == 4 and max(z.shape[2:]) * d > self.tile:
             return self._batched(lambda b, s: run_tiled(lambda t: self.runner.decode(t, s), b, self.tile // d,
@@ -236,6 +244,9 @@ class Engine:
         the host."""
         codes = [style] if isinstance(style, StyleCode) else list(style)
         self.check_codes(codes)
+        z, code = _as_float_array(z, "latent"), _as_float_array(code, "content codes")
+        if not (np.all(np.isfinite(z)) and np.all(np.isfinite(code))):
+            raise StyleRTError("latent or content codes hold NaN or infinite values.", "Pass the outputs of Engine.encode.")
         coverage = None if masks is None else [
             np.broadcast_to(np.asarray(m, np.float32).reshape(-1, np.shape(m)[-2] * np.shape(m)[-1]).mean(1), (len(z),))
             for m in masks]
@@ -245,8 +256,8 @@ class Engine:
     def stylize_batch(self, x: np.ndarray, style: StyleCode, strength: float = 1.0) -> np.ndarray:
         """Fused encode -> mix -> decode of a padded batch (the device path on GPUs)."""
         self.check_codes([style])
-        x = np.asarray(x, np.float32)
-        if max(x.shape[2:]) > self.tile:
+        x = _as_float_array(x, "image batch")
+        if x.ndim == 4 and max(x.shape[2:]) > self.tile:
             return self.decode(*self.mix(*self.encode(x), style, strength=strength))
         return self._batched(lambda b: self.runner.stylize_batch(b, style.vector, strength), x)
 
@@ -264,6 +275,9 @@ class Engine:
     def check_codes(self, codes: Sequence[StyleCode]) -> None:
         """Raise StyleRTError when a StyleCode was not made by this model (size or sha256)."""
         for c in codes:
+            if not isinstance(c, StyleCode):
+                raise StyleRTError(f"a style is a {type(c).__name__}, not a StyleCode.",
+                                   "Make one with Engine.encode_style(image) or StyleCode.from_json(text).")
             if 2 * c.channels != self.contract.style_size:
                 raise StyleRTError(f"StyleCode has {c.channels} channels, this model's codes have {self.contract.style_size // 2}.",
                                    "Re-encode the style with this engine (encode_style).")
@@ -291,10 +305,11 @@ class Engine:
         if preserve_color and any(isinstance(s, StyleCode) for s in styles):
             raise StyleRTError("preserve_color needs the style images, not StyleCodes.",
                                "Pass the style image(s); colour preservation recolours them per content.")
-        style_arrays = [None if isinstance(s, StyleCode) else self._fit(as_array(s, _name_of(s, i))) for i, s in enumerate(styles)]
+        style_arrays = [None if isinstance(s, StyleCode) else self._fit(as_array(s, _name_of(s, i, "style")))
+                        for i, s in enumerate(styles)]
         codes = None
         if not preserve_color:
-            codes = [s if isinstance(s, StyleCode) else self._code_of(a, _name_of(s, i))
+            codes = [s if isinstance(s, StyleCode) else self._code_of(a, _name_of(s, i, "style"))
                      for i, (s, a) in enumerate(zip(styles, style_arrays))]
             self.check_codes(codes)
         mask_arrays = None if masks is None else [as_mask(m, f"mask #{i}") for i, m in enumerate(masks)]
@@ -311,7 +326,8 @@ class Engine:
             fitted = [self._fit(a) for a in orig]
             x, sizes = preprocess(fitted, self.contract.downsample)
             if preserve_color:
-                codes = [self._code_of(mixing.coral(sa, fitted[0]), _name_of(styles[k], k)) for k, sa in enumerate(style_arrays)]
+                codes = [self._code_of(mixing.coral(sa, fitted[0]), _name_of(styles[k], k, "style"))
+                         for k, sa in enumerate(style_arrays)]
             if mask_arrays is None:
                 y = self.stylize_batch(x, mixing.combine(codes, w), strength)
             else:
@@ -366,6 +382,15 @@ def _resize_mask(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return m
     im = Image.fromarray(m.astype(np.float32), "F").resize((size[1], size[0]), Image.BILINEAR)
     return np.clip(np.asarray(im, np.float32), 0.0, 1.0)
+
+
+def _as_float_array(a: Any, what: str) -> np.ndarray:
+    """A NumPy float32 array of `a`, or a StyleRTError that says what it was instead."""
+    try:
+        return np.asarray(a, np.float32)
+    except (TypeError, ValueError):
+        raise StyleRTError(f"{what} is a {type(a).__name__} that is not an array of numbers.",
+                           "Pass a NumPy float32 array.") from None
 
 
 def _resize_array(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:

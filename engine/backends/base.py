@@ -147,6 +147,7 @@ class Runner:
         if not np.issubdtype(x.dtype, np.floating):
             raise StyleRTError(f"image batch has dtype {x.dtype}.", "Expected float32 in [0, 1] (use Engine.preprocess).")
         self._check_batch(x.shape[0])
+        _check_values(x, "image batch", 0.0, 1.0, "Scale images to [0, 1] (uint8 / 255); Engine.stylize does.")
         if self.side_range is not None:
             lo, hi = self.side_range
             if not (lo <= x.shape[2] <= hi and lo <= x.shape[3] <= hi):
@@ -160,6 +161,7 @@ class Runner:
             raise StyleRTError(f"latent has shape {z.shape}.",
                                f"Expected (N, {self.contract.latent_channels}, h, w) from this model's encoder.")
         self._check_batch(z.shape[0])
+        _check_values(z, "latent", None, None, "Pass latents from this model's encoder (Engine.encode / Engine.mix).")
         if self.side_range is not None:
             lo, hi = (v // self.contract.downsample for v in self.side_range)
             if not (lo <= z.shape[2] <= hi and lo <= z.shape[3] <= hi):
@@ -181,6 +183,17 @@ class Runner:
         # An invariant of the backend, not a user mistake: a wrong shape is a bug.
         assert tuple(y.shape) == tuple(shape), f"{self.name}.{what} returned {y.shape}, expected {tuple(shape)}"
         return y.astype(np.float32, copy=False)
+
+
+RANGE_TOLERANCE = 1e-3  # resampling may overshoot [0, 1] by a hair; anything beyond is a mistake
+
+
+def _check_values(a: np.ndarray, what: str, lo: float | None, hi: float | None, note: str) -> None:
+    """Refuse NaN or infinite values, and values outside [lo, hi] (a wrong scale, e.g. 0..255)."""
+    if not np.all(np.isfinite(a)):
+        raise StyleRTError(f"{what} holds NaN or infinite values.", note)
+    if lo is not None and (a.min() < lo - RANGE_TOLERANCE or a.max() > hi + RANGE_TOLERANCE):
+        raise StyleRTError(f"{what} values span [{a.min():.4g}, {a.max():.4g}], outside [{lo:g}, {hi:g}].", note)
 
 
 def _nhw(x: np.ndarray) -> tuple[int, int, int]:

@@ -166,3 +166,49 @@ def test_a_manifest_cannot_point_outside_its_folder_or_lie_about_types(tiny_expo
     (folder / name).write_text(json.dumps(m))
     with pytest.raises(StyleRTError, match="not a valid (export|engine) manifest"):
         Engine.load(folder)
+
+
+# ----------------------------------------------------------------------------- the Python API
+@pytest.fixture(scope="module")
+def api(tiny_export):
+    from stylert.engine import Engine
+
+    eng = Engine.load(tiny_export)
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 3, 32, 32)).astype(np.float32)
+    z, code = eng.encode(x)
+    return eng, eng.encode_style(rng.random((32, 32, 3)).astype(np.float32)), x, z, code
+
+
+API_CASES = {
+    "encode NaN": (lambda e, st, x, z, c: e.encode(np.full_like(x, np.nan)), "NaN"),
+    "encode 0..255 floats": (lambda e, st, x, z, c: e.encode(x * 255), "outside [0, 1]"),
+    "encode empty batch": (lambda e, st, x, z, c: e.encode(x[:0]), "empty batch"),
+    "encode a string": (lambda e, st, x, z, c: e.encode("photo.jpg"), "not an array"),
+    "encode 3-D": (lambda e, st, x, z, c: e.encode(x[0]), "shape"),
+    "encode size not a multiple of 8": (lambda e, st, x, z, c: e.encode(x[:, :, :30, :30]), "multiple of 8"),
+    "decode NaN latent": (lambda e, st, x, z, c: e.decode(np.full_like(z, np.nan)), "NaN"),
+    "decode infinite offset": (lambda e, st, x, z, c: e.decode(z, np.full_like(c, np.inf)), "non-finite"),
+    "decode wrong channels": (lambda e, st, x, z, c: e.decode(z[:, :3]), "latent has shape"),
+    "decode empty batch": (lambda e, st, x, z, c: e.decode(z[:0]), "empty batch"),
+    "mix NaN latent": (lambda e, st, x, z, c: e.mix(np.full_like(z, np.nan), c, st), "NaN"),
+    "mix a path as style": (lambda e, st, x, z, c: e.mix(z, c, "style.jpg"), "not a StyleCode"),
+    "mix NaN strength": (lambda e, st, x, z, c: e.mix(z, c, st, strength=float("nan")), "strength"),
+    "stylize_batch NaN": (lambda e, st, x, z, c: e.stylize_batch(np.full_like(x, np.nan), st), "NaN"),
+    "stylize_batch empty": (lambda e, st, x, z, c: e.stylize_batch(x[:0], st), "empty batch"),
+    "stylize_batch a path as style": (lambda e, st, x, z, c: e.stylize_batch(x, "style.jpg"), "not a StyleCode"),
+    "stylize float 0..255 image": (lambda e, st, x, z, c: e.stylize(x[0].transpose(1, 2, 0) * 255, st), "divide"),
+    "stylize None": (lambda e, st, x, z, c: e.stylize(None, st), "unsupported image type"),
+    "stylize None as style": (lambda e, st, x, z, c: e.stylize(x[0].transpose(1, 2, 0), None), "style #0"),
+    "stylize NaN weight": (lambda e, st, x, z, c: e.stylize(x[0].transpose(1, 2, 0), [st, st], weights=[float("nan"), 1]), "weights"),
+    "encode_style of nothing": (lambda e, st, x, z, c: e.encode_style([]), "no style"),
+}
+
+
+@pytest.mark.parametrize("case", list(API_CASES))
+def test_api_arguments_are_checked_at_every_stage(api, case):
+    call, words = API_CASES[case]
+    with pytest.raises(StyleRTError) as e:
+        call(*api)
+    assert words in str(e.value), str(e.value)
+    assert "\nNote:" in str(e.value) or case in ("mix NaN strength",), str(e.value)
