@@ -148,7 +148,14 @@ def export_onnx(out_dir: str | Path, checkpoint: str | Path | None = None, verif
 
     Files are written to a temporary folder beside OUT_DIR and moved in only after the
     verification passed, so a failed export leaves nothing behind."""
+    import onnx
+
     t0 = time.time()
+    newest = onnx.defs.onnx_opset_version()
+    if not (OPSET <= opset <= newest):
+        # the dynamo exporter writes opset 18 or newer: an older request would be ignored
+        raise StyleRTError(f"opset {opset} cannot be exported: the exporter writes opsets {OPSET}..{newest}.",
+                           f"Use --opset between {OPSET} and {newest} (default {OPSET}: TensorRT 10.8+ and ONNX Runtime 1.17+ run it).")
     ckpt = Path(checkpoint) if checkpoint is not None else DEFAULT_MODEL_DIR
     vae, sha = load_model(ckpt)
     if vae.decoder.style is None:

@@ -97,6 +97,13 @@ def test_calibration_too_small_to_judge_is_refused(tiny_export, tmp_path, capsys
     assert "--calib-size 7" in capsys.readouterr().err and not (tmp_path / "e").exists()
 
 
+@pytest.mark.parametrize("opset", ["5", "17", "999"])
+def test_an_opset_the_exporter_cannot_write_is_refused(tiny_checkpoint, tmp_path, capsys, opset):
+    # the exporter would silently write opset 18 for an older request, and a manifest that lies
+    assert main(["export-onnx", "--checkpoint", str(tiny_checkpoint), "--opset", opset, "--out", str(tmp_path / "x")]) == 2
+    assert f"opset {opset} cannot be exported" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
 def test_a_swapped_onnx_file_in_an_export_does_not_run(tiny_export, tmp_path):
     from stylert.engine.runtime import Engine
 
