@@ -51,7 +51,8 @@ def add_parser(sub) -> None:
     p.add_argument("--backend", choices=["auto", *BACKENDS], default="auto")
     p.add_argument("--precision", choices=list(PRECISIONS), help="default: the model folder's own")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--threads", type=int, help="CPU threads per replica's backend")
+    p.add_argument("--threads", type=int, help="CPU threads per replica's backend (default: the cores divided among "
+                   "the replicas on a local Ray; the backend's own default on a cluster)")
     defaults = ServeConfig()
     for f in fields(ServeConfig):
         if f.name in ("model", "backend", "precision", "device", "threads"):
@@ -78,9 +79,12 @@ def config_of(a) -> ServeConfig:
 def run(a) -> int:
     from ..errors import StyleRTError
 
-    cfg = config_of(a)
     if a.replicas != "auto" and not (a.replicas.isdigit() and int(a.replicas) >= 1):
         raise StyleRTError(f"--replicas {a.replicas!r} is not a positive count or 'auto'.", "Use e.g. --replicas 2.")
+    if a.threads is None and not a.address and a.replicas.isdigit() and a.gpus_per_replica == 0:
+        # replicas on one machine share its cores: without this each backend would use them all
+        a.threads = max(1, (os.cpu_count() or 1) // int(a.replicas))
+    cfg = config_of(a)
     print("config:", {**asdict(cfg), "host": a.host, "port": a.port, "replicas": a.replicas,
                       "address": a.address or "local Ray", "ray": not a.no_ray}, flush=True)
     if a.no_ray:
