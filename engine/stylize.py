@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .backends import BACKENDS
 from .precisions import PRECISIONS
+from .runtime import MARGIN
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
 
@@ -57,6 +58,8 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for the backend")
     p.add_argument("--tile", type=int, default=1024, help="images with a side above this run in tiles (default: %(default)s)")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (default: %(default)s)")
+    p.add_argument("--margin", type=int, default=MARGIN,
+                   help="mirrored border stylized and cropped off, so the decoder paints no frame (default: %(default)s)")
     p.add_argument("--max-side", type=int, help="downscale larger images to this side before stylizing (output keeps the input size)")
     p.add_argument("--max-pixels", type=int, default=89_478_485, help="refuse larger images (decompression bombs; default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -78,6 +81,8 @@ def check_options(a) -> None:
         bad("--strength", a.strength, "0 keeps the content, 1 is the full style: pass a number in [0, 1].")
     if a.max_side is not None and a.max_side < 8:
         bad("--max-side", a.max_side, "It is the longest side images are scaled to: at least 8 pixels (e.g. 1024).")
+    if not 0 <= a.margin <= 256:
+        bad("--margin", a.margin, f"A margin is 0..256 pixels (default {MARGIN}; 0 turns it off).")
     if a.overlap < 0:
         bad("--overlap", a.overlap, "Tiles overlap by a number of pixels >= 0 (default 64).")
     if a.tile < 16 or a.tile <= 2 * a.overlap:
@@ -167,7 +172,7 @@ def run(a) -> int:
         raise StyleRTError(f"cannot create the output folder: {e.strerror}.", "Choose a writable --out.", path=out) from None
     model = model_folder(a.model, a.backend)
     eng = Engine.load(model, backend=a.backend, precision=a.precision, device=a.device, threads=a.threads,
-                      tile=a.tile, overlap=a.overlap, max_side=a.max_side)
+                      tile=a.tile, overlap=a.overlap, max_side=a.max_side, margin=a.margin)
     print(f"model {model}: {eng.info['backend']} {eng.info['precision']} on {eng.info['device']} ({eng.info['reason']})")
     print(f"config: {len(contents)} content image(s), styles {style_paths} weights {weights}, strength {a.strength}, "
           f"masks {a.mask}, preserve_color {a.preserve_color}, tile {eng.tile}/{eng.overlap}, max_side {a.max_side}, "

@@ -64,6 +64,26 @@ def test_strength_zero_is_reconstruction(eng, rng):
     np.testing.assert_allclose(eng.stylize_batch(x, code, 0.0), eng.decode(eng.encode(x)[0]), atol=1e-6)
 
 
+def test_margin_is_a_mirrored_border_cropped_off(tiny_export, rng):
+    from stylert.engine import Engine
+    from stylert.engine.errors import StyleRTError
+
+    x = rng.random((40, 56, 3), dtype=np.float32)
+    with Engine.load(tiny_export, margin=16) as e16:
+        code = e16.encode_style(rng.random((32, 32, 3)).astype(np.float32))
+        padded = np.pad(x.transpose(2, 0, 1), ((0, 0), (16, 16), (16, 16)), mode="reflect")[None]
+        want = e16.stylize_batch(padded, code)[0, :, 16:56, 16:72].transpose(1, 2, 0)
+        np.testing.assert_allclose(e16.stylize(x, code), want, atol=1e-6)
+    with Engine.load(tiny_export, margin=0) as e0:
+        assert not np.allclose(e0.stylize(x, code), want, atol=1e-3)  # the border differs without it
+        one = rng.random((1, 1, 3), dtype=np.float32)
+        assert e0.stylize(one, code).shape == (1, 1, 3)
+    with Engine.load(tiny_export, margin=32) as e32:
+        assert e32.stylize(rng.random((1, 1, 3), dtype=np.float32), code).shape == (1, 1, 3)  # edge-padded
+    with pytest.raises(StyleRTError, match="margin"):
+        Engine.load(tiny_export, margin=-8)
+
+
 def test_lists_of_mixed_sizes_are_batched(eng, rng):
     imgs = [(rng.random((s, s + 8, 3)) * 255).astype(np.uint8) for s in (32, 40, 32, 32, 32, 40)]
     code = eng.encode_style(rng.random((32, 32, 3)).astype(np.float32))
