@@ -9,6 +9,7 @@ decoder D(t, s - c) is trained on
             + ||F7(D) - F7(x_c)||^2 / |F7(x_c)|^2   a deeper loss-network layer keeps edges
     style:    sum over loss-network taps l of the relative error of the per-channel mean and
               std of F_l(D) against F_l(x_s)   (AdaIN's style loss)
+            + optionally the relative error of their Gram matrices (--gram-weight)
 
 D's body is the frozen reconstruction decoder; only its style head and adapters learn, and
 they are silent for a zero offset (export/model.py), so strength 0 gives back exactly the
@@ -82,6 +83,18 @@ def style_loss(fy: dict, fs: dict) -> torch.Tensor:
     return total / len(STYLE_TAPS)
 
 
+def gram_loss(fy: dict, fs: dict) -> torch.Tensor:
+    """Mean over taps of ||G(F_l(y)) - G(F_l(x_s))||^2 / ||G(F_l(x_s))||^2, G the channel Gram
+    matrix (B,). Means and stds say how strong each feature is; Grams also say which features
+    occur together: the patterns per-image optimization paints (the note's probe 4)."""
+    total = 0.0
+    for t in STYLE_TAPS:
+        a, b = fy[t].float().flatten(2), fs[t].float().flatten(2)
+        ga, gb = a @ a.transpose(1, 2) / a.shape[2], b @ b.transpose(1, 2) / b.shape[2]
+        total = total + (ga - gb).pow(2).flatten(1).sum(1) / (gb.pow(2).flatten(1).sum(1) + 1e-6)
+    return total / len(STYLE_TAPS)
+
+
 def content_loss(vae: VAE, fy: dict, fc: dict, y, t) -> tuple[torch.Tensor, torch.Tensor]:
     """(latent term, loss-network term), each (B,) and relative to the target's magnitude."""
     lat = (vae.encoder.posterior_mean(y).float() - t).pow(2).flatten(1).mean(1) / (t.var(dim=(1, 2, 3)) + 1e-6)
@@ -118,4 +131,9 @@ def style_step(vae: VAE, lossnet: LossNet, xc, xs, w: dict) -> tuple[torch.Tenso
     lat, feat = content_loss(vae, fy, fc, y, t)
     lat, feat = lat.mean(), feat.mean()
     loss = w["style"] * ls + w["content_latent"] * lat + w["content_feat"] * feat
-    return loss, {"style": ls.item(), "c_lat": lat.item(), "c_feat": feat.item()}
+    parts = {"style": ls.item(), "c_lat": lat.item(), "c_feat": feat.item()}
+    if w.get("gram"):
+        lg = gram_loss(fy, fs).mean()
+        loss = loss + w["gram"] * lg
+        parts["gram"] = lg.item()
+    return loss, parts

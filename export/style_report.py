@@ -126,9 +126,14 @@ def previous_model(vae, c, s):
 
 
 def new_model(vae, c, s):
-    zc, cc = vae.encoder.encode_with_style(c)
+    """The style decoder as the runtime runs it: with Engine.stylize's mirrored margin."""
+    from stylert.engine.runtime import MARGIN as m
+
+    cp = torch.nn.functional.pad(c, (m, m, m, m), mode="reflect")
+    zc, cc = vae.encoder.encode_with_style(cp)
     _, cs = vae.encoder.encode_with_style(s)
-    return vae.decoder.image(adain_torch(zc, cs, vae.cfg.latent_channels), cs - cc)
+    y = vae.decoder.image(adain_torch(zc, cs, vae.cfg.latent_channels), cs - cc)
+    return y[:, :, m:y.shape[2] - m, m:y.shape[3] - m]
 
 
 def optimize(net: LossNet, c, s, steps: int, style_weight: float = 1e3, lr: float = 0.02):

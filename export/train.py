@@ -55,6 +55,7 @@ class TrainConfig:
     style_weight: float = 10.0  # style loss (relative mean/std error at 6 loss-network taps)
     content_weight: float = 1.0  # content loss in the VAE's latent, relative to var(t)
     feature_weight: float = 1.0  # content loss at loss-network block 7, relative
+    gram_weight: float = 0.0  # style loss on Gram matrices at the same taps, relative
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
@@ -234,7 +235,8 @@ def _style_loss(model: VAE, lossnet, pool: ImagePool, style_pool: ImagePool, rng
 
     xc = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True).to(device).contiguous(memory_format=torch.channels_last)
     xs = style_pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True).to(device).contiguous(memory_format=torch.channels_last)
-    w = {"style": cfg.style_weight, "content_latent": cfg.content_weight, "content_feat": cfg.feature_weight}
+    w = {"style": cfg.style_weight, "content_latent": cfg.content_weight, "content_feat": cfg.feature_weight,
+         "gram": cfg.gram_weight}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         return style_step(model, lossnet, xc, xs, w)
 

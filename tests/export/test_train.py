@@ -130,3 +130,27 @@ def test_init_refuses_a_model_of_another_depth(tiny_checkpoint):
     deeper = VAE(VAEConfig(**{**TINY, "dec_blocks": (1, 1, 1, 1)}))
     with pytest.raises(StyleRTError, match="layers differ"):
         init_from(deeper, tiny_checkpoint)
+
+
+def test_style_stage_trains_only_the_style_parts(tmp_path, tiny_checkpoint):
+    pytest.importorskip("efficientnet_lite_pytorch", reason="the style extra (loss network) is not installed")
+    import torch
+
+    from stylert.export.checkpoint import load_model
+    from stylert.export.style import gram_loss
+    from stylert.export.train import STYLE_PARTS
+
+    data = _images(tmp_path / "data")
+    styles = _images(tmp_path / "styles", n=3, size=(48, 48))
+    cfg = _cfg(tmp_path, data, stage="style", init=str(tiny_checkpoint), styles=[str(styles)], steps=4,
+               checkpoint_every=2, batch=2, gram_weight=5.0)
+    train(cfg, progress=False)
+    hist = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["history"]
+    assert all("gram" in h and h["gram"] > 0 for h in hist), hist
+    before, after = load_model(tiny_checkpoint)[0].state_dict(), load_model(tmp_path / "run" / "final")[0].state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(STYLE_PARTS) for k in changed), sorted(changed)[:5]
+    f = {t: torch.rand(2, 4, 6, 6) for t in ("stem", 0, 2, 4, 7, 10)}
+    assert torch.allclose(gram_loss(f, f), torch.zeros(2))
+    g = {t: v.flip(1) * 2 for t, v in f.items()}
+    assert (gram_loss(g, f) > 0).all()
