@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         **_fmt(
             """
             StyleRT: style transfer with a convolutional VAE on an optimized inference engine.
-            The pipeline: train -> export-onnx -> build-engine -> stylize -> bench.
+            The pipeline: train -> export-onnx -> build-engine -> stylize / serve -> bench.
             Run `stylert VERB --help` for each verb's options and an example.
             """,
             """
@@ -256,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
             stylert build-engine out/export --int8        # INT8 artifact + accuracy report
             stylert stylize photos/ --style painting.jpg --out stylized/
             stylert bench --batch 16
+            stylert serve --port 8000                     # HTTP on Ray Serve: POST /v1/stylize
             """,
         ),
     )
