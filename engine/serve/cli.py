@@ -84,6 +84,11 @@ def run(a) -> int:
     if a.threads is None and not a.address and a.replicas.isdigit() and a.gpus_per_replica == 0:
         # replicas on one machine share its cores: without this each backend would use them all
         a.threads = max(1, (os.cpu_count() or 1) // int(a.replicas))
+    from ..frontend import model_folder
+
+    # resolved once here (the shipped model is exported into the cache at most once), not by
+    # every replica at the same moment; on a cluster the folder must be on shared storage
+    a.model = str(model_folder(a.model, a.backend))
     cfg = config_of(a)
     print("config:", {**asdict(cfg), "host": a.host, "port": a.port, "replicas": a.replicas,
                       "address": a.address or "local Ray", "ray": not a.no_ray}, flush=True)
