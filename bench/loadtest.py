@@ -87,9 +87,11 @@ def run(a) -> int:
 def _images(size: int) -> tuple[list[bytes], bytes]:
     """Content JPEGs of size x size from the shipped calibration photographs, and a style image
     (the sample texture when scikit-image is installed, else a calibration photograph)."""
-    from PIL import Image
-
-    from stylert.engine.artifacts import SAMPLE_STYLE, SHIPPED_CALIB_DIR, sample_photo_dir
+    from stylert.engine.artifacts import (
+        SAMPLE_STYLE,
+        SHIPPED_CALIB_DIR,
+        sample_photo_dir,
+    )
     from stylert.engine.images import center_crop, list_images, load_image
 
     files = list_images(SHIPPED_CALIB_DIR)[:8]
@@ -109,7 +111,6 @@ def offline_throughput(a, contents: list[bytes], style: bytes) -> dict:
     """Images/s of Engine.stylize_batch on the same engine, batch and size: what the service
     would do with no HTTP, no decoding and no batching wait."""
     from PIL import Image
-
     from stylert.engine.frontend import model_folder
     from stylert.engine.images import to_array
     from stylert.engine.runtime import Engine
@@ -192,7 +193,6 @@ def measure(a) -> dict:
     import httpx
     import ray
     from ray import serve
-
     from stylert.engine.serve.ray_app import build
     from stylert.engine.serve.service import ServeConfig
 

@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 
 from PIL import Image
-
 from stylert.engine.artifacts import sample_photo_dir
 from stylert.engine.frontend import model_folder
 from stylert.engine.runtime import Engine

@@ -145,8 +145,8 @@ def run(a) -> int:
     from PIL import Image
 
     from .errors import StyleRTError
-    from .images import load_image, save_image
     from .frontend import model_folder, parse_styles, read_style
+    from .images import load_image, save_image
     from .mixing import StyleCode
     from .runtime import Engine
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import fields
-from typing import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -234,7 +235,7 @@ def _float(raw, name: str) -> float:
         v = float(raw)
     except (TypeError, ValueError):
         raise HTTPError(400, f"{name} {raw!r} is not a number.") from None
-    if v != v or v in (float("inf"), float("-inf")):
+    if not math.isfinite(v):
         raise HTTPError(400, f"{name} {raw!r} is not a finite number.")
     return v
 

@@ -13,8 +13,8 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 from ..errors import StyleRTError
 from ..images import CorruptImage, ImageTooLarge, NotAnImage, load_image_bytes
@@ -191,7 +191,7 @@ class Stylizer:
             check_strength(s)
             if math.isnan(s):
                 raise StyleRTError("strength is NaN.")
-        except (ValueError, StyleRTError) as e:
+        except (ValueError, StyleRTError):
             raise HTTPError(400, f"strength {strength!r} is not a number in [0, 1].", "0 keeps the content, 1 is full style.") from None
         if not weights:
             return s, None

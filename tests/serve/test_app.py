@@ -11,11 +11,11 @@ from PIL import Image
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
+from stylert.engine.serve.app import create_app
+from stylert.engine.serve.service import HTTPError, Result, ServeConfig, Stylizer
 
-from stylert.engine.serve.app import create_app  # noqa: E402
-from stylert.engine.serve.service import HTTPError, Result, ServeConfig, Stylizer  # noqa: E402
-from tests.engine.test_inputs import _png_claiming  # noqa: E402
+from tests.engine.test_inputs import _png_claiming
 
 
 def _image_bytes(h=37, w=53, seed=0, fmt="PNG", tint=None) -> bytes:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("ray.serve", reason="Ray Serve is not installed (the serve extra)")
-from stylert.engine.serve import netns  # noqa: E402
+from stylert.engine.serve import netns
 
 pytestmark = pytest.mark.slow
 WHY = netns.why_not()
