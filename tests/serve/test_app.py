@@ -97,6 +97,17 @@ def test_stylize_answers_the_image_at_input_size_in_the_asked_format(client, sid
         assert Image.open(io.BytesIO(r.content)).size == (53, 37)
 
 
+def test_large_uploads_are_stylized_at_max_side_and_answered_at_their_size(tiny_checkpoint, tmp_path):
+    st = Stylizer(ServeConfig(model=str(tiny_checkpoint), backend="torch", styles_dir=str(tmp_path), max_side=64))
+    st.load(log_fn=lambda *a: None)
+    img = st.decode(_image_bytes(150, 300), "image")
+    assert img.size == (64, 32) and img.info["size"] == (300, 150)  # no float copy at full size
+    with TestClient(create_app(st), raise_server_exceptions=False) as c:
+        sid = c.post("/v1/styles", content=_image_bytes(64, 64, seed=9)).json()["id"]
+        r = c.post(f"/v1/stylize?style={sid}", content=_image_bytes(150, 300))
+    assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (300, 150)
+
+
 def test_stylize_matches_the_runtime(client, loaded, sid):
     raw = _image_bytes(40, 48, seed=3)
     for strength in (0.0, 0.5, 1.0):
