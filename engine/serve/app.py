@@ -38,16 +38,15 @@ UNLIMITED = ("/healthz", "/readyz", "/metrics", "/v1/info")  # answered even und
 
 
 def create_app(stylizer: Stylizer, submit: Submit | None = None) -> FastAPI:
-    """The app. `submit` runs one job and answers its Result; by default each request is one
-    engine call in a worker thread (Ray Serve passes its batcher instead). A stylizer that is
+    """The app. `submit` runs one job and answers its Result; by default an in-process
+    MicroBatcher (Ray Serve passes its own batcher instead). A stylizer that is
     not loaded yet is loaded in the background at startup: /healthz answers at once, /readyz
     once the engine is loaded and warmed up."""
     cfg = stylizer.cfg
 
-    async def run_one(job: Job) -> Result:
-        return (await asyncio.to_thread(stylizer.run_batch, [job]))[0]
-
-    submit = submit or run_one
+    if submit is None:
+        submit = MicroBatcher(stylizer.run_batch, cfg.max_batch_size, cfg.batch_wait_ms / 1e3)
+        stylizer.batching = "in-process micro-batcher (no Ray)"
 
     @asynccontextmanager
     async def lifespan(app):
@@ -204,6 +203,46 @@ def create_app(stylizer: Stylizer, submit: Submit | None = None) -> FastAPI:
         return Response(status_code=204)
 
     return app
+
+
+# ============================================================================= batching without Ray
+class MicroBatcher:
+    """Batches for the app when it runs without Ray (uvicorn, mounted in another app), with
+    Ray Serve's policy: up to max_batch jobs, waiting at most wait_s after the first. One
+    batch runs at a time, in a worker thread (the engine uses the cores itself). A job whose
+    request gave up (deadline) is still in its batch, and its answer is dropped."""
+
+    def __init__(self, run: Callable[[list[Job]], list[Result]], max_batch: int, wait_s: float):
+        self.run, self.max_batch, self.wait_s = run, max_batch, wait_s
+        self.queue: asyncio.Queue | None = None
+        self.task: asyncio.Task | None = None
+
+    async def __call__(self, job: Job) -> Result:
+        loop = asyncio.get_running_loop()
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
+            self.queue = asyncio.Queue()
+            self.task = loop.create_task(self._serve(self.queue))
+        future = loop.create_future()
+        await self.queue.put((job, future))
+        return await future
+
+    async def _serve(self, queue: asyncio.Queue) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await queue.get()]
+            until = loop.time() + self.wait_s
+            while len(batch) < self.max_batch and (left := until - loop.time()) > 0:
+                try:
+                    batch.append(await asyncio.wait_for(queue.get(), left))
+                except (asyncio.TimeoutError, TimeoutError):
+                    break
+            try:
+                results = await asyncio.to_thread(self.run, [job for job, _ in batch])
+            except Exception as e:  # a bug in a batch fails that batch's requests, not the batcher
+                results = [e] * len(batch)
+            for (_, future), r in zip(batch, results):
+                if not future.done():
+                    future.set_exception(r) if isinstance(r, Exception) else future.set_result(r)
 
 
 # ============================================================================= helpers

@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
             --replicas replicas each load the engine; --address joins an existing Ray cluster
             instead. Requests are batched per replica by Ray Serve (--max-batch-size,
             --batch-wait-ms). --no-ray serves the same app with plain uvicorn in this process
-            (no batching). Listens on 127.0.0.1 unless --host says otherwise.""").strip(),
+            (batched in-process, one replica). Listens on 127.0.0.1 unless --host says otherwise.""").strip(),
         epilog="example:\n" + textwrap.indent(textwrap.dedent("""
             stylert serve --port 8000 --replicas 2
             curl -s --data-binary @painting.jpg 'http://127.0.0.1:8000/v1/styles?name=painting'   # -> {"id": ...}
@@ -68,7 +68,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-queued", type=int, default=-1,
                    help="requests queued per proxy beyond what replicas hold; more get 503 (default: %(default)s = no limit)")
     p.add_argument("--address", help="join this Ray cluster (e.g. ray://head:10001 or auto) instead of starting a local Ray")
-    p.add_argument("--no-ray", action="store_true", help="serve with plain uvicorn in this process (one replica, no batching)")
+    p.add_argument("--no-ray", action="store_true", help="serve with plain uvicorn in this process (one replica, batched in-process)")
     p.set_defaults(func=run)
 
 

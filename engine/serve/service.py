@@ -132,7 +132,7 @@ class Stylizer:
         self.bank: StyleBank | None = None
         self.ready = False
         self.metrics = Metrics()
-        self.batching = "none (one engine call per request)"
+        self.batching = "set by the front end"
 
     def load(self, log_fn=log.info) -> None:
         from ..frontend import cache_root, model_folder

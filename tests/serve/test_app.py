@@ -220,6 +220,31 @@ def test_deadline_gives_504_and_overload_503(loaded, sid):
     assert health.status_code == 200  # health answers even when overloaded
 
 
+def test_without_ray_concurrent_requests_are_batched(loaded, sid):
+    import httpx
+
+    async def scenario():
+        app = create_app(loaded)  # no submit: the in-process micro-batcher
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            rs = await asyncio.gather(*[c.post(f"/v1/stylize?style={sid}", content=_image_bytes(32, 32, seed=i))
+                                        for i in range(6)])
+            info = (await c.get("/v1/info")).json()
+        return rs, info
+
+    loaded.cfg.batch_wait_ms = 200.0
+    try:
+        rs, info = asyncio.run(scenario())
+    finally:
+        loaded.cfg.batch_wait_ms = 10.0
+    assert [r.status_code for r in rs] == [200] * 6
+    assert max(int(r.headers["x-batch-size"]) for r in rs) > 1
+    assert "micro-batcher" in info["batching"]["mode"]
+    for i, r in enumerate(rs):  # each answer is its own image's, batched or not
+        want = loaded.engine.stylize(Image.open(io.BytesIO(_image_bytes(32, 32, seed=i))).convert("RGB"), loaded.style(sid))
+        got = np.asarray(Image.open(io.BytesIO(r.content))).astype(int)
+        assert np.abs(got - np.asarray(want).astype(int)).max() <= 1  # batch size may change float rounding
+
+
 def test_config_refuses_nonsense():
     from stylert.engine.errors import StyleRTError
 
