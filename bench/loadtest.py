@@ -113,15 +113,15 @@ def offline_throughput(a, contents: list[bytes], style: bytes) -> dict:
     from PIL import Image
     from stylert.engine.frontend import model_folder
     from stylert.engine.images import to_array
-    from stylert.engine.runtime import Engine
+    from stylert.engine.runtime import Engine, reflect_pad
 
     eng = Engine.load(model_folder(a.model, a.backend), backend=a.backend, precision=a.precision, threads=a.threads)
     code = eng.encode_style(Image.open(io.BytesIO(style)).convert("RGB"))
     b = a.max_batch_size
     # the service's work per image: Engine.stylize's mirrored margin included
     m = eng.margin
-    x = np.stack([np.pad(to_array(Image.open(io.BytesIO(contents[i % len(contents)])).convert("RGB")),
-                         ((0, 0), (m, m), (m, m)), mode="reflect") for i in range(b)])
+    x = np.stack([reflect_pad(to_array(Image.open(io.BytesIO(contents[i % len(contents)])).convert("RGB")), m)
+                  for i in range(b)])
     eng.stylize_batch(x, code)
     times = []
     t_end = time.monotonic() + 10

@@ -334,7 +334,7 @@ class Engine:
             orig = [arrays[i] for i in idx]
             fitted = [self._fit(a) for a in orig]
             m = self.margin
-            x, _ = preprocess([_reflect_pad(a, m) for a in fitted], self.contract.downsample)
+            x, _ = preprocess([reflect_pad(a, m) for a in fitted], self.contract.downsample)
             if preserve_color:
                 codes = [self._code_of(mixing.coral(sa, fitted[0]), _name_of(styles[k], k, "style"))
                          for k, sa in enumerate(style_arrays)]
@@ -342,7 +342,7 @@ class Engine:
                 y = self.stylize_batch(x, mixing.combine(codes, w), strength)
             else:
                 d = self.contract.downsample
-                ml = [_downsample(pad_to_multiple(_reflect_pad(_resize_mask(mk, fitted[0].shape[1:])[None], m)[0], d), d)
+                ml = [_downsample(pad_to_multiple(reflect_pad(_resize_mask(mk, fitted[0].shape[1:])[None], m)[0], d), d)
                       for mk in mask_arrays]
                 y = self.decode(*self.mix(*self.encode(x), codes, w, strength, ml))
             for j, i in enumerate(idx):
@@ -405,7 +405,7 @@ def _as_float_array(a: Any, what: str) -> np.ndarray:
                            "Pass a NumPy float32 array.") from None
 
 
-def _reflect_pad(a: np.ndarray, m: int) -> np.ndarray:
+def reflect_pad(a: np.ndarray, m: int) -> np.ndarray:
     """(C, H, W) with an m-pixel mirrored margin on every side (edge-repeated where a side is
     a single pixel)."""
     if m == 0:

@@ -83,14 +83,19 @@ def style_loss(fy: dict, fs: dict) -> torch.Tensor:
     return total / len(STYLE_TAPS)
 
 
+def gram(f) -> torch.Tensor:
+    """(B, C, H, W) features -> (B, C, C) channel Gram matrices, divided by H x W."""
+    v = f.float().flatten(2)
+    return v @ v.transpose(1, 2) / v.shape[2]
+
+
 def gram_loss(fy: dict, fs: dict) -> torch.Tensor:
     """Mean over taps of ||G(F_l(y)) - G(F_l(x_s))||^2 / ||G(F_l(x_s))||^2, G the channel Gram
     matrix (B,). Means and stds say how strong each feature is; Grams also say which features
     occur together: the patterns per-image optimization paints (the note's probe 4)."""
     total = 0.0
     for t in STYLE_TAPS:
-        a, b = fy[t].float().flatten(2), fs[t].float().flatten(2)
-        ga, gb = a @ a.transpose(1, 2) / a.shape[2], b @ b.transpose(1, 2) / b.shape[2]
+        ga, gb = gram(fy[t]), gram(fs[t])
         total = total + (ga - gb).pow(2).flatten(1).sum(1) / (gb.pow(2).flatten(1).sum(1) + 1e-6)
     return total / len(STYLE_TAPS)
 

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from stylert.engine.images import atomic_write_bytes, load_image, save_image, to_pil
 
 from .checkpoint import load_model
-from .style import STYLE_TAPS, CONTENT_TAP, LossNet, adain_torch
+from .style import CONTENT_TAP, STYLE_TAPS, LossNet, adain_torch, gram
 
 METHODS = ("previous", "colour", "optimized", "new")
 
@@ -75,11 +75,7 @@ def gram_distance(a: list, b: list) -> float:
 
 def effnet_grams(net: LossNet, x) -> list:
     f = net(x)
-    out = []
-    for t in STYLE_TAPS:
-        v = f[t].flatten(2)
-        out.append((v @ v.transpose(1, 2))[0] / v.shape[2])
-    return out
+    return [gram(f[t])[0] for t in STYLE_TAPS]
 
 
 def colour_stats(x) -> torch.Tensor:  # (1, 3, H, W) -> (6,)
@@ -149,8 +145,7 @@ def optimize(net: LossNet, c, s, steps: int, style_weight: float = 1e3, lr: floa
         f = net(x)
         loss = F.mse_loss(f[CONTENT_TAP], fc) / fc.pow(2).mean()
         for t, g in zip(STYLE_TAPS, gs):
-            v = f[t].flatten(2)
-            gx = (v @ v.transpose(1, 2))[0] / v.shape[2]
+            gx = gram(f[t])[0]
             loss = loss + style_weight / len(gs) * (gx - g).pow(2).mean() / g.pow(2).mean()
         opt.zero_grad()
         loss.backward()

@@ -190,10 +190,11 @@ RANGE_TOLERANCE = 1e-3  # resampling may overshoot [0, 1] by a hair; anything be
 
 def _check_values(a: np.ndarray, what: str, lo: float | None, hi: float | None, note: str) -> None:
     """Refuse NaN or infinite values, and values outside [lo, hi] (a wrong scale, e.g. 0..255)."""
-    if not np.all(np.isfinite(a)):
+    amin, amax = float(a.min()), float(a.max())  # NaN and +-inf show up in these (one pass each)
+    if not (np.isfinite(amin) and np.isfinite(amax)):
         raise StyleRTError(f"{what} holds NaN or infinite values.", note)
-    if lo is not None and (a.min() < lo - RANGE_TOLERANCE or a.max() > hi + RANGE_TOLERANCE):
-        raise StyleRTError(f"{what} values span [{a.min():.4g}, {a.max():.4g}], outside [{lo:g}, {hi:g}].", note)
+    if lo is not None and (amin < lo - RANGE_TOLERANCE or amax > hi + RANGE_TOLERANCE):
+        raise StyleRTError(f"{what} values span [{amin:.4g}, {amax:.4g}], outside [{lo:g}, {hi:g}].", note)
 
 
 def _nhw(x: np.ndarray) -> tuple[int, int, int]:

@@ -29,7 +29,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import StyleRTError
 from ..frontend import parse_styles
-from .service import FORMATS, HTTPError, Job, Result, ServeConfig, Stylizer
+from .service import (
+    FORMATS,
+    HTTPError,
+    Job,
+    Result,
+    ServeConfig,
+    Stylizer,
+    field_parser,
+)
 
 log = logging.getLogger("stylert.serve")
 
@@ -335,10 +343,6 @@ async def _read(request: Request, cfg: ServeConfig):
 def app_from_env() -> FastAPI:
     """For `uvicorn --factory stylert.engine.serve.app:app_from_env`: ServeConfig from
     STYLERT_SERVE_<FIELD> environment variables (e.g. STYLERT_SERVE_MODEL=out/export)."""
-    kw = {}
-    for f in fields(ServeConfig):
-        raw = os.environ.get(f"STYLERT_SERVE_{f.name.upper()}")
-        if raw is not None:
-            kind = str(f.type)
-            kw[f.name] = int(raw) if "int" in kind else float(raw) if "float" in kind else raw
+    env = {f: os.environ.get(f"STYLERT_SERVE_{f.name.upper()}") for f in fields(ServeConfig)}
+    kw = {f.name: field_parser(f)(raw) for f, raw in env.items() if raw is not None}
     return create_app(Stylizer(ServeConfig(**kw)))

@@ -11,7 +11,7 @@ from dataclasses import asdict, fields
 
 from ..backends import BACKENDS
 from ..precisions import PRECISIONS
-from .service import FORMATS, ServeConfig
+from .service import FORMATS, ServeConfig, field_parser
 
 HELP = {
     "max_body_mb": "request bodies above this many MiB get 413",
@@ -57,9 +57,8 @@ def add_parser(sub) -> None:
     for f in fields(ServeConfig):
         if f.name in ("model", "backend", "precision", "device", "threads"):
             continue
-        kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
         extra = {"choices": list(FORMATS)} if f.name == "default_format" else {}
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=getattr(defaults, f.name),
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=field_parser(f), default=getattr(defaults, f.name),
                        help=f"{HELP.get(f.name, '')} (default: %(default)s)", **extra)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=8000, help="default: %(default)s")
@@ -104,9 +103,12 @@ def run(a) -> int:
 
 
 def _run_ray(cfg: ServeConfig, a) -> int:
+    from .netns import LOCAL_RAY_ENV
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports unless asked for
-    if not a.address:  # a one-machine Ray: node address loopback, not probed by connecting out
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if not a.address:  # the user's own settings win
+        for k, v in LOCAL_RAY_ENV.items():
+            os.environ.setdefault(k, v)
     try:
         import ray
         from ray import serve

@@ -40,10 +40,12 @@ def command(argv: list[str]) -> list[str]:
     return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *argv]
 
 
+# A one-machine Ray: no usage reports, no uv runtime environments, and its node address is
+# loopback, never probed by connecting out (Ray otherwise tries 8.8.8.8 to find its own IP).
+LOCAL_RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+                 "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
 def ray_env(env: dict | None = None) -> dict:
-    """The environment for a process that starts Ray: no usage reports, loopback addresses."""
-    env = dict(os.environ if env is None else env)
-    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
-               # a single-machine Ray: its node address is loopback, never probed by connecting out
-               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
-    return env
+    """The environment for a process that starts a one-machine Ray (LOCAL_RAY_ENV set)."""
+    return {**(os.environ if env is None else env), **LOCAL_RAY_ENV}

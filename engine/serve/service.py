@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -63,6 +62,11 @@ class ServeConfig:
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
+
+
+def field_parser(f) -> type:
+    """How to read a ServeConfig field from text (argparse, environment): int, float or str."""
+    return {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
 
 
 class HTTPError(Exception):
@@ -198,9 +202,7 @@ class Stylizer:
     def parse_request(strength: str | None, weights: Sequence[str] | None, n_styles: int) -> tuple[float, list[float] | None]:
         try:
             s = 1.0 if strength in (None, "") else float(strength)
-            check_strength(s)
-            if math.isnan(s):
-                raise StyleRTError("strength is NaN.")
+            check_strength(s)  # NaN fails its range test too
         except (ValueError, StyleRTError):
             raise HTTPError(400, f"strength {strength!r} is not a number in [0, 1].", "0 keeps the content, 1 is full style.") from None
         if not weights:
