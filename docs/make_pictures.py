@@ -1,10 +1,11 @@
 """Regenerate the README's pictures from scikit-image's openly licensed sample images (the
 photographs and paintings of ../shared/data may not be committed, not even resized).
 
-    python docs/make_pictures.py [--previous VAE_MODEL] [--engine out/engine-int8] [--opt-steps 200]
+    python docs/make_pictures.py [--previous MODEL] [--engine out/engine-int8] [--opt-steps 200]
 
 Writes docs/sample-astronaut.jpg and docs/sample-chelsea.jpg (the style report's grids: rows
-brick, gravel, hubble_deep_field; columns content, style, previous, colour, optimized, new),
+brick, gravel, hubble_deep_field; columns content, style, grade,
+colour, optimized, previous, new),
 and docs/strength-fp32.jpg / docs/strength-int8.jpg (strength 0, 0.25, 0.5, 0.75, 1 with the
 brick style through the runtime: the shipped model's export and, given --engine, an engine).
 Needs the export, style and bench extras.
@@ -43,7 +44,7 @@ def strength_strip(folder: Path, content: Path, style: Path, out: Path, side: in
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--previous", help="the reconstruction-only model for the 'previous' column")
+    p.add_argument("--previous", help="an earlier model (style or reconstruction-only) for the 'previous' column")
     p.add_argument("--engine", help="an engine folder (build-engine) for docs/strength-int8.jpg")
     p.add_argument("--opt-steps", type=int, default=200)
     a = p.parse_args()

@@ -162,8 +162,9 @@ def add_evaluate(sub) -> None:
             (the shipped model's held-out files are listed in models/default/config.json).
 
             With --styles: the style report. Every content image is stylized with every style
-            image by the model, by a plain colour transfer, by the --previous model and by
-            per-image optimization against a loss network; each output is scored on texture
+            image by the model, by its own reconstruction decoder (the colour grade shipped
+            before the style stage), by a plain colour transfer, by the --previous model and
+            by per-image optimization against a loss network; each output is scored on texture
             moved towards the style, colour moved, and the content's edges kept (the measures
             are defined in export/style_report.py and the README). --out keeps every output
             image and report.json.
@@ -172,7 +173,7 @@ def add_evaluate(sub) -> None:
             stylert evaluate ../shared/data/content/chelsea.jpg ../shared/data/content/flowers.jpg \
                 ../shared/data/content/newyork.jpg
             stylert evaluate ../shared/data/content/chelsea.jpg --styles ../shared/data/style/la_muse.jpg \
-                --previous runs/recon32 --out out/style-report
+                --checkpoint runs/style/final --previous models/default --out out/style-report
             """,
         ),
     )
@@ -182,7 +183,8 @@ def add_evaluate(sub) -> None:
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("--styles", nargs="+", default=None, metavar="STYLE", help="style images or folders: run the style report")
     p.add_argument("--previous", default=None, metavar="MODEL",
-                   help="style report: a reconstruction-only model to compare (AdaIN of the latent, the old colour grade)")
+                   help="style report: an earlier model to compare, a style model or a reconstruction-only one "
+                        "(the 'grade' column is always there: the model's own reconstruction decoder on AdaIN'd latents)")
     p.add_argument("--opt-steps", type=int, default=200,
                    help="style report: Adam steps of the per-image optimization baseline, 0 to skip it (default: %(default)s)")
     p.add_argument("--out", default=None, help="style report: write every output image and report.json here")

@@ -26,14 +26,23 @@ class VAEConfig:
     logvar_clamp: tuple[float, float] = (-30.0, 20.0)  # keeps exp() finite early in training
     style_hidden: int = 256  # width of the decoder's style MLP (style code -> per-level scale
                              # and shift); 0: a plain reconstruction decoder (models before 0.2)
+    style_blocks: tuple[int, ...] = (1, 1, 2, 3)  # style adapters per decoder level (1 .. 1/8):
+                             # the extra ones sit at the coarse levels, where a painting's shapes
+                             # (cells, bricks, bands) are a few latent pixels wide; +1.3 GFLOP
+    style_inner: bool = True  # the style also modulates each adapter's hidden layer (FiLM between
+                             # its convs): without it an adapter computes one fixed set of textures
+                             # from the content and the style only chooses among them by channel
 
     def __post_init__(self):
         self.widths = tuple(self.widths)
         self.enc_blocks = tuple(self.enc_blocks)
         self.dec_blocks = tuple(self.dec_blocks)
         self.logvar_clamp = tuple(self.logvar_clamp)
-        if not (len(self.widths) == len(self.enc_blocks) == len(self.dec_blocks) == 4):
-            raise ValueError("widths, enc_blocks and dec_blocks need 4 levels (1, 1/2, 1/4, 1/8)")
+        self.style_blocks = tuple(self.style_blocks)
+        if not (len(self.widths) == len(self.enc_blocks) == len(self.dec_blocks) == len(self.style_blocks) == 4):
+            raise ValueError("widths, enc_blocks, dec_blocks and style_blocks need 4 levels (1, 1/2, 1/4, 1/8)")
+        if min(self.style_blocks) < 1:
+            raise ValueError("style_blocks needs at least one adapter per level")
         if self.latent_channels < 1:
             raise ValueError("latent_channels must be positive")
         if self.style_hidden < 0:
@@ -59,8 +68,9 @@ class VAEConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown VAEConfig fields: {sorted(unknown)}")
-        # configs written before the style decoder existed describe a reconstruction decoder
-        return cls(**{"style_hidden": 0, **d})
+        # configs written before the style decoder existed describe a reconstruction decoder;
+        # those before 0.3 a style decoder with one unmodulated adapter per level
+        return cls(**{"style_hidden": 0, "style_blocks": (1, 1, 1, 1), "style_inner": False, **d})
 
 
 def conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -122,46 +132,75 @@ class Encoder(nn.Module):
 
 
 class StyleHead(nn.Module):
-    """Style offset d (B, 2K) -> per level: a gate for the level's style adapter and a FiLM
-    scale and shift, each (B, channels).
+    """Style offset d (B, 2K) -> per level: a gate for the level's first style adapter and a
+    FiLM scale and shift, each (B, channels); and, from a second MLP (`inner`, models 0.3+),
+    each adapter's hidden-layer scale and shift and the extra adapters' gates.
 
     d is the mixed code minus the content's own code (strength x (style - own)). The head has
     no biases, so d = 0 gives all zeros: at strength 0 the decoder is exactly the
     reconstruction decoder, whatever the style training did. The code's entries differ in
     scale by orders of magnitude, so d is first scaled by fixed statistics of training
-    offsets (a buffer, set once by `set_whitening`)."""
+    offsets (a buffer, set once by `set_whitening`). Two MLPs rather than one wider one so a
+    model trained without `inner` starts one with it unchanged (its last layer starts at zero)."""
 
-    def __init__(self, cfg: VAEConfig, level_widths: tuple[int, ...]):
+    def __init__(self, cfg: VAEConfig, level_widths: tuple[int, ...], level_blocks: tuple[int, ...]):
         super().__init__()
         k = 2 * sum(cfg.style_channels)
-        self.level_widths = level_widths
+        self.level_widths, self.level_blocks, self.modulated = level_widths, level_blocks, cfg.style_inner
         self.register_buffer("code_scale", torch.ones(k))
         self.net = nn.Sequential(nn.Linear(k, cfg.style_hidden, bias=False), nn.ReLU(),
                                  nn.Linear(cfg.style_hidden, 3 * sum(level_widths), bias=False))
         nn.init.zeros_(self.net[-1].weight)  # a fresh head changes nothing
+        # per level: hidden (scale, shift) of every adapter if modulated, a gate per extra adapter
+        self.inner_sizes = [c * ((2 * n if self.modulated else 0) + (n - 1)) for c, n in zip(level_widths, level_blocks)]
+        self.inner = None
+        if sum(self.inner_sizes):
+            self.inner = nn.Sequential(nn.Linear(k, cfg.style_hidden, bias=False), nn.ReLU(),
+                                       nn.Linear(cfg.style_hidden, sum(self.inner_sizes), bias=False))
+            nn.init.zeros_(self.inner[-1].weight)
 
     @torch.no_grad()
     def set_whitening(self, offsets: torch.Tensor) -> None:  # (N, 2K) offsets of training pairs
         self.code_scale.copy_(1.0 / (offsets.pow(2).mean(0).sqrt() + 1e-3))
 
-    def forward(self, d):  # (B, 2K) -> [(gate, scale, shift) per level, each (B, c)]
-        m = self.net(d * self.code_scale)
-        out, i = [], 0
-        for c in self.level_widths:
-            out.append((m[:, i : i + c], m[:, i + c : i + 2 * c], m[:, i + 2 * c : i + 3 * c]))
+    def forward(self, d):
+        """(B, 2K) -> per level (film scale, film shift, [(gate, hidden scale, hidden shift)
+        per adapter]), each (B, c); the hidden pair is None for unmodulated adapters."""
+        ds = d * self.code_scale
+        m = self.net(ds)
+        q = self.inner(ds) if self.inner is not None else None
+        out, i, j = [], 0, 0
+        for c, n in zip(self.level_widths, self.level_blocks):
+            gate, scale, shift = m[:, i : i + c], m[:, i + c : i + 2 * c], m[:, i + 2 * c : i + 3 * c]
             i += 3 * c
+            blocks = []
+            for b in range(n):
+                if b:
+                    gate = q[:, j : j + c]
+                    j += c
+                hidden = None
+                if self.modulated:
+                    hidden = (q[:, j : j + c], q[:, j + c : j + 2 * c])
+                    j += 2 * c
+                blocks.append((gate, hidden))
+            out.append((scale, shift, blocks))
         return out
+
+
+def adapter(c: int) -> nn.Sequential:  # conv, relu, conv: the style modulates between them
+    return nn.Sequential(conv(c, c), nn.ReLU(), conv(c, c))
 
 
 class Decoder(nn.Module):
     """(Latent, style offset) -> RGB. `forward` is unclamped (the training loss sees it);
     `image` clamps.
 
-    The body is the reconstruction decoder. With a style head, each level ends with a style
-    adapter (a residual block whose output is gated per channel by the style) and a FiLM
-    modulation (x * (1 + scale) + shift): the mixed latent alone carries 64 statistics, too
-    few to paint one painting's strokes rather than another's. Without an offset (None or
-    zeros) the adapters and FiLM are silent and the output is the reconstruction."""
+    The body is the reconstruction decoder. With a style head, each level ends with
+    `style_blocks` style adapters (residual conv-relu-conv branches whose hidden layer is
+    modulated and whose output is gated per channel by the style) and a FiLM modulation
+    (x * (1 + scale) + shift): the mixed latent alone carries 64 statistics, too few to paint
+    one painting's strokes rather than another's. Without an offset (None or zeros) the
+    adapters and FiLM are silent and the output is the reconstruction."""
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -177,19 +216,28 @@ class Decoder(nn.Module):
         layers += [conv(w[-1], 3)]
         self.body = nn.Sequential(*layers)
         self.level_ends = tuple(ends)
-        self.style = StyleHead(cfg, tuple(w)) if cfg.style_hidden else None
-        self.adapters = nn.ModuleList(nn.Sequential(conv(c, c), nn.ReLU(), conv(c, c)) for c in w) if cfg.style_hidden else None
+        sb = cfg.style_blocks[::-1]
+        self.style = StyleHead(cfg, tuple(w), tuple(sb)) if cfg.style_hidden else None
+        # first adapter per level, then the extra ones (two lists: models before 0.3 had one)
+        self.adapters = nn.ModuleList(adapter(c) for c in w) if cfg.style_hidden else None
+        self.more_adapters = (nn.ModuleList(nn.ModuleList(adapter(c) for _ in range(n - 1)) for c, n in zip(w, sb))
+                              if cfg.style_hidden and max(sb) > 1 else None)
 
     def forward(self, z, offset=None):  # (B, C, h, w), (B, 2K) -> (B, 3, 8h, 8w), unbounded
         if self.style is None or offset is None:
             return self.body(z)
-        mods = iter(zip(self.style(offset), self.adapters))
+        mods = iter(enumerate(self.style(offset)))
         h = z
         for i, layer in enumerate(self.body):
             h = layer(h)
             if i + 1 in self.level_ends:
-                (gate, scale, shift), adapter = next(mods)
-                h = h + adapter(h) * gate[:, :, None, None]
+                lvl, (scale, shift, blocks) = next(mods)
+                nets = [self.adapters[lvl], *(self.more_adapters[lvl] if self.more_adapters is not None else ())]
+                for net, (gate, hidden) in zip(nets, blocks):
+                    a = net[0](h)
+                    if hidden is not None:
+                        a = a * (1.0 + hidden[0][:, :, None, None]) + hidden[1][:, :, None, None]
+                    h = h + net[2](net[1](a)) * gate[:, :, None, None]
                 h = h * (1.0 + scale[:, :, None, None]) + shift[:, :, None, None]
         return h
 

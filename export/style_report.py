@@ -41,7 +41,7 @@ from stylert.engine.images import atomic_write_bytes, load_image, save_image, to
 from .checkpoint import load_model
 from .style import CONTENT_TAP, STYLE_TAPS, LossNet, adain_torch, gram
 
-METHODS = ("previous", "colour", "optimized", "new")
+METHODS = ("grade", "colour", "optimized", "previous", "new")
 
 
 # ----------------------------------------------------------------------------- measures
@@ -110,8 +110,9 @@ def colour_transfer(c, s):
     return ((c - mc) / sc * ss + ms).clamp(0, 1)
 
 
-def previous_model(vae, c, s):
-    """A reconstruction-only VAE: AdaIN of the latent statistics, decoded."""
+def colour_grade(vae, c, s):
+    """AdaIN of the latent statistics, decoded without a style offset: a reconstruction-only
+    VAE's style transfer (for a style model, its frozen reconstruction decoder's)."""
     zc = vae.encoder.posterior_mean(c)
     zs = vae.encoder.posterior_mean(s)
     from .model import mean_std
@@ -181,9 +182,9 @@ def style_report(contents: list[Path], styles: list[Path], model: str | os.PathL
         for sp in styles:
             s = _load(sp, size)
             with torch.no_grad():
-                outs = {"colour": colour_transfer(c, s), "new": new_model(vae, c, s)}
+                outs = {"grade": colour_grade(vae, c, s), "colour": colour_transfer(c, s), "new": new_model(vae, c, s)}
                 if prev is not None:
-                    outs["previous"] = previous_model(prev, c, s)
+                    outs["previous"] = (new_model if prev.decoder.style is not None else colour_grade)(prev, c, s)
             if opt_steps:
                 outs["optimized"] = optimize(net, c, s, opt_steps)
             with torch.no_grad():

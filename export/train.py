@@ -137,7 +137,7 @@ def evaluate(model: VAE, x: torch.Tensor, device: torch.device) -> float:
     return psnr(y, x)
 
 
-STYLE_PARTS = ("decoder.style.", "decoder.adapters.")  # what the style stage trains
+STYLE_PARTS = ("decoder.style.", "decoder.adapters.", "decoder.more_adapters.")  # what the style stage trains
 
 
 def init_from(model: VAE, folder: str | os.PathLike) -> list[str]:
@@ -322,7 +322,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     elif cfg.init:
         widened = init_from(model, cfg.init)
         print(f"initialized from {cfg.init}" + (f"; widened {', '.join(widened)}" if widened else ""))
-        if cfg.stage == "style":
+        if cfg.stage == "style" and bool((model.decoder.style.code_scale == 1).all()):
+            # a trained head keeps its scaling: rescaling its inputs would change what it learnt
             _set_whitening(model, pool, style_pool, rng, cfg, device)
     print(f"training on {len(pool.images)} images ({len(pool.skipped)} skipped), {len(val_files)} held out; "
           f"device {device}{' (bf16 autocast)' if amp else ''}, {torch.get_num_threads()} threads")

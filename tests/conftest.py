@@ -31,6 +31,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     model = VAE(VAEConfig(**TINY))
     # a fresh style head is the identity (its last layer is zero): make the code matter
     torch.nn.init.normal_(model.decoder.style.net[-1].weight, std=0.05)
+    torch.nn.init.normal_(model.decoder.style.inner[-1].weight, std=0.05)  # hidden FiLM, extra adapters
     save_model(model, folder)
     return folder
 

@@ -45,3 +45,54 @@ def test_config_roundtrip_and_rejects_unknown_fields():
     with pytest.raises(ValueError, match="unknown"):
         VAEConfig.from_dict({**cfg.to_dict(), "dropout": 0.1})
     assert VAEConfig().latent_channels >= 8 and VAEConfig().downsample == 8
+
+
+def _randomize_heads(m):
+    for head in (m.decoder.style.net, m.decoder.style.inner):
+        if head is not None:
+            torch.nn.init.normal_(head[-1].weight, std=0.05)
+    return m
+
+
+def test_style_adapters_silent_at_zero_offset_and_every_part_matters():
+    torch.manual_seed(0)
+    m = _randomize_heads(VAE(VAEConfig(**{**TINY, "style_hidden": 16}))).eval()
+    assert m.cfg.style_blocks == (1, 1, 2, 3) and m.cfg.style_inner  # the default design
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        z, own = m.encoder.encode_with_style(x)
+        torch.testing.assert_close(m.decoder(z, torch.zeros_like(own)), m.decoder(z), atol=1e-6, rtol=0)
+        d = torch.randn_like(own)
+        y = m.decoder(z, d)
+        assert not torch.allclose(y, m.decoder(z), atol=1e-3)
+        # the hidden-layer FiLM and the extra (coarse) adapters each change the output
+        m.decoder.more_adapters[0][1][2].weight.mul_(0)  # the 1/8 level's third adapter
+        y2 = m.decoder(z, d)
+        assert not torch.allclose(y, y2, atol=1e-5)
+        m.decoder.style.inner[-1].weight.zero_()
+        assert not torch.allclose(y2, m.decoder(z, d), atol=1e-5)
+
+
+def test_models_before_0_3_load_as_one_unmodulated_adapter_per_level(tmp_path):
+    """An older config (no style_blocks, no style_inner) describes the old decoder, and
+    `--init` from it starts the new design with exactly the old outputs (the new parts start
+    silent), so a style stage can continue from a shipped model."""
+    from stylert.export.checkpoint import load_model, save_model
+    from stylert.export.train import init_from
+
+    d = {**VAEConfig(**{**TINY, "style_hidden": 16}).to_dict()}
+    del d["style_blocks"], d["style_inner"]
+    old_cfg = VAEConfig.from_dict(d)
+    assert old_cfg.style_blocks == (1, 1, 1, 1) and not old_cfg.style_inner
+    torch.manual_seed(0)
+    old = _randomize_heads(VAE(old_cfg)).eval()
+    assert old.decoder.more_adapters is None and old.decoder.style.inner is None
+    save_model(old, tmp_path / "old")
+    assert load_model(tmp_path / "old")[0].cfg == old_cfg
+    new = VAE(VAEConfig(**{**TINY, "style_hidden": 16})).eval()
+    init_from(new, tmp_path / "old")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        z, own = old.encoder.encode_with_style(x)
+        d = torch.randn_like(own)
+        torch.testing.assert_close(new.decoder(z, d), old.decoder(z, d), atol=1e-5, rtol=1e-5)

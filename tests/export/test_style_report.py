@@ -1,0 +1,49 @@
+"""The style report (`stylert evaluate --styles`): its measures say what they claim, and every
+method's row, image and grid is there."""
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("efficientnet_lite_pytorch", reason="the style extra (loss network) is not installed")
+
+from stylert.export import style_report as sr  # noqa: E402
+
+from .test_train import _images  # noqa: E402
+
+
+def test_measures_are_0_for_the_content_and_100_for_the_style():
+    g = torch.Generator().manual_seed(0)
+    c, s = torch.rand(1, 3, 64, 64, generator=g), torch.rand(1, 3, 64, 64, generator=g).pow(3)
+    s[:, :, ::4] = 1.0  # stripes: a texture the content does not have
+    tex = sr.RandomTexture()
+    d = sr.gram_distance(tex(c), tex(s))
+    assert d > 0
+    assert sr.moved(sr.gram_distance(tex(c), tex(s)), d) == pytest.approx(0.0)
+    assert sr.moved(sr.gram_distance(tex(s), tex(s)), d) == pytest.approx(100.0)
+    assert sr.edge_correlation(c, c) == pytest.approx(1.0)
+    assert abs(sr.edge_correlation(c, s)) < 0.5
+    # a colour change alone moves colour, not texture (luminance is standardized)
+    t = (c * 0.5 + 0.2).clamp(0, 1)
+    assert sr.gram_distance(tex(c), tex(t)) < 1e-3
+    out = sr.colour_transfer(c, s)
+    assert torch.allclose(out.mean(dim=(2, 3)), s.mean(dim=(2, 3)), atol=0.05)
+
+
+def test_report_scores_every_method_and_writes_images(tmp_path, tiny_checkpoint):
+    contents = sorted(_images(tmp_path / "c", n=2, size=(64, 48)).iterdir())
+    styles = sorted(_images(tmp_path / "s", n=2, size=(40, 56)).iterdir())
+    out = tmp_path / "report"
+    rep = sr.style_report(contents, styles, tiny_checkpoint, tiny_checkpoint, size=80, opt_steps=2, out_dir=out,
+                          log=lambda *_: None)
+    assert set(rep["summary"]) == set(sr.METHODS)
+    assert all(v["pairs"] == 4 for v in rep["summary"].values())
+    rows = {(r["content"], r["style"], r["method"]): r for r in rep["rows"]}
+    k = (contents[0].name, styles[0].name)
+    # --previous is the same style model here: it must score exactly as `new`
+    assert rows[(*k, "previous")]["texture_moved"] == pytest.approx(rows[(*k, "new")]["texture_moved"])
+    assert rows[(*k, "grade")]["texture_moved"] != pytest.approx(rows[(*k, "new")]["texture_moved"])
+    assert json.loads((out / "report.json").read_text())["summary"] == rep["summary"]
+    assert (out / f"grid_{contents[0].stem}.jpg").is_file()
+    assert len(list(out.glob("*__*__*.png"))) == 2 * 2 * len(sr.METHODS)
