@@ -69,7 +69,7 @@ class VAEConfig:
         if unknown:
             raise ValueError(f"unknown VAEConfig fields: {sorted(unknown)}")
         # configs written before the style decoder existed describe a reconstruction decoder;
-        # those before 0.3 a style decoder with one unmodulated adapter per level
+        # those before style_blocks a style decoder with one unmodulated adapter per level
         return cls(**{"style_hidden": 0, "style_blocks": (1, 1, 1, 1), "style_inner": False, **d})
 
 
@@ -133,7 +133,7 @@ class Encoder(nn.Module):
 
 class StyleHead(nn.Module):
     """Style offset d (B, 2K) -> per level: a gate for the level's first style adapter and a
-    FiLM scale and shift, each (B, channels); and, from a second MLP (`inner`, models 0.3+),
+    FiLM scale and shift, each (B, channels); and, from a second MLP (`inner`, when style_inner or extra adapters),
     each adapter's hidden-layer scale and shift and the extra adapters' gates.
 
     d is the mixed code minus the content's own code (strength x (style - own)). The head has
@@ -218,7 +218,7 @@ class Decoder(nn.Module):
         self.level_ends = tuple(ends)
         sb = cfg.style_blocks[::-1]
         self.style = StyleHead(cfg, tuple(w), tuple(sb)) if cfg.style_hidden else None
-        # first adapter per level, then the extra ones (two lists: models before 0.3 had one)
+        # first adapter per level, then the extra ones (two lists: older models have only the first)
         self.adapters = nn.ModuleList(adapter(c) for c in w) if cfg.style_hidden else None
         self.more_adapters = (nn.ModuleList(nn.ModuleList(adapter(c) for _ in range(n - 1)) for c, n in zip(w, sb))
                               if cfg.style_hidden and max(sb) > 1 else None)

@@ -73,7 +73,7 @@ def test_style_adapters_silent_at_zero_offset_and_every_part_matters():
         assert not torch.allclose(y2, m.decoder(z, d), atol=1e-5)
 
 
-def test_models_before_0_3_load_as_one_unmodulated_adapter_per_level(tmp_path):
+def test_older_style_models_load_as_one_unmodulated_adapter_per_level(tmp_path):
     """An older config (no style_blocks, no style_inner) describes the old decoder, and
     `--init` from it starts the new design with exactly the old outputs (the new parts start
     silent), so a style stage can continue from a shipped model."""
