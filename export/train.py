@@ -56,6 +56,8 @@ class TrainConfig:
     content_weight: float = 1.0  # content loss in the VAE's latent, relative to var(t)
     feature_weight: float = 1.0  # content loss at loss-network block 7, relative
     gram_weight: float = 0.0  # style loss on Gram matrices at the same taps, relative
+    textures: int = 0  # style stage: procedural style images (export/textures.py) added to the paintings
+    texture_share: float = 0.5  # share of style crops drawn from them (the rest from the paintings)
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
@@ -99,13 +101,20 @@ class ImagePool:
             self.images.append(np.asarray(img))
         if not self.images:
             raise StyleRTError("no readable training images.", "All files failed to load; see the warnings above.")
+        self.extra: list[np.ndarray] = []
+        self.extra_share = 0.0
+
+    def add(self, images: list[np.ndarray], share: float) -> None:
+        """Draw `share` of every batch's images from `images`, the rest from the files."""
+        self.extra, self.extra_share = list(images), float(share)
 
     def batch(self, rng: random.Random, n: int, crop: int, scale_min: float, rot90: bool = False) -> torch.Tensor:
         from PIL import Image
 
         out = np.empty((n, crop, crop, 3), np.uint8)
         for i in range(n):
-            a = self.images[rng.randrange(len(self.images))]
+            group = self.extra if self.extra and rng.random() < self.extra_share else self.images
+            a = group[rng.randrange(len(group))]
             h, w = a.shape[:2]
             s = rng.uniform(max(scale_min, crop / min(h, w)), 1.0)
             if s < 0.999:
@@ -299,6 +308,14 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
 
     pool = ImagePool(train_files, cfg.crop)
     style_pool = ImagePool(train_styles, cfg.crop) if cfg.stage == "style" else None
+    if cfg.textures and style_pool is not None:
+        from .textures import textures
+
+        if not 0.0 <= cfg.texture_share <= 1.0:
+            raise StyleRTError(f"--texture-share {cfg.texture_share} is outside 0..1.", "It is the share of style crops drawn from the generated textures.")
+        t1 = time.time()
+        style_pool.add(textures(cfg.textures, cfg.seed, max(256, cfg.crop), style_pool.images), cfg.texture_share)
+        print(f"generated {cfg.textures} procedural style images in {time.time() - t1:.1f} s ({cfg.texture_share:.0%} of style crops)")
     val = center_crops(val_files, cfg.eval_size)
     # channels_last: oneDNN's and cuDNN's fast convolution layout (no reorders per layer)
     model = VAE(cfg.model).to(device, memory_format=torch.channels_last).train()

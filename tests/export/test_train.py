@@ -154,3 +154,29 @@ def test_style_stage_trains_only_the_style_parts(tmp_path, tiny_checkpoint):
     assert torch.allclose(gram_loss(f, f), torch.zeros(2))
     g = {t: v.flip(1) * 2 for t, v in f.items()}
     assert (gram_loss(g, f) > 0).all()
+
+
+def test_procedural_textures_are_repeatable_varied_and_join_the_style_stage(tmp_path, tiny_checkpoint, capsys):
+    pytest.importorskip("efficientnet_lite_pytorch", reason="the style extra (loss network) is not installed")
+    from stylert.export.textures import KINDS, textures
+
+    a, b = textures(len(KINDS), seed=3, size=64), textures(len(KINDS), seed=3, size=64)
+    assert all(x.shape == (64, 64, 3) and x.dtype == np.uint8 for x in a)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))  # the same seed, the same images
+    assert all(x.std() > 1 for x in a)  # every kind draws a pattern, not a flat colour
+    assert not np.array_equal(a[0], textures(1, seed=4, size=64)[0])
+    palette = [np.full((8, 8, 3), (200, 10, 10), np.uint8)]  # colours come from the paintings
+    red = textures(3, seed=0, size=64, source=palette)
+    assert all(x[..., 0].mean() > x[..., 2].mean() + 50 for x in red)
+
+    data = _images(tmp_path / "data")
+    styles = _images(tmp_path / "styles", n=2, size=(48, 48))
+    cfg = _cfg(tmp_path, data, stage="style", init=str(tiny_checkpoint), styles=[str(styles)], steps=2,
+               checkpoint_every=2, batch=2, textures=6, texture_share=0.5)
+    train(cfg, progress=False)
+    assert "generated 6 procedural style images" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["train"]
+    assert saved["textures"] == 6 and saved["texture_share"] == 0.5  # recorded in the lineage
+    with pytest.raises(StyleRTError, match="texture-share"):
+        train(_cfg(tmp_path, data, stage="style", init=str(tiny_checkpoint), styles=[str(styles)], steps=1,
+                   out=str(tmp_path / "bad"), textures=2, texture_share=1.5), progress=False)
