@@ -47,3 +47,17 @@ def test_report_scores_every_method_and_writes_images(tmp_path, tiny_checkpoint)
     assert json.loads((out / "report.json").read_text())["summary"] == rep["summary"]
     assert (out / f"grid_{contents[0].stem}.jpg").is_file()
     assert len(list(out.glob("*__*__*.png"))) == 2 * 2 * len(sr.METHODS)
+
+
+def test_loss_probe_scores_train_and_held_out_pairs_on_the_same_crops(tmp_path, tiny_checkpoint):
+    from stylert.export.loss_probe import probe
+
+    for sub, n in (("content", 3), ("style", 3)):
+        _images(tmp_path / "d" / sub, n=n, size=(48, 40))
+    kw = dict(batches=1, crop=32, holdout=["img0.png"], log=lambda *_: None)
+    a = probe([str(tiny_checkpoint)], tmp_path / "d", **kw)
+    b = probe([str(tiny_checkpoint)], tmp_path / "d", **kw)
+    assert set(a) == {"train", "held-out"}
+    assert a == b  # fixed crops: repeatable, so two models are compared on the same pairs
+    parts = a["held-out"][str(tiny_checkpoint)]
+    assert {"loss", "style", "c_lat", "c_feat", "gram"} <= set(parts) and parts["loss"] > 0
