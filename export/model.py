@@ -29,9 +29,12 @@ class VAEConfig:
     style_blocks: tuple[int, ...] = (1, 1, 2, 3)  # style adapters per decoder level (1 .. 1/8):
                              # the extra ones sit at the coarse levels, where a painting's shapes
                              # (cells, bricks, bands) are a few latent pixels wide; +1.3 GFLOP
-    style_inner: bool = True  # the style also modulates each adapter's hidden layer (FiLM between
-                             # its convs): without it an adapter computes one fixed set of textures
-                             # from the content and the style only chooses among them by channel
+    style_inner: tuple[int, ...] = (0, 0, 1, 1)  # per level (1 .. 1/8), 1: the style also modulates
+                             # the adapters' hidden layers (FiLM between their convs); without it an
+                             # adapter computes one fixed set of textures and the style only picks
+                             # among them by channel. Coarse levels only: between a Conv and its
+                             # ReLU it stops their fusion, which at 1 and 1/2 cost ORT FP32 16 %
+                             # and INT8 half its speed (bench, README)
 
     def __post_init__(self):
         self.widths = tuple(self.widths)
@@ -39,8 +42,12 @@ class VAEConfig:
         self.dec_blocks = tuple(self.dec_blocks)
         self.logvar_clamp = tuple(self.logvar_clamp)
         self.style_blocks = tuple(self.style_blocks)
-        if not (len(self.widths) == len(self.enc_blocks) == len(self.dec_blocks) == len(self.style_blocks) == 4):
-            raise ValueError("widths, enc_blocks, dec_blocks and style_blocks need 4 levels (1, 1/2, 1/4, 1/8)")
+        if isinstance(self.style_inner, bool):  # one flag for every level
+            self.style_inner = (int(self.style_inner),) * len(self.widths)
+        self.style_inner = tuple(int(v) for v in self.style_inner)
+        if not (len(self.widths) == len(self.enc_blocks) == len(self.dec_blocks) == len(self.style_blocks)
+                == len(self.style_inner) == 4):
+            raise ValueError("widths, enc_blocks, dec_blocks, style_blocks and style_inner need 4 levels (1, 1/2, 1/4, 1/8)")
         if min(self.style_blocks) < 1:
             raise ValueError("style_blocks needs at least one adapter per level")
         if self.latent_channels < 1:
@@ -70,7 +77,7 @@ class VAEConfig:
             raise ValueError(f"unknown VAEConfig fields: {sorted(unknown)}")
         # configs written before the style decoder existed describe a reconstruction decoder;
         # those before style_blocks a style decoder with one unmodulated adapter per level
-        return cls(**{"style_hidden": 0, "style_blocks": (1, 1, 1, 1), "style_inner": False, **d})
+        return cls(**{"style_hidden": 0, "style_blocks": (1, 1, 1, 1), "style_inner": (0, 0, 0, 0), **d})
 
 
 def conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -143,16 +150,18 @@ class StyleHead(nn.Module):
     offsets (a buffer, set once by `set_whitening`). Two MLPs rather than one wider one so a
     model trained without `inner` starts one with it unchanged (its last layer starts at zero)."""
 
-    def __init__(self, cfg: VAEConfig, level_widths: tuple[int, ...], level_blocks: tuple[int, ...]):
+    def __init__(self, cfg: VAEConfig, level_widths: tuple[int, ...], level_blocks: tuple[int, ...],
+                 level_inner: tuple[int, ...]):
         super().__init__()
         k = 2 * sum(cfg.style_channels)
-        self.level_widths, self.level_blocks, self.modulated = level_widths, level_blocks, cfg.style_inner
+        self.level_widths, self.level_blocks, self.level_inner = level_widths, level_blocks, level_inner
         self.register_buffer("code_scale", torch.ones(k))
         self.net = nn.Sequential(nn.Linear(k, cfg.style_hidden, bias=False), nn.ReLU(),
                                  nn.Linear(cfg.style_hidden, 3 * sum(level_widths), bias=False))
         nn.init.zeros_(self.net[-1].weight)  # a fresh head changes nothing
-        # per level: hidden (scale, shift) of every adapter if modulated, a gate per extra adapter
-        self.inner_sizes = [c * ((2 * n if self.modulated else 0) + (n - 1)) for c, n in zip(level_widths, level_blocks)]
+        # level by level, coarse first: per adapter its gate (the extra ones) and, where the level
+        # is modulated, its hidden (scale, shift)
+        self.inner_sizes = [c * (2 * n * mod + n - 1) for c, n, mod in zip(level_widths, level_blocks, level_inner)]
         self.inner = None
         if sum(self.inner_sizes):
             self.inner = nn.Sequential(nn.Linear(k, cfg.style_hidden, bias=False), nn.ReLU(),
@@ -170,7 +179,7 @@ class StyleHead(nn.Module):
         m = self.net(ds)
         q = self.inner(ds) if self.inner is not None else None
         out, i, j = [], 0, 0
-        for c, n in zip(self.level_widths, self.level_blocks):
+        for c, n, mod in zip(self.level_widths, self.level_blocks, self.level_inner):
             gate, scale, shift = m[:, i : i + c], m[:, i + c : i + 2 * c], m[:, i + 2 * c : i + 3 * c]
             i += 3 * c
             blocks = []
@@ -179,7 +188,7 @@ class StyleHead(nn.Module):
                     gate = q[:, j : j + c]
                     j += c
                 hidden = None
-                if self.modulated:
+                if mod:
                     hidden = (q[:, j : j + c], q[:, j + c : j + 2 * c])
                     j += 2 * c
                 blocks.append((gate, hidden))
@@ -217,7 +226,7 @@ class Decoder(nn.Module):
         self.body = nn.Sequential(*layers)
         self.level_ends = tuple(ends)
         sb = cfg.style_blocks[::-1]
-        self.style = StyleHead(cfg, tuple(w), tuple(sb)) if cfg.style_hidden else None
+        self.style = StyleHead(cfg, tuple(w), tuple(sb), tuple(cfg.style_inner[::-1])) if cfg.style_hidden else None
         # first adapter per level, then the extra ones (two lists: older models have only the first)
         self.adapters = nn.ModuleList(adapter(c) for c in w) if cfg.style_hidden else None
         self.more_adapters = (nn.ModuleList(nn.ModuleList(adapter(c) for _ in range(n - 1)) for c, n in zip(w, sb))

@@ -169,6 +169,12 @@ def init_from(model: VAE, folder: str | os.PathLike) -> list[str]:
             if name in new_head:
                 continue
             q = old[name]
+            if name == "decoder.style.inner.2.weight" and q.shape[1:] == p.shape[1:] and q.shape[0] > p.shape[0]:
+                # its rows go level by level, coarse first: a model that modulates fewer fine
+                # levels keeps the leading rows (the coarse levels' gates and FiLM) as they were
+                p.copy_(q[: p.shape[0]].to(p.device))
+                widened.append(name + " (fine levels' rows dropped)")
+                continue
             if name.startswith(STYLE_PARTS) and q.shape != p.shape:
                 # the code's layout interleaves levels: a wider model's style head starts fresh
                 # (the identity), and the style stage teaches it again

@@ -57,7 +57,7 @@ def _randomize_heads(m):
 def test_style_adapters_silent_at_zero_offset_and_every_part_matters():
     torch.manual_seed(0)
     m = _randomize_heads(VAE(VAEConfig(**{**TINY, "style_hidden": 16}))).eval()
-    assert m.cfg.style_blocks == (1, 1, 2, 3) and m.cfg.style_inner  # the default design
+    assert m.cfg.style_blocks == (1, 1, 2, 3) and m.cfg.style_inner == (0, 0, 1, 1)  # the default design
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         z, own = m.encoder.encode_with_style(x)
@@ -83,7 +83,7 @@ def test_older_style_models_load_as_one_unmodulated_adapter_per_level(tmp_path):
     d = {**VAEConfig(**{**TINY, "style_hidden": 16}).to_dict()}
     del d["style_blocks"], d["style_inner"]
     old_cfg = VAEConfig.from_dict(d)
-    assert old_cfg.style_blocks == (1, 1, 1, 1) and not old_cfg.style_inner
+    assert old_cfg.style_blocks == (1, 1, 1, 1) and old_cfg.style_inner == (0, 0, 0, 0)
     torch.manual_seed(0)
     old = _randomize_heads(VAE(old_cfg)).eval()
     assert old.decoder.more_adapters is None and old.decoder.style.inner is None
@@ -96,3 +96,19 @@ def test_older_style_models_load_as_one_unmodulated_adapter_per_level(tmp_path):
         z, own = old.encoder.encode_with_style(x)
         d = torch.randn_like(own)
         torch.testing.assert_close(new.decoder(z, d), old.decoder(z, d), atol=1e-5, rtol=1e-5)
+
+
+def test_init_into_fewer_modulated_levels_keeps_the_coarse_levels_rows(tmp_path):
+    from stylert.export.checkpoint import save_model
+    from stylert.export.train import init_from
+
+    torch.manual_seed(0)
+    every = _randomize_heads(VAE(VAEConfig(**{**TINY, "style_hidden": 16, "style_inner": (1, 1, 1, 1)})))
+    save_model(every, tmp_path / "every")
+    coarse = VAE(VAEConfig(**{**TINY, "style_hidden": 16}))  # the default: (0, 0, 1, 1)
+    assert any("rows dropped" in w for w in init_from(coarse, tmp_path / "every"))
+    a, b = every.decoder.style.inner[-1].weight, coarse.decoder.style.inner[-1].weight
+    assert b.shape[0] == sum(coarse.decoder.style.inner_sizes) < a.shape[0]
+    torch.testing.assert_close(b, a[: b.shape[0]])
+    # one flag for every level is still understood (a config written as style_inner: true)
+    assert VAEConfig(**{**TINY, "style_inner": True}).style_inner == (1, 1, 1, 1)
