@@ -48,7 +48,8 @@ def add_train(sub) -> None:
                 --holdout chelsea.jpg flowers.jpg newyork.jpg --steps 6000
             stylert train ../shared/data/content ../shared/data/style --styles ../shared/data/style \\
                 --stage style --init runs/vae/final --out runs/style --holdout chelsea.jpg la_muse.jpg \\
-                --batch 6 --lr 5e-4 --steps 12000
+                --batch 6 --lr 5e-4 --steps 12000 --textures 600   # + generated patterns: paints
+                                                                   # paintings it never saw better
             """,
         ),
     )
