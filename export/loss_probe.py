@@ -19,32 +19,35 @@ import torch
 
 from stylert.engine.images import list_images
 
-from .checkpoint import load_model
+from .checkpoint import DEFAULT_MODEL_DIR, load_model
 from .style import LossNet, style_step
-from .train import ImagePool
-
-WEIGHTS = {"style": 20.0, "content_latent": 1.0, "content_feat": 0.3, "gram": 5.0}  # the shipped stage's
+from .train import ImagePool, TrainConfig, style_weights
 
 
 def probe(models: list[str], data: Path, batches: int = 6, crop: int = 160, seed: int = 123,
           holdout: list[str] | None = None, log=print) -> dict:
-    """{"train" | "held-out": {model: {loss part: mean over the batches}}}."""
-    if holdout is None:
-        holdout = json.loads((Path(models[0]) / "config.json").read_text())["train"]["holdout"]
-    held = set(holdout)
+    """{"train" | "held-out": {model: {loss part: mean over the batches}}}. The loss weights are
+    those the first model's style stage was trained with (the shipped model's when it records
+    none)."""
+    recorded = json.loads((Path(models[0]) / "config.json").read_text()).get("train", {})
+    held = set(recorded.get("holdout", []) if holdout is None else holdout)
+    if recorded.get("stage") != "style":
+        recorded = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())["train"]
+    known = set(TrainConfig.__dataclass_fields__) - {"model"}
+    weights = style_weights(TrainConfig(**{k: v for k, v in recorded.items() if k in known}))
+    vaes = {m: load_model(m)[0].eval() for m in models}
     net = LossNet()
     out: dict = {}
     for split in ("train", "held-out"):
         keep = (lambda f: f.name in held) if split == "held-out" else (lambda f: f.name not in held)
         pool = ImagePool([f for f in list_images(data / "content") if keep(f)], crop)
         spool = ImagePool([f for f in list_images(data / "style") if keep(f)], crop)
-        for m in models:
-            vae = load_model(m)[0].eval()  # every model sees the same crops: the rng restarts
-            rng, tot = random.Random(seed), {}
+        for m, vae in vaes.items():
+            rng, tot = random.Random(seed), {}  # every model sees the same crops: the rng restarts
             with torch.no_grad():
                 for _ in range(batches):
                     xc, xs = pool.batch(rng, 6, crop, 0.4, rot90=True), spool.batch(rng, 6, crop, 0.4, rot90=True)
-                    loss, parts = style_step(vae, net, xc, xs, WEIGHTS)
+                    loss, parts = style_step(vae, net, xc, xs, weights)
                     for k, v in {"loss": loss.item(), **parts}.items():
                         tot[k] = tot.get(k, 0.0) + v / batches
             out.setdefault(split, {})[m] = tot

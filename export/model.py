@@ -141,8 +141,9 @@ class Encoder(nn.Module):
 
 class StyleHead(nn.Module):
     """Style offset d (B, 2K) -> per level: a gate for the level's first style adapter and a
-    FiLM scale and shift, each (B, channels); and, from a second MLP (`inner`, when style_inner or extra adapters),
-    each adapter's hidden-layer scale and shift and the extra adapters' gates.
+    FiLM scale and shift, each (B, channels); and, from a second MLP (`inner`: where there are
+    extra adapters or modulated levels), the extra adapters' gates and the modulated levels'
+    hidden-layer scales and shifts.
 
     d is the mixed code minus the content's own code (strength x (style - own)). The head has
     no biases, so d = 0 gives all zeros: at strength 0 the decoder is exactly the
@@ -206,8 +207,9 @@ class Decoder(nn.Module):
     `image` clamps.
 
     The body is the reconstruction decoder. With a style head, each level ends with
-    `style_blocks` style adapters (residual conv-relu-conv branches whose hidden layer is
-    modulated and whose output is gated per channel by the style) and a FiLM modulation
+    `style_blocks` style adapters (residual conv-relu-conv branches whose output is gated per
+    channel by the style, and whose hidden layer it modulates where `style_inner` says) and a
+    FiLM modulation
     (x * (1 + scale) + shift): the mixed latent alone carries 64 statistics, too few to paint
     one painting's strokes rather than another's. Without an offset (None or zeros) the
     adapters and FiLM are silent and the output is the reconstruction."""

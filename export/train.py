@@ -245,13 +245,18 @@ def _elbo_loss(model: VAE, pool: ImagePool, rng, cfg: TrainConfig, device, amp: 
     return loss, {"psnr": 10 * math.log10(1.0 / max(mse.item(), 1e-10)), "kl": kl.item()}
 
 
+def style_weights(cfg: TrainConfig) -> dict:
+    """The style stage's loss weights, as `style.style_step` takes them."""
+    return {"style": cfg.style_weight, "content_latent": cfg.content_weight, "content_feat": cfg.feature_weight,
+            "gram": cfg.gram_weight}
+
+
 def _style_loss(model: VAE, lossnet, pool: ImagePool, style_pool: ImagePool, rng, cfg: TrainConfig, device, amp: bool):
     from .style import style_step
 
     xc = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True).to(device).contiguous(memory_format=torch.channels_last)
     xs = style_pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True).to(device).contiguous(memory_format=torch.channels_last)
-    w = {"style": cfg.style_weight, "content_latent": cfg.content_weight, "content_feat": cfg.feature_weight,
-         "gram": cfg.gram_weight}
+    w = style_weights(cfg)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         return style_step(model, lossnet, xc, xs, w)
 
