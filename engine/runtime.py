@@ -26,6 +26,8 @@ Large images: sides above `tile` (default 1024 px) are encoded and decoded in ti
 `overlap` pixels of context (statistics are taken over the whole latent, so tiles agree; the
 image's own style code is taken from a copy scaled down to one tile);
 `max_side` (default None) instead downscales larger images and scales the result back up.
+Style images are encoded with their longer side at `style_side` (default 512, the scale the
+style stage trained at), so a painting's strokes do not depend on its file's resolution.
 
 Concurrency: one Engine may be shared by many threads. ONNX Runtime sessions allow
 concurrent run(); TensorRT keeps an execution context, stream and buffers per thread; the
@@ -60,6 +62,12 @@ DEFAULT_BATCH = 8  # images per call for backends without a profile (bounded mem
 # shipped model: 16 px leaves a faint frame, 32 px none. Cost: (1 + 64/side)^2 pixels, 1.56x
 # at 256 px, 1.13x at 1024. margin=0 turns it off; encode/decode/stylize_batch never add it.
 MARGIN = 32
+# Style images are encoded with their longer side scaled to this many pixels, up or down, so a
+# painting gives the same StyleCode (and the same strokes) from a 300-px thumbnail as from a
+# 4000-px scan. 512 is the scale the shipped style stage saw its paintings at (files of at most
+# 512 px, cropped at scale 0.4-1). Larger paints bigger, flatter shapes; smaller, finer strokes.
+# style_side=None encodes the file as it is (then only max_side applies).
+STYLE_SIDE = 512
 
 
 # ============================================================================= stages
@@ -159,7 +167,7 @@ class Engine:
     """One model on one backend. Build with Engine.load; see the module docstring."""
 
     def __init__(self, runner, info: dict, tile: int = 1024, overlap: int = 64, max_side: int | None = None,
-                 batch_size: int | None = None, margin: int = MARGIN):
+                 batch_size: int | None = None, margin: int = MARGIN, style_side: int | None = STYLE_SIDE):
         self.runner = runner
         self.contract: ModelContract = runner.contract
         d = self.contract.downsample
@@ -172,10 +180,14 @@ class Engine:
         if not (isinstance(margin, int) and 0 <= margin <= 256):
             raise StyleRTError(f"margin {margin!r} is not a whole number of pixels in 0..256.", f"The default is {MARGIN}.")
         self.margin = margin
+        if style_side is not None and not (isinstance(style_side, int) and 8 <= style_side <= 4096):
+            raise StyleRTError(f"style_side {style_side!r} is not a whole number of pixels in 8..4096.",
+                               f"It is the longer side style images are encoded at (default {STYLE_SIDE}); None keeps their own size.")
+        self.style_side = style_side
         self.max_side = max_side
         self.batch_size = min(batch_size or runner.max_batch or DEFAULT_BATCH, runner.max_batch or 1 << 30)
         self.info = {**info, **runner.info(), "tile": self.tile, "overlap": self.overlap,
-                     "max_side": max_side, "batch_size": self.batch_size, "margin": margin}
+                     "max_side": max_side, "batch_size": self.batch_size, "margin": margin, "style_side": style_side}
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -188,7 +200,7 @@ class Engine:
         backend: auto | onnxruntime | tensorrt | torch. precision: None (the folder's own) |
         fp32 | fp16 | int8 (bf16: torch on the CPU). device: auto | cpu | cuda.
         runner_options: passed to the backend's runner (e.g. torch: compile, channels_last;
-        onnxruntime: level, config). options: tile, overlap, max_side, batch_size.
+        onnxruntime: level, config). options: tile, overlap, max_side, batch_size, margin, style_side.
         `info["reason"]` says what was chosen and why."""
         runner, info = _choose(Path(folder), backend, precision, device, threads, runner_options or {})
         runner.load()
@@ -276,9 +288,7 @@ class Engine:
         items = images if isinstance(images, (list, tuple)) else [images]
         codes = []
         for i, im in enumerate(items):
-            x, _ = preprocess([self._fit(as_array(im, _name_of(im, i)))], self.contract.downsample)
-            code = StyleCode.from_codes(self.encode(x)[1], model=self.contract.checkpoint_sha256, sources=[_name_of(im, i)])
-            codes.append(code)
+            codes.append(self._code_of(self._fit_style(as_array(im, _name_of(im, i))), _name_of(im, i)))
         return codes[0] if len(codes) == 1 else mixing.combine(codes, weights)
 
     def check_codes(self, codes: Sequence[StyleCode]) -> None:
@@ -314,7 +324,7 @@ class Engine:
         if preserve_color and any(isinstance(s, StyleCode) for s in styles):
             raise StyleRTError("preserve_color needs the style images, not StyleCodes.",
                                "Pass the style image(s); colour preservation recolours them per content.")
-        style_arrays = [None if isinstance(s, StyleCode) else self._fit(as_array(s, _name_of(s, i, "style")))
+        style_arrays = [None if isinstance(s, StyleCode) else self._fit_style(as_array(s, _name_of(s, i, "style")))
                         for i, s in enumerate(styles)]
         codes = None
         if not preserve_color:
@@ -356,6 +366,15 @@ class Engine:
     def _code_of(self, arr: np.ndarray, name: str) -> StyleCode:
         x, _ = preprocess([arr], self.contract.downsample)
         return StyleCode.from_codes(self.encode(x)[1], model=self.contract.checkpoint_sha256, sources=[name])
+
+    def _fit_style(self, a: np.ndarray) -> np.ndarray:
+        """The style-scale policy: (3, H, W) with its longer side scaled to style_side."""
+        if self.style_side is None:
+            return self._fit(a)
+        s = self.style_side / max(a.shape[1:])
+        if s == 1.0:
+            return a
+        return _resize_array(a, (max(1, round(a.shape[1] * s)), max(1, round(a.shape[2] * s))))
 
     def _fit(self, a: np.ndarray) -> np.ndarray:
         """The max-side policy: downscale (3, H, W) so its longer side <= max_side."""

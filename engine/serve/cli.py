@@ -17,6 +17,7 @@ HELP = {
     "max_body_mb": "request bodies above this many MiB get 413",
     "max_pixels": "decoded images above this many pixels get 413 (decompression bombs)",
     "max_side": "larger images are stylized downscaled to this side and answered at their own size",
+    "style_side": "style images are encoded with their longer side at this many pixels (the model's training scale); 0 = as uploaded",
     "max_batch_size": "most stylize requests per engine call (Ray Serve's batcher)",
     "batch_wait_ms": "how long a batch waits to fill; latency traded for throughput",
     "max_in_flight": "requests one replica holds at once; more get 503 + Retry-After",

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from ..errors import StyleRTError
 from ..images import CorruptImage, ImageTooLarge, NotAnImage, load_image_bytes
 from ..mixing import StyleCode, check_strength, normalize_weights
+from ..runtime import STYLE_SIDE
 from .bank import StyleBank, describe
 
 log = logging.getLogger("stylert.serve")
@@ -40,6 +41,7 @@ class ServeConfig:
     max_body_mb: float = 20.0  # request bodies above this: 413
     max_pixels: int = 40_000_000  # decoded images above this (decompression bombs): 413
     max_side: int = 1024  # larger images are stylized downscaled and answered at their own size
+    style_side: int = STYLE_SIDE  # style images are encoded at this longer side; 0 = as uploaded
     max_batch_size: int = 8  # Ray Serve's batcher: jobs per engine call
     batch_wait_ms: float = 10.0  # how long the batcher waits for a batch to fill
     max_in_flight: int = 32  # requests one replica holds at once; beyond: 503 + Retry-After
@@ -50,7 +52,8 @@ class ServeConfig:
 
     def __post_init__(self):
         checks = [("max_body_mb", self.max_body_mb > 0), ("max_pixels", self.max_pixels >= 64),
-                  ("max_side", self.max_side >= 8), ("max_batch_size", 1 <= self.max_batch_size <= 256),
+                  ("max_side", self.max_side >= 8),
+                  ("style_side", self.style_side == 0 or 8 <= self.style_side <= 4096), ("max_batch_size", 1 <= self.max_batch_size <= 256),
                   ("batch_wait_ms", 0 <= self.batch_wait_ms <= 10_000), ("max_in_flight", self.max_in_flight >= 1),
                   ("timeout_s", self.timeout_s > 0), ("retry_after_s", self.retry_after_s >= 0),
                   ("quality", 1 <= self.quality <= 100), ("default_format", self.default_format in FORMATS)]
@@ -145,7 +148,7 @@ class Stylizer:
         c = self.cfg
         folder = model_folder(c.model, c.backend, log=log_fn)
         self.engine = Engine.load(folder, backend=c.backend, precision=c.precision, device=c.device,
-                                  threads=c.threads, max_side=c.max_side)
+                                  threads=c.threads, max_side=c.max_side, style_side=c.style_side or None)
         sha = self.engine.contract.checkpoint_sha256
         self.bank = StyleBank(c.styles_dir or cache_root() / "styles" / (sha[:16] or "unknown"), sha)
         self.warm_up()

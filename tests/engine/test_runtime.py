@@ -185,3 +185,24 @@ def test_interpolation_endpoints(eng, rng):
         outs = eng.interpolate(a, b, [0.0, 0.5, 1.0], method=method)
         assert len(outs) == 3
         np.testing.assert_array_equal(outs[0], postprocess(eng.decode(eng.encode(x)[0]), [(32, 32)], "uint8")[0])
+
+
+def test_style_code_does_not_depend_on_the_style_files_resolution(tiny_export):
+    # a smooth pattern, as a 96-px thumbnail and as a 384-px "scan" of the same picture
+    yy, xx = np.mgrid[0:384, 0:384] / 384.0
+    big = np.stack([0.5 + 0.4 * np.sin(12 * xx + 5 * yy), 0.5 + 0.4 * np.cos(9 * yy), 0.3 + 0.2 * xx], -1).astype(np.float32)
+    small = np.asarray(Image.fromarray((big * 255).astype(np.uint8)).resize((96, 96), Image.LANCZOS), np.float32) / 255.0
+    big = np.round(big * 255) / 255.0
+
+    def gap(e):
+        a, b = e.encode_style(big), e.encode_style(small)
+        return float(np.abs(np.concatenate([a.mean - b.mean, a.std - b.std])).mean())
+
+    with Engine.load(tiny_export) as scaled, Engine.load(tiny_export, style_side=None) as as_is:
+        assert scaled.info["style_side"] == 512 and as_is.info["style_side"] is None
+        assert gap(scaled) < 0.25 * gap(as_is)  # both seen at 512 px: nearly one code
+        content = np.full((40, 40, 3), 0.5, np.float32)
+        np.testing.assert_allclose(scaled.stylize(content, big), scaled.stylize(content, scaled.encode_style(big)), atol=1e-5)
+    for bad in (0, 4, 5000, 1.5):
+        with pytest.raises(StyleRTError, match="style_side"):
+            Engine.load(tiny_export, style_side=bad)
