@@ -83,7 +83,10 @@ def add_train(sub) -> None:
     for name, help_ in [("style-weight", "style loss weight (10)"), ("content-weight", "content loss in the latent (1)"),
                         ("feature-weight", "content loss at the loss network's block 7 (1)"),
                         ("gram-weight", "style loss on the loss network's Gram matrices (0: off)"),
-                        ("texture-share", "share of style crops drawn from the --textures (0.5)")]:
+                        ("texture-share", "share of style crops drawn from the --textures (0.5)"),
+                        ("style-jitter", "share of style crops recoloured: hue turned at random, saturation scaled "
+                                         "0.5-1.5x, light and dark kept, so colours are read from the style code "
+                                         "and not remembered with each painting's pattern (0)")]:
         p.add_argument(f"--{name}", type=float, help=f"style stage: {help_}")
     p.add_argument("--textures", type=int, default=None, metavar="N",
                    help="style stage: add N procedural style images (cells, bands, strokes, dots, tiles, mottle in "
@@ -103,7 +106,7 @@ def run_train(a) -> int:
         data=a.data, out=a.out, init=a.init, holdout=a.holdout, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
         beta=a.beta, kl_warmup=a.kl_warmup, checkpoint_every=a.checkpoint_every, seed=a.seed,
         device=a.device, threads=a.threads, precision=a.precision, model=mcfg, stage=a.stage, styles=a.styles,
-        **{k: v for k in ("style_weight", "content_weight", "feature_weight", "gram_weight", "textures", "texture_share")
+        **{k: v for k in ("style_weight", "content_weight", "feature_weight", "gram_weight", "textures", "texture_share", "style_jitter")
            if (v := getattr(a, k)) is not None},
     )
     print("config:", cfg)

@@ -58,6 +58,7 @@ class TrainConfig:
     gram_weight: float = 0.0  # style loss on Gram matrices at the same taps, relative
     textures: int = 0  # style stage: procedural style images (export/textures.py) added to the paintings
     texture_share: float = 0.5  # share of style crops drawn from them (the rest from the paintings)
+    style_jitter: float = 0.0  # style stage: share of style crops recoloured (hue turned, saturation scaled)
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
@@ -108,7 +109,10 @@ class ImagePool:
         """Draw `share` of every batch's images from `images`, the rest from the files."""
         self.extra, self.extra_share = list(images), float(share)
 
-    def batch(self, rng: random.Random, n: int, crop: int, scale_min: float, rot90: bool = False) -> torch.Tensor:
+    def batch(self, rng: random.Random, n: int, crop: int, scale_min: float, rot90: bool = False,
+              jitter: float = 0.0) -> torch.Tensor:
+        """n random crops (N, 3, crop, crop) in [0, 1]: scaled by U(scale_min, 1), flipped, with
+        rot90 turned by 90 degrees half the time, and with `jitter` of them recoloured."""
         from PIL import Image
 
         out = np.empty((n, crop, crop, 3), np.uint8)
@@ -126,8 +130,26 @@ class ImagePool:
                 c = c[:, ::-1]
             if rot90 and rng.random() < 0.5:  # paintings have no "up" for their strokes
                 c = np.rot90(c, rng.choice((1, 3)))
+            if jitter and rng.random() < jitter:
+                c = recolour(c, rng.uniform(-np.pi, np.pi), rng.uniform(0.5, 1.5))
             out[i] = c
         return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+# RGB <-> YIQ: Y is the luminance, (I, Q) the chroma plane, where a rotation turns the hue
+_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
+_RGB = np.linalg.inv(_YIQ).astype(np.float32)
+
+
+def recolour(c: np.ndarray, hue: float, saturation: float) -> np.ndarray:
+    """(H, W, 3) uint8 with its hue turned by `hue` radians and its chroma scaled by
+    `saturation`; the luminance (the strokes' light and dark) is kept. A painting's pattern in
+    colours it never had: the decoder must read the colours from the style code, not
+    remember them with the painting's pattern."""
+    ch, sh = np.cos(hue) * saturation, np.sin(hue) * saturation
+    turn = np.array([[1, 0, 0], [0, ch, -sh], [0, sh, ch]], np.float32)
+    m = _RGB @ turn @ _YIQ
+    return np.clip(c.astype(np.float32) @ m.T, 0, 255).round().astype(np.uint8)
 
 
 def center_crops(files: list[Path], size: int) -> torch.Tensor | None:
@@ -255,7 +277,7 @@ def _style_loss(model: VAE, lossnet, pool: ImagePool, style_pool: ImagePool, rng
     from .style import style_step
 
     xc = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True).to(device).contiguous(memory_format=torch.channels_last)
-    xs = style_pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True).to(device).contiguous(memory_format=torch.channels_last)
+    xs = style_pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True, jitter=cfg.style_jitter).to(device).contiguous(memory_format=torch.channels_last)
     w = style_weights(cfg)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         return style_step(model, lossnet, xc, xs, w)
@@ -317,6 +339,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else (cfg.device if cfg.device != "auto" else "cpu"))
     amp = use_bf16(cfg.precision, device)
 
+    if not 0.0 <= cfg.style_jitter <= 1.0:
+        raise StyleRTError(f"--style-jitter {cfg.style_jitter} is outside 0..1.", "It is the share of style crops recoloured (e.g. 0.5).")
     pool = ImagePool(train_files, cfg.crop)
     style_pool = ImagePool(train_styles, cfg.crop) if cfg.stage == "style" else None
     if cfg.textures and style_pool is not None:

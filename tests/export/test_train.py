@@ -180,3 +180,28 @@ def test_procedural_textures_are_repeatable_varied_and_join_the_style_stage(tmp_
     with pytest.raises(StyleRTError, match="texture-share"):
         train(_cfg(tmp_path, data, stage="style", init=str(tiny_checkpoint), styles=[str(styles)], steps=1,
                    out=str(tmp_path / "bad"), textures=2, texture_share=1.5), progress=False)
+
+
+def test_style_jitter_turns_the_hue_and_keeps_light_and_dark(tmp_path, tiny_checkpoint):
+    import random
+
+    from stylert.export.train import ImagePool, recolour
+
+    rng = np.random.default_rng(0)
+    c = (rng.random((16, 16, 3)) * 200 + 20).astype(np.uint8)
+    np.testing.assert_array_equal(recolour(c, 0.0, 1.0), c)  # no turn, no change
+    lum = lambda a: a.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
+    turned = recolour(c, 2.0, 1.0)
+    assert np.abs(turned.astype(int) - c).mean() > 20  # the colours moved ...
+    assert np.abs(lum(turned) - lum(c)).mean() < 6  # ... the strokes' light and dark did not
+    grey = recolour(c, 0.0, 0.0)
+    assert np.abs(grey.astype(int).max(-1) - grey.astype(int).min(-1)).max() <= 1  # saturation 0: grey
+
+    data = _images(tmp_path / "data", n=3)
+    pool = ImagePool(sorted(data.iterdir()), 32)
+    plain = pool.batch(random.Random(5), 4, 32, 0.4, rot90=True)
+    assert np.array_equal(plain, pool.batch(random.Random(5), 4, 32, 0.4, rot90=True, jitter=0.0))  # old runs repeat
+    assert not np.array_equal(plain, pool.batch(random.Random(5), 4, 32, 0.4, rot90=True, jitter=1.0))
+    with pytest.raises(StyleRTError, match="style-jitter"):
+        train(_cfg(tmp_path, data, stage="style", init=str(tiny_checkpoint), styles=[str(data)], steps=1,
+                   style_jitter=2.0), progress=False)
