@@ -92,6 +92,9 @@ def add_train(sub) -> None:
                    help="style stage: add N procedural style images (cells, bands, strokes, dots, tiles, mottle in "
                         "the paintings' colours; export/textures.py) to the paintings, so the decoder learns more "
                         "patterns than the paintings hold (default: 0)")
+    p.add_argument("--stop-after", type=int, metavar="STEP",
+                   help="end at this step and write OUT/final, the learning rate still following --steps' schedule: "
+                        "the same model a longer run holds at that step (how a stopped run is reproduced exactly)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
     p.set_defaults(func=run_train)
@@ -106,7 +109,7 @@ def run_train(a) -> int:
         data=a.data, out=a.out, init=a.init, holdout=a.holdout, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
         beta=a.beta, kl_warmup=a.kl_warmup, checkpoint_every=a.checkpoint_every, seed=a.seed,
         device=a.device, threads=a.threads, precision=a.precision, model=mcfg, stage=a.stage, styles=a.styles,
-        **{k: v for k in ("style_weight", "content_weight", "feature_weight", "gram_weight", "textures", "texture_share", "style_jitter")
+        **{k: v for k in ("style_weight", "content_weight", "feature_weight", "gram_weight", "textures", "texture_share", "style_jitter", "stop_after")
            if (v := getattr(a, k)) is not None},
     )
     print("config:", cfg)

@@ -35,6 +35,7 @@ class TrainConfig:
     init: str | None = None  # start from this trained model folder (widened if channels grew)
     holdout: list[str] = field(default_factory=list)  # file names kept out of training, scored
     steps: int = 6000
+    stop_after: int | None = None  # end after this many steps of the `steps` schedule (a run stopped early, exactly)
     batch: int = 8
     crop: int = 128  # training crop side, pixels (multiple of 8)
     scale_min: float = 0.4  # random downscale of the source image before cropping
@@ -339,6 +340,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else (cfg.device if cfg.device != "auto" else "cpu"))
     amp = use_bf16(cfg.precision, device)
 
+    if cfg.stop_after is not None and cfg.stop_after < 1:
+        raise StyleRTError(f"--stop-after {cfg.stop_after} is not a step.", "Give the step to end at (1 or more), e.g. 1500 of --steps 5000.")
     if not 0.0 <= cfg.style_jitter <= 1.0:
         raise StyleRTError(f"--style-jitter {cfg.style_jitter} is outside 0..1.", "It is the share of style crops recoloured (e.g. 0.5).")
     pool = ImagePool(train_files, cfg.crop)
@@ -382,8 +385,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
 
     t0 = time.time()
     ema_loss = ema_parts = None
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
-    while step < cfg.steps:
+    end = cfg.steps if cfg.stop_after is None else min(cfg.steps, cfg.stop_after)
+    bar = tqdm(total=end, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    while step < end:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
         beta = cfg.beta * min(1.0, (step + 1) / max(1, cfg.kl_warmup))
@@ -402,7 +406,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         ema_parts = parts if ema_parts is None else {k: 0.95 * ema_parts.get(k, v) + 0.05 * v for k, v in parts.items()}
         bar.set_postfix(loss=f"{ema_loss:.5f}", **{k: f"{v:.4g}" for k, v in ema_parts.items()}, lr=f"{lr_at(step, cfg):.1e}")
         bar.update(1)
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        if step % cfg.checkpoint_every == 0 or step == end:
             entry = {"step": step, "stage": cfg.stage, "train_loss": ema_loss, **ema_parts, "seconds": round(time.time() - t0, 1)}
             if val is not None:
                 entry["heldout_psnr"] = evaluate(model, val, device)

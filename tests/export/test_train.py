@@ -205,3 +205,29 @@ def test_style_jitter_turns_the_hue_and_keeps_light_and_dark(tmp_path, tiny_chec
     with pytest.raises(StyleRTError, match="style-jitter"):
         train(_cfg(tmp_path, data, stage="style", init=str(tiny_checkpoint), styles=[str(data)], steps=1,
                    style_jitter=2.0), progress=False)
+
+
+def test_stop_after_gives_the_model_a_longer_run_holds_at_that_step(tmp_path, monkeypatch):
+    import torch
+
+    import stylert.export.train as tr
+    from stylert.export.checkpoint import load_model
+
+    data = _images(tmp_path / "data", n=3)
+    seen = {}
+    save = tr._save_state
+
+    def keep(folder, model, opt, step, cfg, history):  # what the long run holds at each checkpoint
+        seen[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        save(folder, model, opt, step, cfg, history)
+
+    monkeypatch.setattr(tr, "_save_state", keep)
+    train(_cfg(tmp_path, data, out=str(tmp_path / "long"), steps=12, checkpoint_every=6), progress=False)
+    stopped = train(_cfg(tmp_path, data, out=str(tmp_path / "short"), steps=12, checkpoint_every=6, stop_after=6),
+                    progress=False)
+    assert stopped["steps"] == 6
+    short = load_model(tmp_path / "short" / "final")[0].state_dict()
+    assert all(torch.equal(short[k], seen[6][k]) for k in short)  # the learning rate followed --steps 12
+    assert not all(torch.equal(short[k], seen[12][k]) for k in short)
+    with pytest.raises(StyleRTError, match="stop-after"):
+        train(_cfg(tmp_path, data, out=str(tmp_path / "bad"), stop_after=0), progress=False)
