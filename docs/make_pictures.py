@@ -6,8 +6,9 @@ photographs and paintings of ../shared/data may not be committed, not even resiz
 Writes docs/sample-astronaut.jpg and docs/sample-chelsea.jpg (the style report's grids: rows
 brick, gravel, hubble_deep_field; columns content, style, grade,
 colour, optimized, previous, new),
-and docs/strength-fp32.jpg / docs/strength-int8.jpg (strength 0, 0.25, 0.5, 0.75, 1 with the
-brick style through the runtime: the shipped model's export and, given --engine, an engine).
+docs/strength-fp32.jpg / docs/strength-int8.jpg (strength 0, 0.25, 0.5, 0.75, 1 with the
+brick style through the runtime: the shipped model's export and, given --engine, an engine)
+and docs/style-size.jpg (a generated cells pattern as the style at --style-size 256, 512, 1024).
 Needs the export, style and bench extras.
 """
 
@@ -42,6 +43,25 @@ def strength_strip(folder: Path, content: Path, style: Path, out: Path, side: in
     print("wrote", out)
 
 
+def style_size_strip(folder: Path, content: Path, out: Path, side: int = 320) -> None:
+    """The style, then the content stylized with it encoded at 256, 512 and 1024 px."""
+    import numpy as np
+    from stylert.export.textures import texture
+
+    style = Image.fromarray(texture(np.random.default_rng(7), 512, kind="cells"))
+    img = Image.open(content).convert("RGB")
+    img = img.resize((side, round(img.height * side / img.width)))
+    panels = [style.resize((side, side))]
+    for px in (256, 512, 1024):
+        with Engine.load(folder, style_side=px) as eng:
+            panels.append(eng.stylize(img, style))
+    sheet = Image.new("RGB", (side * len(panels), max(p.height for p in panels)), "white")
+    for i, im in enumerate(panels):
+        sheet.paste(im, (i * side, 0))
+    sheet.save(out, quality=90)
+    print("wrote", out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--previous", help="an earlier model (style or reconstruction-only) for the 'previous' column")
@@ -62,6 +82,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     strength_strip(model_folder(None), d / "astronaut.png", d / "brick.png", DOCS / "strength-fp32.jpg")
+    style_size_strip(model_folder(None), d / "astronaut.png", DOCS / "style-size.jpg")
     if a.engine:
         strength_strip(Path(a.engine), d / "astronaut.png", d / "brick.png", DOCS / "strength-int8.jpg")
 
