@@ -21,9 +21,10 @@ PRECISIONS: dict[str, Precision] = {p.name: p for p in (
     Precision("fp16", 45.0, "as_fp16", False, "float16 weights and activations, float32 I/O and statistics"),
     # 25 dB: the style decoder paints high-frequency texture, where an int8 error shifts
     # strokes a little and PSNR punishes it (the old colour-grade decoder held 35 dB). Measured
-    # on the shipped model: photographs stylized with the calibration images' codes 34.2 dB
-    # (build-engine's gate; the previous style model 29.9), with a painting 26.2 dB (bench;
-    # the previous 25.4); the pictures side by side differ in the strokes' details only.
+    # on the shipped model: photographs stylized with the calibration images' codes 37.1 dB
+    # (build-engine's gate; the two style models before it 34.2 and 29.9), with a painting
+    # 27.8 dB (bench; before 26.2, 25.4); side by side the pictures differ in the strokes'
+    # details only.
     Precision("int8", 25.0, "as_int8", True, "symmetric int8 Q/DQ, calibrated on calib_data/ (or --calib-dir)"),
 )}
 

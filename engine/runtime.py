@@ -369,19 +369,13 @@ class Engine:
 
     def _fit_style(self, a: np.ndarray) -> np.ndarray:
         """The style-scale policy: (3, H, W) with its longer side scaled to style_side."""
-        if self.style_side is None:
-            return self._fit(a)
-        s = self.style_side / max(a.shape[1:])
-        if s == 1.0:
-            return a
-        return _resize_array(a, (max(1, round(a.shape[1] * s)), max(1, round(a.shape[2] * s))))
+        return self._fit(a) if self.style_side is None else _longer_side_to(a, self.style_side)
 
     def _fit(self, a: np.ndarray) -> np.ndarray:
         """The max-side policy: downscale (3, H, W) so its longer side <= max_side."""
         if self.max_side is None or max(a.shape[1:]) <= self.max_side:
             return a
-        s = self.max_side / max(a.shape[1:])
-        return _resize_array(a, (max(1, round(a.shape[1] * s)), max(1, round(a.shape[2] * s))))
+        return _longer_side_to(a, self.max_side)
 
     # ------------------------------------------------------------------ interpolation
     def interpolate(self, a, b, ts: Sequence[float], method: str = "slerp") -> list:
@@ -431,6 +425,14 @@ def reflect_pad(a: np.ndarray, m: int) -> np.ndarray:
         return a
     mode = "reflect" if min(a.shape[1:]) > 1 else "edge"
     return np.pad(a, ((0, 0), (m, m), (m, m)), mode=mode)
+
+
+def _longer_side_to(a: np.ndarray, side: int) -> np.ndarray:
+    """(3, H, W) scaled (up or down) so its longer side is `side`; unchanged when it is."""
+    s = side / max(a.shape[1:])
+    if s == 1.0:
+        return a
+    return _resize_array(a, (max(1, round(a.shape[1] * s)), max(1, round(a.shape[2] * s))))
 
 
 def _resize_array(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -340,17 +340,21 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else (cfg.device if cfg.device != "auto" else "cpu"))
     amp = use_bf16(cfg.precision, device)
 
-    if cfg.stop_after is not None and cfg.stop_after < 1:
-        raise StyleRTError(f"--stop-after {cfg.stop_after} is not a step.", "Give the step to end at (1 or more), e.g. 1500 of --steps 5000.")
-    if not 0.0 <= cfg.style_jitter <= 1.0:
-        raise StyleRTError(f"--style-jitter {cfg.style_jitter} is outside 0..1.", "It is the share of style crops recoloured (e.g. 0.5).")
+    for bad, what, note in [
+        (cfg.stop_after is not None and cfg.stop_after < 1, f"--stop-after {cfg.stop_after} is not a step.",
+         "Give the step to end at (1 or more), e.g. 1500 of --steps 5000."),
+        (not 0.0 <= cfg.style_jitter <= 1.0, f"--style-jitter {cfg.style_jitter} is outside 0..1.",
+         "It is the share of style crops recoloured (e.g. 0.5)."),
+        (cfg.textures and not 0.0 <= cfg.texture_share <= 1.0, f"--texture-share {cfg.texture_share} is outside 0..1.",
+         "It is the share of style crops drawn from the generated textures."),
+    ]:
+        if bad:
+            raise StyleRTError(what, note)
     pool = ImagePool(train_files, cfg.crop)
     style_pool = ImagePool(train_styles, cfg.crop) if cfg.stage == "style" else None
     if cfg.textures and style_pool is not None:
         from .textures import textures
 
-        if not 0.0 <= cfg.texture_share <= 1.0:
-            raise StyleRTError(f"--texture-share {cfg.texture_share} is outside 0..1.", "It is the share of style crops drawn from the generated textures.")
         t1 = time.time()
         style_pool.add(textures(cfg.textures, cfg.seed, max(256, cfg.crop), style_pool.images), cfg.texture_share)
         print(f"generated {cfg.textures} procedural style images in {time.time() - t1:.1f} s ({cfg.texture_share:.0%} of style crops)")
