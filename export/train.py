@@ -32,7 +32,7 @@ from .model import VAE, VAEConfig, elbo_loss
 class TrainConfig:
     data: list[str] = field(default_factory=list)  # folders of images (searched recursively)
     out: str = "runs/vae"  # checkpoints: out/last (resume), out/final (the trained model)
-    init: str | None = None  # start from this trained model folder (widened if channels grew)
+    init: str | None = None  # start from this trained model folder (the same configuration)
     holdout: list[str] = field(default_factory=list)  # file names kept out of training, scored
     steps: int = 6000
     stop_after: int | None = None  # end after this many steps of the `steps` schedule (a run stopped early, exactly)
@@ -50,16 +50,18 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = all cores
     precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with bf16 kernels | fp32 | bf16
     model: VAEConfig = field(default_factory=VAEConfig)
-    # The style stage (export/style.py): the encoder frozen, the decoder taught to paint styles.
-    stage: str = "vae"  # vae: the ELBO | style: AdaIN objective on (content, style) pairs, needs --init
+    # The style stage (export/style.py): encoder and decoder trained end to end to paint, ELBO kept.
+    stage: str = "vae"  # vae: the ELBO | style: the AdaIN objective on (content, style) pairs + the ELBO, needs --init
     styles: list[str] = field(default_factory=list)  # style stage: folders of paintings (data = contents)
-    style_weight: float = 10.0  # style loss (relative mean/std error at 6 loss-network taps)
-    content_weight: float = 1.0  # content loss in the VAE's latent, relative to var(t)
-    feature_weight: float = 1.0  # content loss at loss-network block 7, relative
-    gram_weight: float = 0.0  # style loss on Gram matrices at the same taps, relative
+    style_weight: float = 10.0  # VGG-16 per-channel means and stds at 4 taps, relative
+    gram_weight: float = 10.0  # VGG-16 Gram matrices at the same taps, relative
+    colour_weight: float = 5.0  # RGB means and stds, relative: the palette
+    content_weight: float = 1.0  # VGG-16 relu4_3 of the output against the content's, relative
+    recon_weight: float = 200.0  # the ELBO (MSE + beta x KL): an MSE of 0.002 (27 dB) weighs 0.4
+    content_paintings: float = 0.25  # style stage: share of content crops drawn from the style paintings
     textures: int = 0  # style stage: procedural style images (export/textures.py) added to the paintings
-    texture_share: float = 0.5  # share of style crops drawn from them (the rest from the paintings)
-    style_jitter: float = 0.0  # style stage: share of style crops recoloured (hue turned, saturation scaled)
+    texture_share: float = 0.15  # share of style crops drawn from them (the rest from the paintings)
+    style_jitter: float = 0.3  # style stage: share of style crops recoloured (hue turned, saturation scaled)
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
@@ -169,55 +171,14 @@ def evaluate(model: VAE, x: torch.Tensor, device: torch.device) -> float:
     return psnr(y, x)
 
 
-STYLE_PARTS = ("decoder.style.", "decoder.adapters.", "decoder.more_adapters.")  # what the style stage trains
-
-
-def init_from(model: VAE, folder: str | os.PathLike) -> list[str]:
-    """Load a trained model's weights into `model`, which may have more channels (Net2Net's
-    widening). Trained weights fill the leading slices; new output channels keep their fresh
-    initialization and new input channels start at zero, so the widened model reconstructs
-    exactly as the trained one did and training only has to teach the new channels.
-    Returns the names of the tensors that were widened."""
+def init_from(model: VAE, folder: str | os.PathLike) -> None:
+    """Load a trained model's weights into `model`, which must have the same configuration
+    (the style stage starts from the VAE stage's model)."""
     src, _ = load_model(folder)
-    old = src.state_dict()
-    # a reconstruction-only model starts a style decoder: its style head is new (and starts
-    # as the identity, StyleMLP), everything else must match
-    new_head = {k for k in model.state_dict() if k.startswith(STYLE_PARTS)} - set(old)
-    if set(old) != set(model.state_dict()) - new_head:
-        raise StyleRTError("cannot start from it: its layers differ from this configuration's (blocks per level).",
-                           "--init can keep or grow channel counts, not change the depth.", path=folder)
-    widened = []
-    with torch.no_grad():
-        for name, p in model.state_dict().items():
-            if name in new_head:
-                continue
-            q = old[name]
-            if name == "decoder.style.inner.2.weight" and q.shape[1:] == p.shape[1:] and q.shape[0] > p.shape[0]:
-                # its rows go level by level, coarse first: a model that modulates fewer fine
-                # levels keeps the leading rows (the coarse levels' gates and FiLM) as they were
-                p.copy_(q[: p.shape[0]].to(p.device))
-                widened.append(name + " (fine levels' rows dropped)")
-                continue
-            if name.startswith(STYLE_PARTS) and q.shape != p.shape:
-                # the code's layout interleaves levels: a wider model's style head starts fresh
-                # (the identity), and the style stage teaches it again
-                widened.append(name + " (reset)")
-                continue
-            if q.shape != p.shape:
-                if q.ndim != p.ndim or any(a < b for a, b in zip(p.shape, q.shape)):
-                    raise StyleRTError(
-                        f"cannot start from it: {name} is {tuple(q.shape)} there and {tuple(p.shape)} here.",
-                        "--init can keep or grow channel counts, not shrink them or change the depth.",
-                        path=folder,
-                    )
-                if p.ndim == 4 and p.shape[1] > q.shape[1]:
-                    p[:, q.shape[1]:].zero_()  # new inputs are silent until training uses them
-                widened.append(name)
-            p[tuple(slice(0, n) for n in q.shape)].copy_(q.to(p.device))
-            if name.startswith("encoder.logvar.") and p.shape[0] > q.shape[0]:
-                p[q.shape[0]:] = p[: q.shape[0]].mean(0)  # new latent channels start as certain
-                                                          # as the trained ones, not as unit noise
-    return widened
+    if src.cfg != model.cfg:
+        raise StyleRTError("cannot start from it: it was trained with another model configuration.",
+                           f"--init takes a model of this configuration ({model.cfg}).", path=folder)
+    model.load_state_dict(src.state_dict())
 
 
 def _save_state(folder: Path, model: VAE, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig, history: list) -> None:
@@ -270,18 +231,18 @@ def _elbo_loss(model: VAE, pool: ImagePool, rng, cfg: TrainConfig, device, amp: 
 
 def style_weights(cfg: TrainConfig) -> dict:
     """The style stage's loss weights, as `style.style_step` takes them."""
-    return {"style": cfg.style_weight, "content_latent": cfg.content_weight, "content_feat": cfg.feature_weight,
-            "gram": cfg.gram_weight}
+    return {"style": cfg.style_weight, "gram": cfg.gram_weight, "colour": cfg.colour_weight,
+            "content": cfg.content_weight, "recon": cfg.recon_weight}
 
 
-def _style_loss(model: VAE, lossnet, pool: ImagePool, style_pool: ImagePool, rng, cfg: TrainConfig, device, amp: bool):
+def _style_loss(model: VAE, lossnet, pool: ImagePool, style_pool: ImagePool, rng, cfg: TrainConfig, device, amp: bool,
+                beta: float):
     from .style import style_step
 
-    xc = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True).to(device).contiguous(memory_format=torch.channels_last)
+    xc = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min).to(device).contiguous(memory_format=torch.channels_last)
     xs = style_pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True, jitter=cfg.style_jitter).to(device).contiguous(memory_format=torch.channels_last)
-    w = style_weights(cfg)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        return style_step(model, lossnet, xc, xs, w)
+        return style_step(model, lossnet, xc, xs, style_weights(cfg), beta)
 
 
 @torch.no_grad()
@@ -293,6 +254,13 @@ def _set_whitening(model: VAE, pool: ImagePool, style_pool: ImagePool, rng, cfg:
         cs = model.encoder.encode_with_style(style_pool.batch(rng, 16, cfg.crop, cfg.scale_min).to(device))[1]
         offsets.append(cs - cc)
     model.decoder.style.set_whitening(torch.cat(offsets).float())
+
+
+def held_out(f: Path, held: set[str]) -> bool:
+    """Whether a file is held out: an entry names the file, a folder above it, or a trailing
+    part of its path (`folder/file.jpg`), so whole source folders are held out by name."""
+    parts = f.parts
+    return any(tuple(Path(h).parts) == parts[len(parts) - len(Path(h).parts):] or h in parts[:-1] for h in held)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -307,8 +275,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     """Train; returns a summary dict (steps, seconds, final train loss, held-out PSNR)."""
     from tqdm import tqdm
 
-    if cfg.crop % 8:
-        raise StyleRTError(f"--crop {cfg.crop} is not a multiple of 8.", "The latent is 1/8 of the image; use e.g. 96 or 128.")
+    d = cfg.model.downsample
+    if cfg.crop % d:
+        raise StyleRTError(f"--crop {cfg.crop} is not a multiple of {d}.", f"The latent is 1/{d} of the image; use e.g. 128.")
     if not cfg.data:
         raise StyleRTError("no training data given.", "Pass one or more folders of images: `stylert train PHOTOS/`.")
     if cfg.stage not in ("vae", "style"):
@@ -324,10 +293,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     for d in cfg.styles:
         style_files += list_images(d)
     held = set(cfg.holdout)
-    train_files = [f for f in files if f.name not in held]
-    train_styles = [f for f in style_files if f.name not in held]
-    val_files = [f for f in files if f.name in held]
-    missing = held - {f.name for f in val_files + style_files}
+    train_files = [f for f in files if not held_out(f, held)]
+    train_styles = [f for f in style_files if not held_out(f, held)]
+    val_files = [f for f in files if held_out(f, held)]
+    missing = {h for h in held if not any(held_out(f, {h}) for f in files + style_files)}
     if missing:
         raise StyleRTError(f"held-out files not found in the data: {sorted(missing)}.", "--holdout takes file names that are in the data folders.")
     if not train_files:
@@ -364,12 +333,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     if cfg.stage == "style":
         from .style import LossNet
 
-        if model.decoder.style is None:
-            raise StyleRTError("the style stage needs a decoder with a style head.", "Keep the model's style_hidden above 0.")
-        # the latent space (and every stored StyleCode) and the reconstruction decoder stay
-        for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith(STYLE_PARTS))
         lossnet = LossNet().to(device, memory_format=torch.channels_last)
+        if cfg.content_paintings:
+            pool.add(style_pool.images, cfg.content_paintings)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     out = Path(cfg.out)
     step, history = 0, []
@@ -379,8 +345,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         torch.manual_seed(cfg.seed * 1_000_003 + step)
         print(f"resumed from {out / 'last'} at step {step}")
     elif cfg.init:
-        widened = init_from(model, cfg.init)
-        print(f"initialized from {cfg.init}" + (f"; widened {', '.join(widened)}" if widened else ""))
+        init_from(model, cfg.init)
+        print(f"initialized from {cfg.init}")
         if cfg.stage == "style" and bool((model.decoder.style.code_scale == 1).all()):
             # a trained head keeps its scaling: rescaling its inputs would change what it learnt
             _set_whitening(model, pool, style_pool, rng, cfg, device)
@@ -396,7 +362,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
             g["lr"] = lr_at(step, cfg)
         beta = cfg.beta * min(1.0, (step + 1) / max(1, cfg.kl_warmup))
         if cfg.stage == "style":
-            loss, parts = _style_loss(model, lossnet, pool, style_pool, rng, cfg, device, amp)
+            loss, parts = _style_loss(model, lossnet, pool, style_pool, rng, cfg, device, amp, beta)
         else:
             loss, parts = _elbo_loss(model, pool, rng, cfg, device, amp, beta)
         if not torch.isfinite(loss):

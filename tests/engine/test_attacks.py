@@ -82,7 +82,7 @@ def test_engine_folders_are_readable_by_others(tiny_export, tmp_path):
 
 # ----------------------------------------------------------------------------- no silent wrong result
 @pytest.mark.parametrize("option,value,named", [
-    ("--max-side", "0", "--max-side"), ("--strength", "1.5", "--strength"), ("--strength", "-0.1", "--strength"),
+    ("--max-side", "-1", "--max-side"), ("--strength", "1.5", "--strength"), ("--strength", "-0.1", "--strength"),
     ("--tile", "10", "--tile"), ("--overlap", "-1", "--overlap"), ("--quality", "0", "--quality"),
     ("--max-pixels", "0", "--max-pixels"), ("--style-weights", "-1", "weights"),
 ])
@@ -193,7 +193,7 @@ API_CASES = {
     "encode empty batch": (lambda e, st, x, z, c: e.encode(x[:0]), "empty batch"),
     "encode a string": (lambda e, st, x, z, c: e.encode("photo.jpg"), "not an array"),
     "encode 3-D": (lambda e, st, x, z, c: e.encode(x[0]), "shape"),
-    "encode size not a multiple of 8": (lambda e, st, x, z, c: e.encode(x[:, :, :30, :30]), "multiple of 8"),
+    "encode size not a multiple of 4": (lambda e, st, x, z, c: e.encode(x[:, :, :30, :30]), "multiple of 4"),
     "decode NaN latent": (lambda e, st, x, z, c: e.decode(np.full_like(z, np.nan)), "NaN"),
     "decode infinite offset": (lambda e, st, x, z, c: e.decode(z, np.full_like(c, np.inf)), "non-finite"),
     "decode wrong channels": (lambda e, st, x, z, c: e.decode(z[:, :3]), "latent has shape"),

@@ -10,6 +10,8 @@ from stylert.engine import precision as P  # noqa: E402
 from stylert.engine.compare import compare  # noqa: E402
 from stylert.engine.errors import StyleRTError  # noqa: E402
 
+from ..conftest import TINY  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def images():
@@ -34,7 +36,9 @@ def test_fp16_keeps_float32_io_and_matches_fp32(tiny_export, feeds, tmp_path):
     info = P.convert_fp16(src, dst, feeds, log=lambda *a: None, float_outputs=["style"])
     stats = {n.name for n in onnx.load(str(src)).graph.node if n.op_type in ("ReduceMean", "Pow", "Sqrt", "Concat")}
     assert stats and stats <= set(info["fp32_nodes"])  # the statistics stay float32
-    assert not any(n.startswith("node_conv") or "Conv" in n for n in info["fp32_nodes"])
+    # convolutions run in float16, but for the style branch's, which feed the code alone
+    kept_convs = [n for n in info["fp32_nodes"] if n.startswith("node_conv") or "Conv" in n]
+    assert len(kept_convs) <= len(TINY["style_widths"])
     assert _io_types(dst) == [TensorProto.FLOAT] * 3  # image in; latent and style code out
     m = onnx.load(str(dst))
     assert any(t.data_type == TensorProto.FLOAT16 for t in m.graph.initializer)

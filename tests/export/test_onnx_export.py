@@ -14,13 +14,16 @@ from stylert.engine.contract import METADATA_KEY, OPSET  # noqa: E402
 from stylert.engine.errors import StyleRTError  # noqa: E402
 from stylert.export.onnx_export import export_onnx  # noqa: E402
 
+from ..conftest import TINY  # noqa: E402
+
 # The op set the model is designed to export to (README: "ONNX ops"). A new op here is a
 # design decision: it must run fast in ONNX Runtime (FP32 and INT8) and in TensorRT.
+# Every convolution pads by replication (Pad, mode edge) before it.
 # Encoder: the convolutions, then the style code's statistics (ReduceMean .. Sqrt, Concat).
-# Decoder: the convolutions and upsampling, and the style head (Gemm, no biases) whose gates,
-# scales and shifts (Slice, Unsqueeze) modulate each level (Mul, Add).
-EXPECTED_OPS = {"encoder": {"Conv", "Relu", "Add", "ReduceMean", "Sub", "Pow", "Sqrt", "Unsqueeze", "Concat"},
-                "decoder": {"Conv", "Relu", "Add", "Resize", "Clip", "Gemm", "Mul", "Slice", "Unsqueeze"}}
+# Decoder: the convolutions and upsampling, and the style head (Gemm, no biases) whose scales
+# and shifts (Slice, Unsqueeze) modulate every convolution (Mul, Add).
+EXPECTED_OPS = {"encoder": {"Pad", "Conv", "Relu", "Add", "ReduceMean", "Sub", "Pow", "Sqrt", "Unsqueeze", "Concat"},
+                "decoder": {"Pad", "Conv", "Relu", "Add", "Resize", "Clip", "Gemm", "Mul", "Slice", "Unsqueeze"}}
 
 
 def test_files_manifest_and_ops(tiny_export):
@@ -29,9 +32,10 @@ def test_files_manifest_and_ops(tiny_export):
         model = onnx.load(str(tiny_export / m["files"][role]["path"]))
         onnx.checker.check_model(model, full_check=True)
         assert {n.op_type for n in model.graph.node} == EXPECTED_OPS[role]
+        assert {a.s for n in model.graph.node if n.op_type == "Pad" for a in n.attribute if a.name == "mode"} == {b"edge"}
         assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
         meta = {p.key: p.value for p in model.metadata_props}
-        assert contract_from_onnx_metadata(meta).latent_channels == 8
+        assert contract_from_onnx_metadata(meta).latent_channels == TINY["latent_channels"]
         assert meta["stylert.role"] == role
     assert (tiny_export / "checkpoint" / "model.safetensors").is_file()
     assert m["verification"]["passed"] and m["verification"]["max_abs"]["image"] <= 1e-4
@@ -54,7 +58,7 @@ def test_dynamic_batch_and_size_in_ort(tiny_export):
         y = dec.run(None, {"latent": z, "style": s})[0]
         assert y.shape == (n, 3, h, w) and y.min() >= 0 and y.max() <= 1
     meta = enc.get_modelmeta().custom_metadata_map
-    assert json.loads(meta[METADATA_KEY])["latent_channels"] == 8
+    assert json.loads(meta[METADATA_KEY])["latent_channels"] == TINY["latent_channels"]
 
 
 def test_verification_failure_writes_nothing(tiny_checkpoint, tmp_path, monkeypatch):
