@@ -76,9 +76,9 @@ def backend_version(backend: str, flavour: str | None = None) -> str:
 
 
 def current_device(backend: str) -> dict:
-    """The device an engine of `backend` would run on here: the CPU for ONNX Runtime, the
-    current CUDA GPU (name, compute capability) for TensorRT."""
-    if backend == "onnxruntime":
+    """The device an engine of `backend` would run on here: the CPU for ONNX Runtime and
+    OpenVINO, the current CUDA GPU (name, compute capability) for TensorRT."""
+    if ALL_BACKENDS[backend].device != "cuda":
         return cpu_info()
     from .backends.trt.builder import gpu_info  # lazy: needs cuda-python or TensorRT
 

@@ -14,11 +14,16 @@ class Precision:
     converter: str  # function in engine/precision.py: (src, dst, calib feeds, BuildConfig, contract, log) -> settings
     calibrated: bool  # needs calibration images beyond a sanity check
     summary: str
+    backends: tuple[str, ...] = ()  # the engine backends that run it; () = every one
 
 
 PRECISIONS: dict[str, Precision] = {p.name: p for p in (
     Precision("fp32", 60.0, "as_fp32", False, "the exported models as they are"),
     Precision("fp16", 45.0, "as_fp16", False, "float16 weights and activations, float32 I/O and statistics"),
+    # The FP32 files computed in bfloat16 (OpenVINO's inference precision hint) on CPUs with
+    # native BF16 (AVX512_BF16, AMX): 8 bits of mantissa, so a gate between FP16's and INT8's.
+    Precision("bf16", 40.0, "as_fp32", False, "the FP32 models computed in bfloat16 where the CPU has it natively",
+              ("openvino",)),
     # 25 dB: the style decoder paints high-frequency texture, where an int8 error shifts
     # strokes a little and PSNR punishes it (the old colour-grade decoder held 35 dB). Measured
     # on the shipped model: photographs stylized with the calibration images' codes 37.1 dB
@@ -35,6 +40,16 @@ def get(name: str) -> Precision:
     if name not in PRECISIONS:
         raise StyleRTError(f"unknown precision {name!r}.", f"Use one of {', '.join(PRECISIONS)}.")
     return PRECISIONS[name]
+
+
+def check_backend(name: str, backend: str) -> None:
+    """Raise StyleRTError when `backend` cannot run engines of precision `name`."""
+    from .errors import StyleRTError
+
+    p = get(name)
+    if p.backends and backend not in p.backends:
+        raise StyleRTError(f"the {backend} backend has no {name} engines.",
+                           f"Build {name} with --backend {' or '.join(p.backends)}, or pick another --precision.")
 
 
 def converter(name: str):

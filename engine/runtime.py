@@ -480,6 +480,16 @@ def _choose(folder: Path, backend: str, precision: str | None, device: str, thre
         if precision not in (None, "fp32"):
             raise StyleRTError(f"an export folder holds FP32 models; precision '{precision}' needs an engine.",
                                f"Build one: stylert build-engine {folder} --precision {precision}", path=folder)
+        files = m["files"]
+        if backend == "openvino":
+            if device == "cuda":
+                raise StyleRTError("OpenVINO runs on the CPU here, and device='cuda' was asked for.",
+                                   "Use device='cpu' or 'auto' with backend='openvino'.")
+            info.update(reason="openvino requested: the export's FP32 ONNX models on the CPU, computed in f32 "
+                               f"(for bf16 or int8 build an engine: stylert build-engine {folder} --backend openvino --bf16)")
+            return REGISTRY["openvino"].runner_class()(folder / files["encoder"]["path"], folder / files["decoder"]["path"],
+                                                       contract, device="cpu", precision="fp32", threads=threads,
+                                                       **ropts), info
         from .backends.onnxrt.runner import available_providers
 
         OnnxRuntimeRunner = REGISTRY["onnxruntime"].runner_class()
@@ -496,7 +506,6 @@ def _choose(folder: Path, backend: str, precision: str | None, device: str, thre
             why = "auto: the export's FP32 ONNX models in " + why
             if gpu:
                 why += f"; for TensorRT build an engine: stylert build-engine {folder} --backend tensorrt"
-        files = m["files"]
         info.update(reason=why)
         return OnnxRuntimeRunner(folder / files["encoder"]["path"], folder / files["decoder"]["path"], contract,
                                  device=dev, precision="fp32", threads=threads, **ropts), info

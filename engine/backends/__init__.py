@@ -1,5 +1,6 @@
 """The backends, one folder each (Polygraphy's layout): `onnxrt/` (runner, session factory),
-`trt/` (runner, plan builder), `pyt/` (the PyTorch reference runner), all behind `base.Runner`.
+`openvino/` (runner, build step), `trt/` (runner, plan builder), `pyt/` (the PyTorch reference
+runner), all behind `base.Runner`.
 
 `BACKENDS` is the one table the runtime, build-engine, the manifest, the CLI choices and bench
 read. Adding a backend is a new folder and one entry here. Nothing here imports a backend's
@@ -44,6 +45,8 @@ class Backend:
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("onnxruntime", "onnxrt.runner:OnnxRuntimeRunner", "onnxrt.builder:build_artifacts", "onnxruntime", "any",
             "pip install stylert (onnxruntime), or onnxruntime-gpu for its CUDA provider"),
+    Backend("openvino", "openvino.runner:OpenVINORunner", "openvino.builder:build_artifacts", "openvino", "cpu",
+            "pip install 'stylert[openvino]'"),
     Backend("tensorrt", "trt.runner:TensorRTRunner", "trt.builder:build_artifacts", "tensorrt", "cuda",
             "pip install 'stylert[gpu]' on an NVIDIA machine"),
     Backend("torch", "pyt.runner:TorchRunner", "", "torch", "any",

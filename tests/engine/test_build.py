@@ -3,6 +3,7 @@ the TensorRT path where TensorRT and a GPU exist."""
 
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("onnx")
@@ -68,6 +69,31 @@ def test_build_writes_verified_engine(tiny_export, tmp_path, precision):
         assert check_qdq_symmetric(out / "encoder.onnx") == [] and check_qdq_symmetric(out / "decoder.onnx") == []
 
 
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_openvino_engine_is_gated_with_openvino_and_loads(tiny_export, tmp_path, precision):
+    pytest.importorskip("openvino", reason="the openvino backend needs OpenVINO: pip install 'stylert[openvino]'")
+    from stylert.engine.backends.openvino.runner import float_hint
+    from stylert.engine.runtime import Engine
+
+    out = tmp_path / f"ov-{precision}"
+    man = B.build_engine(cfg(tiny_export, out, precision=precision, backend="openvino"), log=quiet)
+    assert man["backend"] == "openvino" and man["precision"] == precision
+    assert man["build"]["flags"]["inference_precision_hint"] == float_hint(precision)
+    assert man["accuracy"]["measured_with"].startswith("openvino")
+    assert sorted(p.name for p in out.iterdir()) == ["decoder.onnx", "encoder.onnx", "engine.json"]
+    with Engine.load(out) as eng:
+        assert eng.info["backend"] == "openvino" and eng.info["inference_precision_hint"] == float_hint(precision)
+        x = np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32)
+        assert eng.decode(*eng.encode(x)).shape == x.shape
+    M.check_engine(M.read_engine_manifest(out), M.backend_version("openvino"), M.cpu_info(), folder=out)
+
+
+def test_bf16_is_an_openvino_precision_only(tiny_export, tmp_path):
+    with pytest.raises(StyleRTError, match="(?s)no bf16 engines.*--backend openvino"):
+        B.build_engine(cfg(tiny_export, tmp_path / "e", precision="bf16", backend="onnxruntime"), log=quiet)
+    assert not (tmp_path / "e").exists()
+
+
 def test_gate_failure_writes_nothing(tiny_export, tmp_path):
     out = tmp_path / "engine"
     with pytest.raises(StyleRTError, match="accuracy check failed.*nothing was written"):
@@ -119,9 +145,11 @@ def test_default_out_and_backend_choice(tmp_path):
     from stylert.engine.backends.trt import builder as trt_build
 
     ok, reason = trt_build.available()
-    # auto builds TensorRT only where its engine runs: an ahead-of-time TensorRT-RTX build
-    # on a machine without a GPU must be asked for
-    assert backend == ("tensorrt" if ok and trt_build.runs_here() else "onnxruntime") and reason in why
+    # the rule: TensorRT only where its engine runs (an ahead-of-time TensorRT-RTX build on a
+    # machine without a GPU must be asked for), else OpenVINO where installed, else ONNX Runtime
+    cpu = "openvino" if B.BACKENDS["openvino"].version() else "onnxruntime"
+    assert backend == ("tensorrt" if ok and trt_build.runs_here() else cpu) and reason in why
+    assert B.choose_backend("openvino")[0] == "openvino"
     if not ok:
         with pytest.raises(StyleRTError, match="--backend tensorrt"):
             B.choose_backend("tensorrt")
