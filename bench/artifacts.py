@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Callable
 
 
-def engine_folder(export: Path, precision: str, cache: Path, size: int = 256, log: Callable = print) -> tuple[Path, str]:
-    """A build-engine output folder (engine.json) of `precision` for ONNX Runtime, built on first use."""
+def engine_folder(export: Path, precision: str, cache: Path, size: int = 256, log: Callable = print,
+                  backend: str = "onnxruntime") -> tuple[Path, str]:
+    """A build-engine output folder (engine.json) of `precision` for `backend`, built on first use."""
     from stylert.engine.artifacts import read_export
     from stylert.engine.build import BuildConfig, build_engine
 
@@ -23,13 +24,13 @@ def engine_folder(export: Path, precision: str, cache: Path, size: int = 256, lo
     man = read_export(export)
     # Default calibration (the shipped calib_data/); a small accuracy report: bench measures
     # accuracy itself, on its own inputs.
-    cfg = BuildConfig(str(export), precision=precision, backend="onnxruntime", calib_size=max(size, 64), eval_count=4)
+    cfg = BuildConfig(str(export), precision=precision, backend=backend, calib_size=max(size, 64), eval_count=4)
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("export_dir", "out")}  # a changed default rebuilds
     key = "-".join([man["files"]["encoder"]["sha256"][:16], man["files"]["decoder"]["sha256"][:16],
                     hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]])
-    out = Path(cache) / key / f"engine-{precision}"
+    out = Path(cache) / key / (f"engine-{precision}" if backend == "onnxruntime" else f"engine-{backend}-{precision}")
     if (out / "engine.json").is_file():
         return out, f"cached build-engine output ({out})"
-    log(f"  build-engine {export} --precision {precision} --backend onnxruntime -> {out} ...")
+    log(f"  build-engine {export} --precision {precision} --backend {backend} -> {out} ...")
     build_engine(replace(cfg, out=str(out)), log=lambda m: log("    " + m))
     return out, f"built with build-engine ({out})"

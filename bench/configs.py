@@ -15,7 +15,9 @@ the same pipeline on the same batch:
 Every row goes through the runtime's runners, so it measures what a service gets: the ONNX
 Runtime rows through stylert.engine.runtime.Engine on the export or on a build-engine folder,
 the "+option" rows through the same runner with one session option changed (tuning
-experiments, `--configs all`), the PyTorch peers through Engine's torch runner with its
+experiments, `--configs all`), the OpenVINO rows through Engine on the export (fp32) or on a
+build-engine folder built for OpenVINO (bf16, int8: the same calibrated Q/DQ files as ONNX
+Runtime's, its float parts in bf16 where native), the PyTorch peers through Engine's torch runner with its
 options (compile, channels_last, bf16 autocast, CUDA graphs).
 """
 
@@ -78,7 +80,7 @@ class Context:
 @dataclass
 class Config:
     name: str
-    backend: str  # torch | onnxruntime | tensorrt
+    backend: str  # torch | onnxruntime | openvino | tensorrt
     precision: str  # fp32 | fp16 | int8 | bf16
     device: str = "cpu"
     peer: bool = False  # a framework a user would pick instead of StyleRT
@@ -96,7 +98,7 @@ class Config:
 
     def load(self, ctx: Context) -> None:
         """Build the pipeline (the cold start: sessions, weights, compilation)."""
-        loader = {"torch": _load_torch, "onnxruntime": _load_ort}[self.backend]
+        loader = {"torch": _load_torch, "onnxruntime": _load_ort, "openvino": _load_openvino}[self.backend]
         self.stages = loader(self, ctx)
 
     def to_dict(self) -> dict:
@@ -125,8 +127,17 @@ def discover() -> list[Config]:
         out.append(Config("torch-cuda-fp32", "torch", "fp32", device="cuda", peer=True))
         out.append(Config("torch-cuda-fp16+cudagraph", "torch", "fp16", device="cuda", peer=True,
                           options={"dtype": "float16", "cuda_graph": True, "channels_last": True}))
-    for p in PRECISIONS:
-        out.append(Config(f"onnxruntime-{p}", "onnxruntime", p))
+    for p, prec in PRECISIONS.items():
+        if not prec.backends or "onnxruntime" in prec.backends:
+            out.append(Config(f"onnxruntime-{p}", "onnxruntime", p))
+    try:
+        import openvino  # noqa: F401
+
+        no_ov = None
+    except ImportError:
+        no_ov = "not measured: OpenVINO is not installed (pip install 'stylert[openvino]')"
+    for p in ("fp32", "bf16", "int8"):
+        out.append(Config(f"openvino-{p}", "openvino", p, unavailable=no_ov))
     # Tuning experiments: one session option each, on the FP32 and INT8 graphs.
     for p in ("fp32", "int8"):
         out.append(Config(f"onnxruntime-{p}+spin", "onnxruntime", p, default=False,
@@ -203,13 +214,13 @@ def _load_torch(cfg: Config, ctx: Context) -> list[Stage]:
 def artifact_paths(cfg: Config, ctx: Context) -> tuple[Path, Path, Path, str]:
     """(folder for Engine.load, portable encoder, portable decoder, origin).
 
-    fp32: the export itself. fp16/int8: a build-engine output folder in the cache, built on
-    first use (stylert.engine.build)."""
+    fp32: the export itself. Other precisions: a build-engine output folder for the row's
+    backend in the cache, built on first use (stylert.engine.build)."""
     if cfg.precision == "fp32":
         return ctx.export, ctx.export / "encoder.onnx", ctx.export / "decoder.onnx", "export"
     from .artifacts import engine_folder
 
-    folder, origin = engine_folder(ctx.export, cfg.precision, ctx.cache, size=ctx.size, log=ctx.log)
+    folder, origin = engine_folder(ctx.export, cfg.precision, ctx.cache, size=ctx.size, log=ctx.log, backend=cfg.backend)
     from stylert.engine.manifest import read_engine_manifest
 
     files = read_engine_manifest(folder)["files"]
@@ -238,11 +249,24 @@ def _load_ort(cfg: Config, ctx: Context) -> list[Stage]:
             Stage("decode", decode), Stage("d2h", _identity), Stage("postprocess", postprocess)]
 
 
+def _load_openvino(cfg: Config, ctx: Context) -> list[Stage]:
+    import openvino as ov
+
+    from stylert.engine.artifacts import contract_of
+
+    folder, enc_path, dec_path, origin = artifact_paths(cfg, ctx)
+    encode, decode, info = _runtime_engine(folder, cfg, ctx)
+    cfg.info = {"openvino": ov.__version__, "artifacts": origin, "encoder": str(enc_path), "decoder": str(dec_path), **info}
+    mix = _host_mix(ctx, contract_of(ctx.export).latent_channels)
+    return [Stage("preprocess", preprocess), Stage("h2d", _identity), Stage("encode", encode), Stage("mix", mix),
+            Stage("decode", decode), Stage("d2h", _identity), Stage("postprocess", postprocess)]
+
+
 def _runtime_engine(folder: Path, cfg: Config, ctx: Context):
-    """The runtime's Engine on ONNX Runtime: exactly what a service gets."""
+    """The runtime's Engine on the row's backend: exactly what a service gets."""
     from stylert.engine.runtime import Engine
 
-    eng = Engine.load(folder, backend="onnxruntime", device="cpu", threads=ctx.threads, batch_size=max(ctx.batch, 64))
+    eng = Engine.load(folder, backend=cfg.backend, device="cpu", threads=ctx.threads, batch_size=max(ctx.batch, 64))
     return eng.encode, lambda ts: eng.decode(*ts), {"via": "stylert.engine.runtime.Engine", "threads": ctx.threads,
                                     "engine": {k: v for k, v in eng.info.items() if isinstance(v, (str, int, float, bool, type(None)))}}
 

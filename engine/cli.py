@@ -99,7 +99,8 @@ def add_train(sub) -> None:
     p.add_argument("--stop-after", type=int, metavar="STEP",
                    help="end at this step and write OUT/final, the learning rate still following --steps' schedule: "
                         "the same model a longer run holds at that step (how a stopped run is reproduced exactly)")
-    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last exists")
+    p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last exists (with --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="with --no-resume: replace the run already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
     p.set_defaults(func=run_train)
 
@@ -118,7 +119,7 @@ def run_train(a) -> int:
            if (v := getattr(a, k)) is not None},
     )
     print("config:", cfg)
-    summary = train(cfg, resume=not a.no_resume, progress=not a.no_progress)
+    summary = train(cfg, resume=not a.no_resume, progress=not a.no_progress, overwrite=a.overwrite)
     print(f"done: {summary['steps']} steps in {summary['seconds']:.0f} s; held-out PSNR {summary['heldout_psnr']}")
     print(f"model written to {a.out}/final")
     return 0
@@ -152,6 +153,8 @@ def add_export(sub) -> None:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the contract's)")
     p.add_argument("--verify-images", default=None, help="folder of real images for the verification (default: calib_data/)")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check (not recommended)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an export already in --out (its encoder.onnx, decoder.onnx, checkpoint/, manifest.json)")
     p.set_defaults(func=run_export)
 
 
@@ -161,7 +164,8 @@ def run_export(a) -> int:
 
     print(f"config: out={a.out} checkpoint={a.checkpoint or 'the shipped model'} opset={a.opset or OPSET} "
           f"verify={not a.no_verify} verify_images={a.verify_images or 'calib_data/'}")
-    export_onnx(a.out, checkpoint=a.checkpoint, verify_outputs=not a.no_verify, opset=a.opset or OPSET, real_dir=a.verify_images)
+    export_onnx(a.out, checkpoint=a.checkpoint, verify_outputs=not a.no_verify, opset=a.opset or OPSET, real_dir=a.verify_images,
+                overwrite=a.overwrite)
     return 0
 
 
@@ -227,6 +231,12 @@ def run_evaluate(a) -> int:
             out += list_images(x) if Path(x).is_dir() else [Path(x)]
         return out
 
+    if a.size is not None and (a.size < 16 or a.size % 4):
+        raise StyleRTError(f"--size {a.size} is invalid.",
+                           "The side images are scored at: a multiple of 4 (the latent's downsampling), at least 16 "
+                           "(256 for reconstruction, 384 for the style report are the defaults).")
+    if a.opt_steps < 0:
+        raise StyleRTError(f"--opt-steps {a.opt_steps} is negative.", "Adam steps of the optimization baseline: 0 (skip) or more.")
     files = expand(a.images)
     if a.styles:
         from stylert.export.style_report import print_summary, style_report

@@ -53,7 +53,7 @@ def model_folder(model: str | os.PathLike | None, backend: str = "auto", cache: 
             "`stylert export-onnx --out DIR` and pass --model DIR.") from None
     log(f"first use: exporting {src} to {cached} (once)")
     cached.parent.mkdir(parents=True, exist_ok=True)
-    export_onnx(cached, checkpoint=src, log=lambda *a: None)
+    export_onnx(cached, checkpoint=src, log=lambda *a: None, overwrite=True)  # the cache is ours: a partial entry is redone
     return cached
 
 

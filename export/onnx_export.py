@@ -142,15 +142,28 @@ def verify(out: Path, vae: VAE, contract: ModelContract, real_dir: Path | None, 
     return {"passed": passed, "tolerance": tol, "max_abs": worst, "cases": rows}
 
 
+OUTPUTS = (ENCODER_FILE, DECODER_FILE, "checkpoint", MANIFEST_FILE)  # what an export writes into OUT
+
+
 def export_onnx(out_dir: str | Path, checkpoint: str | Path | None = None, verify_outputs: bool = True,
-                opset: int = OPSET, real_dir: str | Path | None = None, log=print) -> dict:
+                opset: int = OPSET, real_dir: str | Path | None = None, log=print, overwrite: bool = False) -> dict:
     """Export the checkpoint (default: the shipped model) to OUT_DIR; returns the manifest.
 
     Files are written to a temporary folder beside OUT_DIR and moved in only after the
-    verification passed, so a failed export leaves nothing behind."""
+    verification passed, so a failed export leaves nothing behind. An existing file or folder
+    of an export's names in OUT_DIR is replaced only with `overwrite`; nothing else there is
+    touched."""
     import onnx
 
     t0 = time.time()
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise StyleRTError("is a file, not a folder.", "Pass a folder for --out (it is created if missing).", path=out)
+    taken = [n for n in OUTPUTS if (out / n).exists() or (out / n).is_symlink()]
+    if taken and not overwrite:
+        raise StyleRTError(f"already holds {', '.join(taken)}.",
+                           "Pass --overwrite to replace them (nothing else in the folder is touched), or choose another --out.",
+                           path=out)
     newest = onnx.defs.onnx_opset_version()
     if not (OPSET <= opset <= newest):
         # the dynamo exporter writes opset 18 or newer: an older request would be ignored
@@ -162,7 +175,6 @@ def export_onnx(out_dir: str | Path, checkpoint: str | Path | None = None, verif
         raise StyleRTError("is a reconstruction-only model (no style head): it cannot stylize.",
                            "Train its style stage first: `stylert train --stage style --init MODEL ...`.", path=ckpt)
     contract = contract_for(vae, sha, opset)
-    out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -205,10 +217,15 @@ def export_onnx(out_dir: str | Path, checkpoint: str | Path | None = None, verif
             "export_seconds": round(time.time() - t0, 2),
         }
         atomic_write_bytes(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2).encode())
-        # Move in: the manifest last, so a reader never sees a manifest without its files.
-        if (out / "checkpoint").exists():
-            shutil.rmtree(out / "checkpoint")
-        for name in (ENCODER_FILE, DECODER_FILE, "checkpoint", MANIFEST_FILE):
+        # Move in: the old manifest out first and the new one last, so a reader never sees a
+        # manifest that does not describe the files beside it.
+        for name in (MANIFEST_FILE, *OUTPUTS[:-1]):
+            old = out / name
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            elif old.exists() or old.is_symlink():
+                old.unlink()
+        for name in OUTPUTS:
             (tmp / name).replace(out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

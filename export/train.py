@@ -12,6 +12,8 @@ import json
 import math
 import os
 import random
+import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -19,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from stylert.engine.errors import StyleRTError
-from stylert.engine.images import atomic_write_bytes, center_crop, list_images, load_image
+from stylert.engine.images import atomic_write_bytes, center_crop, list_images, load_image, make_readable
 
 from .checkpoint import load_model, save_model
 from .model import VAE, VAEConfig, elbo_loss
@@ -182,7 +185,10 @@ def init_from(model: VAE, folder: str | os.PathLike) -> None:
 
 
 def _save_state(folder: Path, model: VAE, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig, history: list) -> None:
-    """Resume state without pickle: Adam's tensors flattened into safetensors."""
+    """The resume state (weights, Adam's tensors flattened into safetensors: no pickle, and the
+    config with the step) as one atomic step: written whole into `ckpt-STEP/` beside `folder`,
+    then `folder` (a symbolic link) is swapped to it with one rename. An interrupt at any
+    moment leaves `folder` pointing at a complete checkpoint; the one before stays as well."""
     tensors, scalars = {}, {}
     for idx, st in opt.state_dict()["state"].items():
         for k, v in st.items():
@@ -190,28 +196,58 @@ def _save_state(folder: Path, model: VAE, opt: torch.optim.Optimizer, step: int,
                 tensors[f"{idx}.{k}"] = v.detach().cpu().contiguous()
             else:
                 scalars[f"{idx}.{k}"] = float(v)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / ".optimizer.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, folder / "optimizer.safetensors")
-    save_model(model, folder, extra={"train": _jsonable(cfg), "step": step, "optimizer_scalars": scalars, "history": history})
+    root = folder.parent
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".ckpt-{step}.", dir=root))
+    try:
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        save_model(model, tmp, extra={"train": _jsonable(cfg), "step": step, "optimizer_scalars": scalars, "history": history})
+        make_readable(tmp)
+        final = root / f"ckpt-{step}"
+        if final.exists():  # a rerun of this step (after --no-resume --overwrite): not the live one
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if folder.is_dir() and not folder.is_symlink():  # a checkpoint of the old layout: keep it by its step
+        os.replace(folder, root / f"ckpt-{_step_of(folder)}")
+    link = root / f".{folder.name}.link.tmp"
+    link.unlink(missing_ok=True)
+    link.symlink_to(final.name)
+    os.replace(link, folder)
+    keep = {final.name, *(p.name for p in sorted(root.glob("ckpt-*"), key=lambda p: _step_of(p))[-2:])}
+    for old in root.glob("ckpt-*"):
+        if old.name not in keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _step_of(folder: Path) -> int:
+    try:
+        return int(json.loads((folder / "config.json").read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
 
 
 def _load_state(folder: Path, model: VAE, opt: torch.optim.Optimizer) -> tuple[int, list]:
-    meta = json.loads((folder / "config.json").read_text())
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    tensors = load_file(str(folder / "optimizer.safetensors"))
-    sd = opt.state_dict()
-    state: dict = {}
-    for key, v in tensors.items():
-        idx, k = key.split(".", 1)
-        state.setdefault(int(idx), {})[k] = v
-    for key, v in meta.get("optimizer_scalars", {}).items():
-        idx, k = key.split(".", 1)
-        state.setdefault(int(idx), {})[k] = torch.tensor(v)
-    sd["state"] = state
-    opt.load_state_dict(sd)
-    return int(meta["step"]), list(meta.get("history", []))
+    try:
+        meta = json.loads((folder / "config.json").read_text())
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        tensors = load_file(str(folder / "optimizer.safetensors"))
+        sd = opt.state_dict()
+        state: dict = {}
+        for key, v in tensors.items():
+            idx, k = key.split(".", 1)
+            state.setdefault(int(idx), {})[k] = v
+        for key, v in meta.get("optimizer_scalars", {}).items():
+            idx, k = key.split(".", 1)
+            state.setdefault(int(idx), {})[k] = torch.tensor(v)
+        sd["state"] = state
+        opt.load_state_dict(sd)
+        return int(meta["step"]), list(meta.get("history", []))
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as e:
+        raise StyleRTError(f"cannot resume from it: {str(e).splitlines()[0] if str(e) else type(e).__name__}.",
+                           "The checkpoint is truncated or from another model configuration. Start over with "
+                           "--no-resume --overwrite, or point --out at a new folder.", path=folder) from None
 
 
 def _jsonable(cfg: TrainConfig) -> dict:
@@ -271,20 +307,62 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
-    """Train; returns a summary dict (steps, seconds, final train loss, held-out PSNR)."""
+def check_config(cfg: TrainConfig) -> None:
+    """Every number a user can type, checked before any image is read: the value, the
+    accepted range and what it means."""
+    d = cfg.model.downsample
+    weights = ("style_weight", "gram_weight", "colour_weight", "content_weight", "recon_weight", "beta")
+    for bad, what, note in [
+        (cfg.steps < 1, f"--steps {cfg.steps} trains nothing.", "Give the number of optimizer steps, 1 or more (e.g. 6000)."),
+        (cfg.batch < 1, f"--batch {cfg.batch} is not a batch.", "Give the images per step, 1 or more (e.g. 8)."),
+        (cfg.crop < 4 * d or cfg.crop % d, f"--crop {cfg.crop} is invalid.",
+         f"The training crop side: a multiple of {d} (the latent is 1/{d} of the image), at least {4 * d} (e.g. 128)."),
+        (not 0 < cfg.scale_min <= 1, f"scale_min {cfg.scale_min} is outside (0, 1].", "It is the smallest random downscale (e.g. 0.4)."),
+        (not (cfg.lr > 0 and math.isfinite(cfg.lr)), f"--lr {cfg.lr} is invalid.", "A positive learning rate, e.g. 5e-4."),
+        (not (0 <= cfg.lr_min <= cfg.lr), f"--lr-min {cfg.lr_min} is invalid.", f"The cosine floor: 0..--lr ({cfg.lr})."),
+        (cfg.kl_warmup < 0, f"--kl-warmup {cfg.kl_warmup} is negative.", "Steps of KL warm-up: 0 or more."),
+        (cfg.checkpoint_every < 1, f"--checkpoint-every {cfg.checkpoint_every} is invalid.", "Steps between checkpoints: 1 or more."),
+        (cfg.threads < 0, f"--threads {cfg.threads} is negative.", "CPU threads: 0 (all) or more."),
+        (cfg.eval_size < 4 * d or cfg.eval_size % d, f"eval_size {cfg.eval_size} is invalid.", f"A multiple of {d}, at least {4 * d}."),
+        (cfg.stop_after is not None and cfg.stop_after < 1, f"--stop-after {cfg.stop_after} is not a step.",
+         "Give the step to end at (1 or more), e.g. 1500 of --steps 5000."),
+        (not 0.0 <= cfg.style_jitter <= 1.0, f"--style-jitter {cfg.style_jitter} is outside 0..1.",
+         "It is the share of style crops recoloured (e.g. 0.5)."),
+        (cfg.textures < 0, f"--textures {cfg.textures} is negative.", "The number of generated style images: 0 or more."),
+        (cfg.textures and not 0.0 <= cfg.texture_share <= 1.0, f"--texture-share {cfg.texture_share} is outside 0..1.",
+         "It is the share of style crops drawn from the generated textures."),
+        (not 0.0 <= cfg.content_paintings <= 1.0, f"--content-paintings {cfg.content_paintings} is outside 0..1.",
+         "It is the share of content crops drawn from the paintings."),
+        *[(not (getattr(cfg, w) >= 0 and math.isfinite(getattr(cfg, w))), f"--{w.replace('_', '-')} {getattr(cfg, w)} is invalid.",
+           "Loss weights are finite numbers >= 0.") for w in weights],
+    ]:
+        if bad:
+            raise StyleRTError(what, note)
+
+
+def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, overwrite: bool = False) -> dict:
+    """Train; returns a summary dict (steps, seconds, final train loss, held-out PSNR).
+
+    resume: continue OUT/last when it exists. A run already in OUT (last/ or final/) is
+    replaced only with `overwrite` when not resumed."""
     from tqdm import tqdm
 
-    d = cfg.model.downsample
-    if cfg.crop % d:
-        raise StyleRTError(f"--crop {cfg.crop} is not a multiple of {d}.", f"The latent is 1/{d} of the image; use e.g. 128.")
+    check_config(cfg)
     if not cfg.data:
         raise StyleRTError("no training data given.", "Pass one or more folders of images: `stylert train PHOTOS/`.")
     if cfg.stage not in ("vae", "style"):
         raise StyleRTError(f"unknown training stage {cfg.stage!r}.", "Use --stage vae (the ELBO) or --stage style.")
     if cfg.stage == "style" and not cfg.styles:
         raise StyleRTError("the style stage needs paintings.", "Pass --styles FOLDER (the DATA folders are the contents).")
-    if cfg.stage == "style" and not cfg.init and not (Path(cfg.out) / "last" / "optimizer.safetensors").exists():
+    out = Path(cfg.out)
+    resuming = resume and (out / "last" / "optimizer.safetensors").exists()
+    if not resuming and ((out / "last").exists() or (out / "final").exists()) and not overwrite:
+        raise StyleRTError("already holds a training run (last/ or final/).",
+                           "Rerun without --no-resume to continue it, pass --overwrite to start over in it, or choose "
+                           "another --out.", path=out)
+    if out.exists() and not out.is_dir():
+        raise StyleRTError("is a file, not a folder.", "Pass a folder for --out.", path=out)
+    if cfg.stage == "style" and not cfg.init and not resuming:
         raise StyleRTError("the style stage starts from a trained VAE.", "Pass --init MODEL (e.g. a folder written by `stylert train`).")
     files: list[Path] = []
     for d in cfg.data:
@@ -309,16 +387,6 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else (cfg.device if cfg.device != "auto" else "cpu"))
     amp = use_bf16(cfg.precision, device)
 
-    for bad, what, note in [
-        (cfg.stop_after is not None and cfg.stop_after < 1, f"--stop-after {cfg.stop_after} is not a step.",
-         "Give the step to end at (1 or more), e.g. 1500 of --steps 5000."),
-        (not 0.0 <= cfg.style_jitter <= 1.0, f"--style-jitter {cfg.style_jitter} is outside 0..1.",
-         "It is the share of style crops recoloured (e.g. 0.5)."),
-        (cfg.textures and not 0.0 <= cfg.texture_share <= 1.0, f"--texture-share {cfg.texture_share} is outside 0..1.",
-         "It is the share of style crops drawn from the generated textures."),
-    ]:
-        if bad:
-            raise StyleRTError(what, note)
     pool = ImagePool(train_files, cfg.crop)
     style_pool = ImagePool(train_styles, cfg.crop) if cfg.stage == "style" else None
     if cfg.textures and style_pool is not None:
@@ -337,13 +405,21 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         if cfg.content_paintings:
             pool.add(style_pool.images, cfg.content_paintings)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-    out = Path(cfg.out)
     step, history = 0, []
-    if resume and (out / "last" / "optimizer.safetensors").exists():
+    if resuming:
+        saved = json.loads((out / "last" / "config.json").read_text()) if (out / "last" / "config.json").is_file() else {}
+        same_model = "model" not in saved or VAEConfig.from_dict(saved["model"]) == cfg.model
+        if not same_model or saved.get("train", {}).get("stage", cfg.stage) != cfg.stage:
+            raise StyleRTError("holds a run of another model configuration or stage than this command's.",
+                               "Continue it with its own command (its config.json has it), or start over with "
+                               "--no-resume --overwrite, or choose another --out.", path=out / "last")
         step, history = _load_state(out / "last", model, opt)
         rng = random.Random(cfg.seed * 1_000_003 + step)  # a fresh, still repeatable stream
         torch.manual_seed(cfg.seed * 1_000_003 + step)
-        print(f"resumed from {out / 'last'} at step {step}")
+        last = history[-1] if history else {}
+        print(f"resumed from {out / 'last'} ({(out / 'last').resolve().name}): step {step} of {cfg.steps}"
+              + (f", train loss {last['train_loss']:.4g}" if "train_loss" in last else "")
+              + (f", held-out PSNR {last['heldout_psnr']:.2f} dB" if "heldout_psnr" in last else ""))
     elif cfg.init:
         init_from(model, cfg.init)
         print(f"initialized from {cfg.init}")
@@ -366,7 +442,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         else:
             loss, parts = _elbo_loss(model, pool, rng, cfg, device, amp, beta)
         if not torch.isfinite(loss):
-            raise RuntimeError(f"loss became {loss.item()} at step {step}; lower --lr")
+            raise StyleRTError(f"the loss became {loss.item()} at step {step}: training diverged.",
+                               f"Lower --lr (now {cfg.lr:g}) and resume from the last checkpoint ({out / 'last'}).")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
