@@ -48,8 +48,32 @@ class ModelContract:
     opset: int = OPSET
     # Export verification: max |ONNX Runtime - PyTorch| per output, FP32.
     export_tolerance: float = 1e-4
+    # A StyleCode whose |mean| or std exceeds this is refused (0: unchecked): 4x the largest
+    # entry the encoder gave on the calibration images at export. Finite but absurd
+    # statistics (means of 50, stds of 1e6) would otherwise render a black image silently.
+    style_limit: float = 0.0
     checkpoint_sha256: str = ""
     stylert_version: str = __version__
+
+    def __post_init__(self):
+        def whole(v, lo):
+            return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+        problems = [
+            (not whole(self.latent_channels, 1), f"latent_channels {self.latent_channels!r} is not a positive integer"),
+            (not (whole(self.downsample, 1) and self.downsample & (self.downsample - 1) == 0),
+             f"downsample {self.downsample!r} is not a power of two"),
+            (not all(whole(c, 1) for c in self.style_channels), f"style_channels {self.style_channels!r} are not positive integers"),
+            (bool(self.style_channels) and self.style_channels[0] != self.latent_channels,
+             "style_channels must start with the latent's channel count"),
+            (not (isinstance(self.style_limit, (int, float)) and 0 <= self.style_limit < float("inf")),
+             f"style_limit {self.style_limit!r} is not a finite number >= 0"),
+            (not (isinstance(self.export_tolerance, (int, float)) and self.export_tolerance == self.export_tolerance),
+             f"export_tolerance {self.export_tolerance!r} is not a number"),
+        ]
+        for bad, what in problems:
+            if bad:
+                raise ValueError(what)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -212,3 +212,30 @@ def guided_upsample(y: np.ndarray, guide_small: np.ndarray, guide: np.ndarray, r
             up = [np.asarray(Image.fromarray(m[c], "F").resize((W, y1 - y0), Image.BILINEAR, box=box)) for m in (a, b)]
             out[c, y0:y1] = up[0] * guide[c, y0:y1] + up[1]
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+def read_regular_file(path: str | os.PathLike, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`, or StyleRTError. Opened without
+    blocking and checked before reading, so a FIFO, a device or a socket planted where a file
+    belongs is refused at once instead of hanging the reader."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise StyleRTError(f"cannot be opened: {e.strerror}.", "Check the path and its permissions.", path=path) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StyleRTError("is not a regular file (a pipe, device or socket).", "Pass a regular file.", path=path)
+        if st.st_size > max_bytes:
+            raise StyleRTError(f"is {st.st_size} bytes, over the {max_bytes}-byte limit for it.", "Pass the right file.", path=path)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise StyleRTError(f"grew over the {max_bytes}-byte limit while read.", "Pass the right file.", path=path)
+        return data
+    finally:
+        os.close(fd)

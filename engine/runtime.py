@@ -308,6 +308,12 @@ class Engine:
             if c.model and self.contract.checkpoint_sha256 and c.model != self.contract.checkpoint_sha256:
                 raise StyleRTError("StyleCode was encoded by a different model (checkpoint sha256 differs).",
                                    "Re-encode the style with this engine (encode_style).")
+            lim = self.contract.style_limit
+            if lim and (float(np.abs(c.mean).max()) > lim or float(c.std.max()) > lim):
+                raise StyleRTError(f"StyleCode statistics reach {max(float(np.abs(c.mean).max()), float(c.std.max())):.4g}, "
+                                   f"outside the range this model's codes take (up to {lim:.3g}).",
+                                   "Re-encode the style from its image with this engine (encode_style); "
+                                   "an edited or foreign code would render a wrong image.")
 
     # ------------------------------------------------------------------ the whole path
     def stylize(self, contents, style, weights: Sequence[float] | None = None, strength: float = 1.0,

@@ -4,6 +4,7 @@ against PyTorch in ONNX Runtime before anything is written to the output folder.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -174,7 +175,7 @@ def export_onnx(out_dir: str | Path, checkpoint: str | Path | None = None, verif
     if vae.decoder.style is None:
         raise StyleRTError("is a reconstruction-only model (no style head): it cannot stylize.",
                            "Train its style stage first: `stylert train --stage style --init MODEL ...`.", path=ckpt)
-    contract = contract_for(vae, sha, opset)
+    contract = dataclasses.replace(contract_for(vae, sha, opset), style_limit=style_limit(vae))
     try:
         out.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -231,6 +232,18 @@ def export_onnx(out_dir: str | Path, checkpoint: str | Path | None = None, verif
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"wrote {out / ENCODER_FILE}, {out / DECODER_FILE}, {out / MANIFEST_FILE} in {time.time() - t0:.1f} s")
     return manifest
+
+
+def style_limit(vae: VAE, factor: float = 4.0) -> float:
+    """The contract's style_limit: `factor` x the largest |entry| of the style codes of the
+    shipped calibration images (photographs and paintings alike), at the style scale."""
+    from stylert.engine.artifacts import SHIPPED_CALIB_DIR
+
+    files = list_images(SHIPPED_CALIB_DIR) if SHIPPED_CALIB_DIR.is_dir() else []
+    xs = [torch.from_numpy(to_array(center_crop(load_image(f), 256, 256)))[None] for f in files] or [torch.rand(4, 3, 256, 256)]
+    with torch.no_grad():
+        peak = max(float(vae.encoder.encode_with_style(x)[1].abs().max()) for x in xs)
+    return float(f"{factor * peak:.3g}")
 
 
 def _op_types(path: Path) -> list[str]:

@@ -185,6 +185,19 @@ class Runner:
         return y.astype(np.float32, copy=False)
 
 
+def check_graph_shapes(contract: ModelContract, role: str, shapes: dict, path) -> None:
+    """Refuse a graph whose fixed channel dimensions disagree with the contract that describes
+    it (a manifest edited, or files of two models in one folder): it would run and give a
+    wrong picture, or fail deep inside the backend. `shapes`: tensor name -> dims (ints for
+    fixed dimensions, anything else for dynamic ones)."""
+    want = {contract.image.name: 3, contract.latent.name: contract.latent_channels, contract.style.name: contract.style_size}
+    for name, dims in shapes.items():
+        got = dims[1] if len(dims) > 1 else None
+        if isinstance(got, int) and got > 0 and name in want and got != want[name]:
+            raise StyleRTError(f"the {role}'s {name} has {got} channels, its contract says {want[name]}.",
+                               "The folder mixes files of two models or its manifest was edited; re-export it.", path=path)
+
+
 RANGE_TOLERANCE = 1e-3  # resampling may overshoot [0, 1] by a hair; anything beyond is a mistake
 
 

@@ -156,7 +156,7 @@ def create_app(stylizer: Stylizer, submit: Submit | None = None) -> FastAPI:
             ids, weights = parse_styles(params.getlist("style"), [_float(w, "weight") for w in params.getlist("weight")] or None)
         except StyleRTError as e:
             raise HTTPError(400, e.what, e.note) from None
-        styles = [stylizer.style(i) for i in ids]
+        styles = [await asyncio.to_thread(stylizer.style, i) for i in ids]  # bank reads: off the event loop
         if "style_image" in files:
             style_img = await asyncio.to_thread(stylizer.decode, files["style_image"], "style_image")
             styles.append(await asyncio.to_thread(stylizer.engine.encode_style, style_img))
@@ -195,19 +195,20 @@ def create_app(stylizer: Stylizer, submit: Submit | None = None) -> FastAPI:
     @app.get("/v1/styles")
     async def list_styles():
         need_ready()
-        return {"styles": stylizer.bank.list()}
+        return {"styles": await asyncio.to_thread(stylizer.bank.list)}
 
     @app.get("/v1/styles/{sid}")
     async def get_style(sid: str):
         need_ready()
-        code = stylizer.style(sid)
-        return {**stylizer.bank.describe(sid), "code": {"mean": code.mean.tolist(), "std": code.std.tolist()}}
+        code = await asyncio.to_thread(stylizer.style, sid)
+        desc = await asyncio.to_thread(stylizer.bank.describe, sid)
+        return {**desc, "code": {"mean": code.mean.tolist(), "std": code.std.tolist()}}
 
     @app.delete("/v1/styles/{sid}", status_code=204)
     async def delete_style(sid: str):
         need_ready()
-        stylizer.style(sid)
-        stylizer.bank.delete(sid)
+        await asyncio.to_thread(stylizer.style, sid)
+        await asyncio.to_thread(stylizer.bank.delete, sid)
         return Response(status_code=204)
 
     return app
@@ -309,24 +310,45 @@ async def _read(request: Request, cfg: ServeConfig):
     if declared.isdigit() and int(declared) > limit:
         raise HTTPError(413, f"request body is {int(declared)} bytes, over the limit.", note)
     chunks, n = [], 0
-    async for chunk in request.stream():
-        n += len(chunk)
-        if n > limit:
-            raise HTTPError(413, "request body is over the limit.", note)
-        chunks.append(chunk)
+
+    async def receive_all():
+        nonlocal n
+        async for chunk in request.stream():
+            n += len(chunk)
+            if n > limit:
+                raise HTTPError(413, "request body is over the limit.", note)
+            chunks.append(chunk)
+
+    from starlette.requests import ClientDisconnect
+
+    try:
+        # a client that stalls mid-body must not hold an in-flight slot for ever
+        await asyncio.wait_for(receive_all(), timeout=cfg.read_timeout_s)
+    except ClientDisconnect:
+        # the client's choice, not a fault of the service: one line, no traceback; nobody reads the answer
+        log.info("client %s disconnected during its upload (%d bytes came)", request.client.host if request.client else "?", n)
+        raise HTTPError(400, "the client disconnected before its request body was complete.") from None
+    except (asyncio.TimeoutError, TimeoutError):
+        raise HTTPError(408, f"the request body did not arrive within {cfg.read_timeout_s:g} s ({n} bytes came).",
+                        "Send the whole body without pausing; on a slow link, downscale the image first.",
+                        {"Connection": "close"}) from None
     body = b"".join(chunks)
     from starlette.datastructures import MultiDict
 
     params = MultiDict(request.query_params.multi_items())
     ctype = request.headers.get("content-type", "")
-    if not ctype.startswith("multipart/form-data"):
+    media, _, rest = ctype.partition(";")
+    if media.strip().lower() != "multipart/form-data":  # media types are case-insensitive (RFC 9110)
         return params, ({"image": body} if body else {})
 
     async def replay():
         return {"type": "http.request", "body": body, "more_body": False}
 
+    scope = dict(request.scope)
+    scope["headers"] = [(k, ("multipart/form-data;" + rest).encode("latin-1") if k == b"content-type" else v)
+                        for k, v in request.scope["headers"]]
     try:
-        form = await Request(request.scope, replay).form(max_files=4, max_fields=32)
+        form = await Request(scope, replay).form(max_files=4, max_fields=32)
     except Exception as e:  # python-multipart's parse errors, Starlette's limits
         raise HTTPError(400, f"the multipart form could not be parsed: {e}.", "Send a well-formed multipart/form-data body.") from None
     files, items = {}, list(params.multi_items())

@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import StyleRTError
-from ..images import atomic_write_bytes
+from ..images import atomic_write_bytes, read_regular_file
 from ..mixing import StyleCode
 
 log = logging.getLogger("stylert.serve")
 
 ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
+MAX_STYLE_FILE = 1 << 20  # a StyleCode JSON is ~20 KB; anything far larger is not one
 NAME_PATTERN = re.compile(r"^[\w .,()+-]{1,64}$")
 
 
@@ -54,7 +55,8 @@ class StyleBank:
     def _read(self, sid: str) -> tuple[StyleCode, str] | None:
         path = self.folder / f"{sid}.json"
         try:
-            doc = json.loads(path.read_text())
+            # regular files of bounded size only: a FIFO planted in the folder must not block
+            doc = json.loads(read_regular_file(path, MAX_STYLE_FILE))
             code = StyleCode.from_json(json.dumps(doc["code"]))
             name = str(doc.get("name", ""))
         except FileNotFoundError:

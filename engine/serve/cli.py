@@ -22,6 +22,7 @@ HELP = {
     "batch_wait_ms": "how long a batch waits to fill; latency traded for throughput",
     "max_in_flight": "requests one replica holds at once; more get 503 + Retry-After",
     "timeout_s": "per-request deadline; 504 when it passes (clients may ask for less with X-Timeout-S)",
+    "read_timeout_s": "a request body must arrive within this many seconds; a stalled upload gets 408 and frees its slot",
     "retry_after_s": "Retry-After of 503 answers",
     "styles_dir": "the style bank folder (default: <cache>/styles/<model sha>); share it between replicas",
     "default_format": "answer format when the request names none (format= or Accept)",
@@ -98,7 +99,9 @@ def run(a) -> int:
         from .app import create_app
         from .service import Stylizer
 
-        uvicorn.run(create_app(Stylizer(cfg)), host=a.host, port=a.port, timeout_graceful_shutdown=30)
+        stylizer = Stylizer(cfg)
+        stylizer.load()  # here, not in the background: a service that cannot load exits non-zero with the reason
+        uvicorn.run(create_app(stylizer), host=a.host, port=a.port, timeout_graceful_shutdown=30)
         return 0
     return _run_ray(cfg, a)
 

@@ -46,6 +46,7 @@ class ServeConfig:
     batch_wait_ms: float = 10.0  # how long the batcher waits for a batch to fill
     max_in_flight: int = 32  # requests one replica holds at once; beyond: 503 + Retry-After
     timeout_s: float = 60.0  # per-request deadline: 504 when it passes (work not yet started is dropped)
+    read_timeout_s: float = 15.0  # a request body must arrive within this: 408, and the slot is freed
     retry_after_s: int = 1  # the Retry-After of 503 answers
     default_format: str = "png"
     quality: int = 90  # JPEG/WebP quality unless the request gives one
@@ -55,7 +56,8 @@ class ServeConfig:
                   ("max_side", self.max_side >= 8),
                   ("style_side", self.style_side == 0 or 8 <= self.style_side <= 4096), ("max_batch_size", 1 <= self.max_batch_size <= 256),
                   ("batch_wait_ms", 0 <= self.batch_wait_ms <= 10_000), ("max_in_flight", self.max_in_flight >= 1),
-                  ("timeout_s", self.timeout_s > 0), ("retry_after_s", self.retry_after_s >= 0),
+                  ("timeout_s", self.timeout_s > 0), ("read_timeout_s", 0 < self.read_timeout_s <= 3600),
+                  ("retry_after_s", self.retry_after_s >= 0),
                   ("quality", 1 <= self.quality <= 100), ("default_format", self.default_format in FORMATS)]
         for name, ok in checks:
             if not ok:
@@ -75,12 +77,20 @@ def field_parser(f) -> type:
 class HTTPError(Exception):
     """An answer other than 200: status, what happened, what to do."""
 
+    # what to do, for the errors that name no remedy of their own: every JSON error has a note
+    NOTES = {400: "Correct the request as the error says; GET /docs lists every parameter and its range.",
+             404: "GET /docs lists the endpoints.", 405: "GET /docs lists each endpoint's methods.",
+             408: "Send the whole request without pausing.", 413: "Send a smaller request.",
+             500: "This is a bug in StyleRT: please report it with the request.",
+             503: "Retry after the Retry-After seconds.", 504: "Retry later, or with a longer deadline (X-Timeout-S)."}
+
     def __init__(self, status: int, what: str, note: str | None = None, headers: dict | None = None):
         super().__init__(what)
-        self.status, self.what, self.note, self.headers = status, what, note, headers or {}
+        self.status, self.what, self.headers = status, what, headers or {}
+        self.note = note or self.NOTES.get(status, "GET /docs describes the API.")
 
     def body(self) -> dict:
-        return {"error": self.what, **({"note": self.note} if self.note else {})}
+        return {"error": self.what, "note": self.note}
 
 
 @dataclass

@@ -51,7 +51,7 @@ def sid(client):
 def _err(r, status, *words):
     assert r.status_code == status, (r.status_code, r.text)
     body = r.json()
-    assert "error" in body
+    assert "error" in body and body.get("note"), body  # every error says what to do
     for w in words:
         assert w in body["error"] + body.get("note", ""), body
     return body

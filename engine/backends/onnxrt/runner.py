@@ -16,7 +16,7 @@ import numpy as np
 from ...artifacts import contract_from_onnx_metadata
 from ...contract import ModelContract
 from ...errors import StyleRTError
-from ..base import Runner
+from ..base import Runner, check_graph_shapes
 from .session import SESSION_CONFIG, make_session  # noqa: F401  (SESSION_CONFIG: bench reads it here)
 
 
@@ -78,6 +78,7 @@ class OnnxRuntimeRunner(Runner):
             if (got_in, got_out) != (want_in, want_out):
                 raise StyleRTError(f"{role} has inputs {got_in} and outputs {got_out}, expected {want_in} and {want_out}.",
                                    "Re-export with `stylert export-onnx`.", path=path)
+            check_graph_shapes(self.contract, role, {t.name: t.shape for t in (*sess.get_inputs(), *sess.get_outputs())}, path)
             self._sess[role] = sess
         if self.device == "cuda":
             try:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ...contract import ModelContract
 from ...errors import StyleRTError
-from ..base import Runner
+from ..base import Runner, check_graph_shapes
 
 INSTALL = "pip install 'stylert[openvino]'"
 
@@ -111,6 +111,9 @@ class OpenVINORunner(Runner):
             if (got_in, got_out) != (want_in, want_out):
                 raise StyleRTError(f"{role} has inputs {got_in} and outputs {got_out}, expected {want_in} and {want_out}.",
                                    "Re-export with `stylert export-onnx`.", path=path)
+            dims = {p.get_any_name(): [d.get_length() if d.is_static else None for d in p.get_partial_shape()]
+                    for p in (*compiled.inputs, *compiled.outputs)}
+            check_graph_shapes(self.contract, role, dims, path)
             self._compiled[role] = compiled
         self._load_seconds = time.perf_counter() - t0
 
