@@ -48,13 +48,15 @@ def channel_stats(z: np.ndarray, mask: np.ndarray | None = None, eps: float = EP
 
 
 def adain(content: np.ndarray, style_mean: np.ndarray, style_std: np.ndarray, strength: float = 1.0,
-          eps: float = EPS) -> np.ndarray:
+          eps: float = EPS, content_stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """alpha * AdaIN(z_c, style) + (1 - alpha) * z_c.
 
-    content (N, C, h, w); style_mean/style_std (C,) or (N, C). Returns float32 (N, C, h, w).
+    content (N, C, h, w); style_mean/style_std (C,) or (N, C). content_stats: the (N, C) means
+    and stds to normalize by instead of z's own (video: averaged over a shot's frames).
+    Returns float32 (N, C, h, w).
     """
     z = np.asarray(content, dtype=np.float32)
-    mu, sigma = channel_stats(z, eps=eps)
+    mu, sigma = channel_stats(z, eps=eps) if content_stats is None else (np.asarray(s, np.float32) for s in content_stats)
     sm = _per_sample(style_mean, z.shape)
     ss = _per_sample(style_std, z.shape)
     t = (z - mu[:, :, None, None]) / sigma[:, :, None, None] * ss + sm

@@ -76,6 +76,17 @@ def add_parser(sub) -> None:
     p.add_argument("--grid", action="store_true", help="also write grid.FORMAT: contents (rows) x styles (columns)")
     p.add_argument("--save-style", metavar="JSON", help="also write the (mixed) StyleCode to this file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    v = p.add_argument_group("video (files ending in .mp4 .mov .m4v .mkv .webm .avi, animated .gif; PyAV)")
+    v.add_argument("--temporal", type=float, default=0.9,
+                   help="steadiness: the weight of past frames in the content statistics and the style offset, "
+                        "reset at each scene cut; 0 = every frame on its own (flickers) (default: %(default)s)")
+    v.add_argument("--cut-threshold", type=float, default=0.12,
+                   help="mean difference of consecutive frames (0..1) that starts a new shot (default: %(default)s)")
+    v.add_argument("--codec", help="video encoder (default: libx264 for mp4/mov/mkv, libvpx-vp9 for webm, mpeg4 for avi, gif)")
+    v.add_argument("--crf", type=int, default=20, help="constant rate factor, lower is better quality (default: %(default)s)")
+    v.add_argument("--frames", action="store_true",
+                   help="each content folder is one frame sequence (numbered frames, sorted by name): stylized "
+                        "steadily into --out/FOLDER/ under the same names")
     p.set_defaults(func=run)
 
 
@@ -103,6 +114,12 @@ def check_options(a) -> None:
         bad("--max-pixels", a.max_pixels, "The largest image accepted, in pixels: a positive number.")
     if a.threads is not None and a.threads < 1:
         bad("--threads", a.threads, "At least 1.")
+    if not 0.0 <= a.temporal < 1.0:
+        bad("--temporal", a.temporal, "The weight of past frames: 0 (none) up to 0.99.")
+    if not 0.0 < a.cut_threshold <= 1.0:
+        bad("--cut-threshold", a.cut_threshold, "A mean frame difference in (0, 1], e.g. 0.12.")
+    if not 0 <= a.crf <= 63:
+        bad("--crf", a.crf, "0..63; lower is better quality (18-28 is usual).")
 
 
 def check_out_folder(out: Path, items: list[str], contents: list[Path]) -> None:
@@ -123,20 +140,25 @@ def check_out_folder(out: Path, items: list[str], contents: list[Path]) -> None:
 
 # ----------------------------------------------------------------------------- inputs
 def expand_contents(items: list[str]) -> list[Path]:
-    """Files, folders (recursive, image suffixes) and globs -> sorted unique paths."""
+    """Files, folders (recursive: images and videos) and globs -> sorted unique paths."""
     from .errors import StyleRTError
-    from .images import IMAGE_SUFFIXES, list_images
+    from .images import IMAGE_SUFFIXES
+    from .video import VIDEO_SUFFIXES
 
     out: list[Path] = []
     for it in items:
         p = Path(it)
         if p.is_dir():
-            out += list_images(p)
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES | set(VIDEO_SUFFIXES))
+            if not found:
+                raise StyleRTError("folder holds no images or videos.",
+                                   f"Expected files ending in one of {sorted(IMAGE_SUFFIXES | set(VIDEO_SUFFIXES))}.", path=p)
+            out += found
         elif p.is_file():
             out.append(p)
         elif glob.has_magic(it):
             hits = sorted(Path(h) for h in glob.glob(it, recursive=True))
-            hits = [h for h in hits if h.is_file() and h.suffix.lower() in IMAGE_SUFFIXES]
+            hits = [h for h in hits if h.is_file() and h.suffix.lower() in IMAGE_SUFFIXES | set(VIDEO_SUFFIXES)]
             if not hits:
                 raise StyleRTError(f"pattern '{it}' matches no image files.", "Check the pattern (quote it for the shell).")
             out += hits
@@ -216,7 +238,22 @@ def run(a) -> int:
     skipped, written, names = [], [], set()
     grid_rows = []
     todo = []
+    videos = [c for c in contents if _is_clip(c)]
+    if videos or a.frames:
+        if a.mask or a.preserve_color:
+            raise StyleRTError("--mask and --preserve-color apply to images, not to videos or frame sequences.",
+                               "Stylize the video without them.")
+        from .mixing import combine
+
+        one = combine(styles, weights)
+        names |= {c.stem for c in videos}
+        _stylize_clips(eng, videos, one, a, out, written, skipped, failures)
+        if a.frames:
+            _stylize_sequences(eng, a.content, one, a, out, ext, save_kw, written, skipped, failures)
+            contents = []
     for c in contents:
+        if c in videos:
+            continue
         name = c.stem
         k = 2
         while name in names:  # same stem from two folders
@@ -268,6 +305,97 @@ def run(a) -> int:
             print(f"  {why}" if str(why).startswith(str(name)) else f"  {name}: {why}", file=sys.stderr)
         return 1
     return 0
+
+
+def _is_clip(path: Path) -> bool:
+    """A video file, or a GIF with more than one frame."""
+    from .video import is_video
+
+    if not is_video(path):
+        return False
+    if path.suffix.lower() != ".gif":
+        return True
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return getattr(im, "n_frames", 1) > 1
+    except OSError:
+        return False
+
+
+def _progress_bar(a, desc: str, total):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc=desc, disable=a.no_progress, file=sys.stderr, dynamic_ncols=True)
+
+
+def _stylize_clips(eng, videos, style, a, out: Path, written, skipped, failures) -> None:
+    """Each video file -> out/NAME.SUFFIX (same container), one at a time; a file that fails
+    is reported and the others still run."""
+    from .errors import StyleRTError
+    from .video import stylize_video
+
+    for c in videos:
+        dst = out / c.name
+        if dst.exists() and not a.overwrite:
+            skipped.append(str(dst))
+            continue
+        bar = _progress_bar(a, c.name, None)
+
+        def tick(done, total, secs, bar=bar):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            r = stylize_video(eng, c, dst, style, strength=a.strength, temporal=a.temporal, cut_threshold=a.cut_threshold,
+                              codec=a.codec, crf=a.crf, overwrite=a.overwrite, progress=tick)
+            written.append(str(dst))
+            flick = f", flicker {r['flicker']:.2f}x the input's" if r["flicker"] is not None else ""
+            bar.write(f"{c.name}: {r['frames']} frames at {r['frames_per_s']} frames/s, {r['cuts']} cut(s){flick}")
+        except (StyleRTError, OSError) as e:
+            failures.append((str(c), str(e).replace("\n", " ")))
+        finally:
+            bar.close()
+
+
+def _stylize_sequences(eng, items, style, a, out: Path, ext, save_kw, written, skipped, failures) -> None:
+    """--frames: each content folder is one clip of numbered frames -> out/FOLDER/ under the
+    same names, steady across frames (video.stylize_frames)."""
+    from .errors import StyleRTError
+    from .images import IMAGE_SUFFIXES, load_image, save_image
+    from .video import Flicker, stylize_frames
+
+    import numpy as np
+
+    for it in items:
+        folder = Path(it)
+        if not folder.is_dir():
+            failures.append((it, "--frames takes folders of numbered frames"))
+            continue
+        files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        dst_dir = out / folder.name
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        flick = Flicker()
+        bar = _progress_bar(a, folder.name, len(files))
+        try:
+            frames = (np.asarray(load_image(f, max_pixels=a.max_pixels)) for f in files)
+            for f, y in zip(files, stylize_frames(eng, frames, style, a.strength, a.temporal, a.cut_threshold, flicker=flick)):
+                from PIL import Image
+
+                dst = dst_dir / f"{f.stem}{ext}"
+                try:
+                    save_image(Image.fromarray(y), dst, exclusive=not a.overwrite, **save_kw)
+                    written.append(str(dst))
+                except FileExistsError:
+                    skipped.append(str(dst))
+                bar.update(1)
+            if flick.ratio is not None:
+                bar.write(f"{folder.name}: {len(files)} frames, flicker {flick.ratio:.2f}x the input's")
+        except (StyleRTError, OSError) as e:
+            failures.append((str(folder), str(e).replace("\n", " ")))
+        finally:
+            bar.close()
 
 
 def contact_sheet(rows, style_thumbs, cell: int = 192):

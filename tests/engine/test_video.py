@@ -1,0 +1,166 @@
+"""Video: clips made here with PyAV (moving shapes, noise, a cut, an audio tone), stylized
+through the CLI and the API; frame count, rate, size, duration and audio kept; steadiness;
+nothing half-written under the final name; bad files fail alone."""
+
+import os
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av", reason="video needs PyAV: pip install 'stylert[video]'")
+
+from stylert.engine.cli import main  # noqa: E402
+from stylert.engine.errors import StyleRTError  # noqa: E402
+from stylert.engine.runtime import Engine  # noqa: E402
+from stylert.engine.video import Flicker, stylize_frames, stylize_video  # noqa: E402
+
+
+def _frames(n=24, size=(96, 64), seed=0, cut_at=None):
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        late = cut_at is not None and i >= cut_at
+        img = np.full((size[1], size[0], 3), (200, 180, 60) if late else (40, 90, 160), np.uint8)
+        x = 5 + 2 * i
+        img[20:40, x:x + 20] = (230, 230, 230)  # a square moving right
+        yield np.clip(img + rng.integers(0, 12, img.shape), 0, 255).astype(np.uint8)
+
+
+def make_clip(path, n=24, size=(96, 64), fps=12, audio=True, codec="libx264", cut_at=12):
+    out = av.open(str(path), "w")
+    v = out.add_stream(codec, rate=fps)
+    v.width, v.height = size
+    v.pix_fmt = "rgb8" if codec == "gif" else "yuv420p"
+    if audio:
+        a = out.add_stream("aac", rate=16000)
+        a.layout = "mono"
+    for img in _frames(n, size, cut_at=cut_at):
+        for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            out.mux(p)
+    for p in v.encode():
+        out.mux(p)
+    if audio:
+        t = np.arange(int(16000 * n / fps)) / 16000
+        tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+        for i in range(0, tone.shape[1], 1024):
+            fr = av.AudioFrame.from_ndarray(tone[:, i:i + 1024], format="fltp", layout="mono")
+            fr.sample_rate = 16000
+            for p in a.encode(fr):
+                out.mux(p)
+        for p in a.encode():
+            out.mux(p)
+    out.close()
+    return path
+
+
+def _describe(path):
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        d = {"rate": v.average_rate, "size": (v.codec_context.width, v.codec_context.height),
+             "seconds": float(v.duration * v.time_base) if v.duration else None,
+             "audio": [(s.codec_context.name, s.sample_rate) for s in c.streams.audio]}
+        d["frames"] = sum(1 for _ in c.decode(video=0))
+    with av.open(str(path)) as c:
+        d["audio_bytes"] = b"".join(bytes(p) for p in c.demux(audio=0)) if d["audio"] else b""
+    return d
+
+
+@pytest.fixture(scope="module")
+def eng(tiny_export):
+    e = Engine.load(tiny_export)
+    yield e
+    e.close()
+
+
+def test_cli_stylizes_a_clip_keeping_frames_rate_size_and_audio(tmp_path, tiny_export):
+    (tmp_path / "in").mkdir()
+    src = make_clip(tmp_path / "in" / "clip.mp4")
+    style = tmp_path / "style.png"
+    from PIL import Image
+
+    Image.fromarray(next(_frames(1, (48, 48), seed=3))).save(style)
+    assert main(["stylize", str(src), "--style", str(style), "--model", str(tiny_export), "--out", str(tmp_path / "out"),
+                 "--no-progress"]) == 0
+    got, want = _describe(tmp_path / "out" / "clip.mp4"), _describe(src)
+    assert got["frames"] == want["frames"] == 24 and got["rate"] == want["rate"] and got["size"] == want["size"]
+    assert got["seconds"] == pytest.approx(want["seconds"], abs=0.1)
+    assert got["audio"] == want["audio"] and got["audio_bytes"] == want["audio_bytes"]  # copied unchanged
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+    # a second run keeps the file unless --overwrite
+    before = (tmp_path / "out" / "clip.mp4").read_bytes()
+    assert main(["stylize", str(src), "--style", str(style), "--model", str(tiny_export), "--out", str(tmp_path / "out"),
+                 "--no-progress"]) == 0
+    assert (tmp_path / "out" / "clip.mp4").read_bytes() == before
+
+
+@pytest.mark.parametrize("suffix,codec", [(".webm", "libvpx-vp9"), (".gif", "gif")])
+def test_other_containers(tmp_path, eng, suffix, codec):
+    src = make_clip(tmp_path / f"c{suffix}", n=8, audio=False, codec=codec)
+    style = eng.encode_style(next(_frames(1, (48, 48), seed=3)))
+    r = stylize_video(eng, src, tmp_path / f"o{suffix}", style)
+    assert r["frames"] == 8 and _describe(tmp_path / f"o{suffix}")["frames"] == 8
+
+
+def test_smoothing_steadies_and_resets_at_the_cut(eng):
+    style = eng.encode_style(next(_frames(1, (48, 48), seed=3)))
+    f0, f9 = Flicker(), Flicker()
+    a = list(stylize_frames(eng, _frames(cut_at=12), style, temporal=0.0, flicker=f0))
+    b = list(stylize_frames(eng, _frames(cut_at=12), style, temporal=0.9, flicker=f9))
+    assert len(a) == len(b) == 24 and a[0].shape == (64, 96, 3)
+    assert f9.ratio < f0.ratio  # steadier
+    # temporal 0 is exactly the per-image path
+    one = eng.stylize(next(_frames(1)), style)
+    np.testing.assert_array_equal(a[0], one)
+    # after the cut the average starts over: the first frame of the new shot is its own
+    c = list(stylize_frames(eng, list(_frames(cut_at=12))[12:], style, temporal=0.9))
+    np.testing.assert_array_equal(b[12], c[0])
+
+
+def test_interrupted_writes_leave_nothing_under_the_final_name(tmp_path, eng, monkeypatch):
+    import stylert.engine.video as V
+
+    src = make_clip(tmp_path / "c.mp4", n=16)
+    style = eng.encode_style(next(_frames(1, (48, 48), seed=3)))
+    calls = {"n": 0}
+    real = V.TemporalStylizer.__call__
+
+    def boom(self, frames):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, frames)
+
+    monkeypatch.setattr(V.TemporalStylizer, "__call__", boom)
+    with pytest.raises(KeyboardInterrupt):
+        stylize_video(eng, src, tmp_path / "out.mp4", style)
+    assert sorted(os.listdir(tmp_path)) == ["c.mp4"]  # no output, no partial file
+
+
+def test_bad_video_files_fail_alone_with_their_name(tmp_path, tiny_export, capsys):
+    (tmp_path / "in").mkdir()
+    make_clip(tmp_path / "in" / "good.mp4", n=6, audio=False)
+    (tmp_path / "in" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    from PIL import Image
+
+    Image.fromarray(next(_frames(1, (32, 32)))).save(tmp_path / "in" / "still.png")
+    Image.fromarray(next(_frames(1, (48, 48), seed=3))).save(tmp_path / "style.png")
+    rc = main(["stylize", str(tmp_path / "in"), "--style", str(tmp_path / "style.png"), "--model", str(tiny_export),
+               "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "broken.mp4" in err and "could not be" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4", "still.png"]  # images and videos both
+    with pytest.raises(StyleRTError, match="exists"):
+        stylize_video(Engine.load(tiny_export), tmp_path / "in" / "good.mp4", tmp_path / "out" / "good.mp4",
+                      Engine.load(tiny_export).encode_style(tmp_path / "style.png"))
+
+
+def test_frame_sequences(tmp_path, tiny_export):
+    from PIL import Image
+
+    seq = tmp_path / "shot"
+    seq.mkdir()
+    for i, f in enumerate(_frames(10)):
+        Image.fromarray(f).save(seq / f"frame_{i:04d}.png")
+    Image.fromarray(next(_frames(1, (48, 48), seed=3))).save(tmp_path / "style.png")
+    assert main(["stylize", str(seq), "--frames", "--style", str(tmp_path / "style.png"), "--model", str(tiny_export),
+                 "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out" / "shot").iterdir()) == [f"frame_{i:04d}.png" for i in range(10)]
