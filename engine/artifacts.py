@@ -86,7 +86,8 @@ def read_export(folder: str | os.PathLike, check_hashes: bool = False) -> dict:
             inside(folder, files[role]["path"])
             if not isinstance(files[role]["sha256"], str):
                 raise ValueError(f"{role} sha256 is not a string")
-        inside(folder, m["checkpoint"]["path"])
+        if m["checkpoint"]["path"] != ".":  # "." : the export sits in its checkpoint's folder (the shipped model)
+            inside(folder, m["checkpoint"]["path"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise StyleRTError(f"is not a valid export manifest: {e}.", "Re-run `stylert export-onnx`.", path=mpath) from None
     for role in ("encoder", "decoder"):

@@ -23,10 +23,57 @@ def cache_root(override: str | os.PathLike | None = None) -> Path:
 
 
 def model_folder(model: str | os.PathLike | None, backend: str = "auto", cache: str | os.PathLike | None = None,
-                 log: Callable[[str], None] = print) -> Path:
-    """A folder `Engine.load` can open for `model`: an export or engine folder as it is; a
-    checkpoint folder (or None: the shipped model) as it is for the torch backend, else exported
-    once into <cache>/exports/<weights sha256[:16]> and reused from there."""
+                 log: Callable[[str], None] = print, precision: str | None = None) -> Path:
+    """A folder `Engine.load` can open for `model`: an engine or export folder as it is; None:
+    the shipped model, which carries its verified export, and with backend auto its fastest
+    gated engine on this machine (`fastest_engine`); a checkpoint folder as it is for the torch
+    backend, else exported once into <cache>/exports/<weights sha256[:16]> and reused."""
+    folder = _model_folder(model, backend, cache, log)
+    if model is None and backend == "auto" and precision is None and (folder / MANIFEST_FILE).is_file():
+        return fastest_engine(folder, cache, log)
+    return folder
+
+
+# The rule `--backend auto` follows for the shipped model in the front ends (stylize, serve),
+# written down once: on a CPU with native BF16 and OpenVINO installed, its OpenVINO BF16 engine (2.3x ONNX
+# Runtime FP32 on the shipped model, bench/RESULTS.md), built once into the cache through
+# build-engine and its accuracy gate; where that build fails its gate, or OpenVINO or native
+# BF16 is missing, the export itself on ONNX Runtime (FP32). GPUs: the runtime's own rule
+# (Engine.load) on the export.
+def fastest_engine(export: Path, cache: str | os.PathLike | None = None, log: Callable[[str], None] = print) -> Path:
+    from .backends import BACKENDS
+    from .cuda_mix import cuda_device_count
+
+    if cuda_device_count() > 0 or not BACKENDS["openvino"].version():
+        return export
+    from .backends.openvino.runner import native_bf16
+
+    if not native_bf16():
+        return export
+    from .artifacts import read_export
+    from .manifest import backend_version, check_engine, cpu_info, read_engine_manifest
+
+    m = read_export(export)
+    key = m["files"]["encoder"]["sha256"][:12] + m["files"]["decoder"]["sha256"][:12]
+    out = cache_root(cache) / "engines" / key / "openvino-bf16"
+    if (out / ENGINE_MANIFEST).is_file():
+        try:
+            check_engine(read_engine_manifest(out), backend_version("openvino"), cpu_info(), folder=out)
+            return out
+        except StyleRTError:
+            pass  # built by another OpenVINO or CPU: rebuilt below
+    from .build import BuildConfig, build_engine
+
+    log(f"first use on this machine: building the OpenVINO BF16 engine of {export} (once, gated) into {out}")
+    try:
+        build_engine(BuildConfig(str(export), precision="bf16", backend="openvino", out=str(out)), log=lambda *a: None)
+    except StyleRTError as e:
+        log(f"  not used: {e.what} Running the export on ONNX Runtime instead.")
+        return export
+    return out
+
+
+def _model_folder(model, backend, cache, log) -> Path:
     src = Path(model) if model is not None else SHIPPED_MODEL_DIR
     if model is not None and not (src / "model.safetensors").is_file():
         if not ((src / MANIFEST_FILE).is_file() or (src / ENGINE_MANIFEST).is_file()):
@@ -39,8 +86,8 @@ def model_folder(model: str | os.PathLike | None, backend: str = "auto", cache: 
     if not weights.is_file():
         raise StyleRTError(f"no model given and the shipped model is absent ({SHIPPED_MODEL_DIR}).",
                            "Pass --model EXPORT_DIR (from `stylert export-onnx`) or an engine folder.")
-    if backend == "torch":
-        return src
+    if backend == "torch" or (src / MANIFEST_FILE).is_file():
+        return src  # a checkpoint that carries its verified export (the shipped model): no torch needed
     cached = cache_root(cache) / "exports" / sha256_file(weights)[:16]
     if (cached / MANIFEST_FILE).is_file():
         return cached

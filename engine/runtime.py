@@ -196,17 +196,22 @@ class Engine:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, folder: str | os.PathLike, backend: str = "auto", precision: str | None = None,
+    def load(cls, folder: str | os.PathLike | None = None, backend: str = "auto", precision: str | None = None,
              device: str = "auto", threads: int | None = None, runner_options: dict | None = None,
              **options) -> "Engine":
         """Load an export folder (manifest.json), an engine folder (engine.json, from
-        build-engine) or a checkpoint folder (model.safetensors, torch only).
+        build-engine) or a checkpoint folder (model.safetensors, torch only); None: the shipped
+        model (its verified ONNX export is in the package: no torch needed).
 
         backend: auto | onnxruntime | tensorrt | torch. precision: None (the folder's own) |
         fp32 | fp16 | int8 (bf16: torch on the CPU). device: auto | cpu | cuda.
         runner_options: passed to the backend's runner (e.g. torch: compile, channels_last;
         onnxruntime: level, config). options: tile, overlap, max_side, batch_size, margin, style_side.
         `info["reason"]` says what was chosen and why."""
+        if folder is None:
+            from .artifacts import SHIPPED_MODEL_DIR
+
+            folder = SHIPPED_MODEL_DIR
         runner, info = _choose(Path(folder), backend, precision, device, threads, runner_options or {})
         runner.load()
         return cls(runner, info, **options)

@@ -202,7 +202,7 @@ def run(a) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise StyleRTError(f"cannot create the output folder: {e.strerror}.", "Choose a writable --out.", path=out) from None
-    model = model_folder(a.model, a.backend)
+    model = model_folder(a.model, a.backend, precision=a.precision)
     eng = Engine.load(model, backend=a.backend, precision=a.precision, device=a.device, threads=a.threads,
                       tile=a.tile, overlap=a.overlap, max_side=a.max_side or None,
                       style_side=a.style_size or None)

@@ -160,7 +160,12 @@ def export_onnx(out_dir: str | Path, checkpoint: str | Path | None = None, verif
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise StyleRTError("is a file, not a folder.", "Pass a folder for --out (it is created if missing).", path=out)
-    taken = [n for n in OUTPUTS if (out / n).exists() or (out / n).is_symlink()]
+    ckpt = Path(checkpoint) if checkpoint is not None else DEFAULT_MODEL_DIR
+    # exported into the checkpoint's own folder (how the shipped model carries its ONNX): the
+    # weights stay where they are and the manifest points at them as "."
+    in_place = out.exists() and ckpt.exists() and out.resolve() == ckpt.resolve()
+    outputs = tuple(n for n in OUTPUTS if not (in_place and n == "checkpoint"))
+    taken = [n for n in outputs if (out / n).exists() or (out / n).is_symlink()]
     if taken and not overwrite:
         raise StyleRTError(f"already holds {', '.join(taken)}.",
                            "Pass --overwrite to replace them (nothing else in the folder is touched), or choose another --out.",
@@ -170,7 +175,6 @@ def export_onnx(out_dir: str | Path, checkpoint: str | Path | None = None, verif
         # the dynamo exporter writes opset 18 or newer: an older request would be ignored
         raise StyleRTError(f"opset {opset} cannot be exported: the exporter writes opsets {OPSET}..{newest}.",
                            f"Use --opset between {OPSET} and {newest} (default {OPSET}: TensorRT 10.8+ and ONNX Runtime 1.17+ run it).")
-    ckpt = Path(checkpoint) if checkpoint is not None else DEFAULT_MODEL_DIR
     vae, sha = load_model(ckpt)
     if vae.decoder.style is None:
         raise StyleRTError("is a reconstruction-only model (no style head): it cannot stylize.",
@@ -199,7 +203,8 @@ def export_onnx(out_dir: str | Path, checkpoint: str | Path | None = None, verif
                     f"style {report['max_abs']['style']:.2e}, image {report['max_abs']['image']:.2e} > {contract.export_tolerance:.0e}.",
                     "Nothing was written. This is an exporter problem; report it with the checkpoint.",
                 )
-        shutil.copytree(ckpt, tmp / "checkpoint", ignore=lambda d, names: [n for n in names if n not in (WEIGHTS_FILE, CONFIG_FILE)])
+        if not in_place:
+            shutil.copytree(ckpt, tmp / "checkpoint", ignore=lambda d, names: [n for n in names if n not in (WEIGHTS_FILE, CONFIG_FILE)])
         import onnx
         import onnxruntime
 
@@ -208,7 +213,7 @@ def export_onnx(out_dir: str | Path, checkpoint: str | Path | None = None, verif
             "contract": asdict(contract),
             "files": {role: {"path": f, "sha256": sha256_file(tmp / f), "ops": _op_types(tmp / f)}
                       for role, f in (("encoder", ENCODER_FILE), ("decoder", DECODER_FILE))},
-            "checkpoint": {"path": "checkpoint", "source": str(ckpt.resolve()), "sha256": sha,
+            "checkpoint": {"path": "." if in_place else "checkpoint", "source": "." if in_place else str(ckpt.resolve()), "sha256": sha,
                            "config": json.loads((ckpt / CONFIG_FILE).read_text())["model"]},
             "verification": report,
             "config": {"checkpoint": str(ckpt), "opset": opset, "verify": verify_outputs,
@@ -220,13 +225,13 @@ def export_onnx(out_dir: str | Path, checkpoint: str | Path | None = None, verif
         atomic_write_bytes(tmp / MANIFEST_FILE, json.dumps(manifest, indent=2).encode())
         # Move in: the old manifest out first and the new one last, so a reader never sees a
         # manifest that does not describe the files beside it.
-        for name in (MANIFEST_FILE, *OUTPUTS[:-1]):
+        for name in (MANIFEST_FILE, *outputs[:-1]):
             old = out / name
             if old.is_dir() and not old.is_symlink():
                 shutil.rmtree(old)
             elif old.exists() or old.is_symlink():
                 old.unlink()
-        for name in OUTPUTS:
+        for name in outputs:
             (tmp / name).replace(out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

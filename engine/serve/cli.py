@@ -89,7 +89,7 @@ def run(a) -> int:
 
     # resolved once here (the shipped model is exported into the cache at most once), not by
     # every replica at the same moment; on a cluster the folder must be on shared storage
-    a.model = str(model_folder(a.model, a.backend))
+    a.model = str(model_folder(a.model, a.backend, precision=a.precision))
     cfg = config_of(a)
     print("config:", {**asdict(cfg), "host": a.host, "port": a.port, "replicas": a.replicas,
                       "address": a.address or "local Ray", "ray": not a.no_ray}, flush=True)

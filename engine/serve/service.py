@@ -156,7 +156,7 @@ class Stylizer:
         from ..runtime import Engine
 
         c = self.cfg
-        folder = model_folder(c.model, c.backend, log=log_fn)
+        folder = model_folder(c.model, c.backend, log=log_fn, precision=c.precision)
         self.engine = Engine.load(folder, backend=c.backend, precision=c.precision, device=c.device,
                                   threads=c.threads, max_side=c.max_side, style_side=c.style_side or None)
         sha = self.engine.contract.checkpoint_sha256

@@ -184,3 +184,23 @@ def test_tensorrt_plan_from_int8_onnx(tiny_export, tmp_path):
     assert (tmp_path / "trt" / "encoder.plan").is_file() and (tmp_path / "tc").is_file()
     assert man["device"]["type"] == "cuda"
     trt_build.load_and_check(tmp_path / "trt" / "decoder.plan")
+
+
+def test_auto_rule_for_the_shipped_model_builds_its_fastest_gated_engine_once(tiny_export, tmp_path):
+    """frontend.fastest_engine: OpenVINO BF16 where OpenVINO and native BF16 exist and the
+    gate passes, built once into the cache; else the export as it is."""
+    from stylert.engine.backends.openvino.runner import native_bf16
+    from stylert.engine.frontend import fastest_engine
+
+    said = []
+    got = fastest_engine(tiny_export, tmp_path, log=said.append)
+    if not B.BACKENDS["openvino"].version() or not native_bf16():
+        assert got == tiny_export and not said
+        return
+    if got == tiny_export:  # the gate refused it: said so, and the export runs
+        assert any("not used" in s for s in said)
+        return
+    man = M.read_engine_manifest(got)
+    assert (man["backend"], man["precision"]) == ("openvino", "bf16") and man["accuracy"]["sets"]["photos"]["passed"]
+    said.clear()
+    assert fastest_engine(tiny_export, tmp_path, log=said.append) == got and not said  # cached: no second build
