@@ -211,6 +211,8 @@ def add_evaluate(sub) -> None:
                    help="style report: mirrored border for a --previous model that paints a frame (zero-padded convs)")
     p.add_argument("--opt-steps", type=int, default=100,
                    help="style report: Adam steps of the per-image optimization baseline, 0 to skip it (default: %(default)s)")
+    p.add_argument("--opt-pairs", type=int, default=None, metavar="N",
+                   help="style report: run the optimization on N pairs only, spread over contents and styles (default: all)")
     p.add_argument("--out", default=None, help="style report: write every output image and report.json here")
     p.set_defaults(func=run_evaluate)
 
@@ -242,7 +244,7 @@ def run_evaluate(a) -> int:
         from stylert.export.style_report import print_summary, style_report
 
         report = style_report(files, expand(a.styles), a.checkpoint, a.previous, size=a.size or 384,
-                              opt_steps=a.opt_steps, out_dir=a.out, previous_margin=a.previous_margin)
+                              opt_steps=a.opt_steps, out_dir=a.out, previous_margin=a.previous_margin, opt_pairs=a.opt_pairs)
         print_summary(report)
         if a.json:
             atomic_write_bytes(Path(a.json), json.dumps(report, indent=2).encode())

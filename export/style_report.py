@@ -159,9 +159,10 @@ def _load(path, size: int):
 
 def style_report(contents: list[Path], styles: list[Path], model: str | os.PathLike | None, previous: str | os.PathLike | None,
                  size: int = 384, opt_steps: int = 100, out_dir: str | os.PathLike | None = None, log=print,
-                 previous_margin: int = 0) -> dict:
+                 previous_margin: int = 0, opt_pairs: int | None = None) -> dict:
     """Score every method on every (content, style) pair; returns the table and, with out_dir,
-    writes each output image and report.json there."""
+    writes each output image and report.json there. opt_pairs: run the (slow) optimization on
+    this many pairs only, spread over the contents and styles (None: all)."""
     from stylert.export.checkpoint import DEFAULT_MODEL_DIR
 
     from .checkpoint import load_model
@@ -176,13 +177,16 @@ def style_report(contents: list[Path], styles: list[Path], model: str | os.PathL
     rows = []
     out = Path(out_dir) if out_dir else None
     t0 = time.time()
-    for cp in contents:
+    nc, ns = len(contents), len(styles)
+    n_opt = nc * ns if opt_pairs is None else min(opt_pairs, nc * ns)
+    optimized = {(k % nc, (k + k // nc) % ns) for k in range(n_opt)}  # each content and style in turn
+    for ci, cp in enumerate(contents):
         c = _load(cp, size)
-        for sp in styles:
+        for si, sp in enumerate(styles):
             s = _load(sp, size)
             with torch.no_grad():
                 outs = {"colour": colour_transfer(c, s), **{k: m(c, sp) for k, m in methods.items()}}
-            if opt_steps:
+            if opt_steps and (ci, si) in optimized:
                 outs["optimized"] = optimize(net, c, s, opt_steps)
             with torch.no_grad():
                 tc, ts = tex(c), tex(s)
@@ -211,7 +215,7 @@ def style_report(contents: list[Path], styles: list[Path], model: str | os.PathL
         if rs:
             summary[m] = {k: float(np.mean([r[k] for r in rs])) for k in COLUMNS}
             summary[m]["pairs"] = len(rs)
-    report = {"size": size, "opt_steps": opt_steps, "model_sha256": sha, "model": str(model),
+    report = {"size": size, "opt_steps": opt_steps, "opt_pairs": n_opt, "model_sha256": sha, "model": str(model),
               "previous": str(previous) if previous else None, "contents": [p.name for p in contents],
               "styles": [p.name for p in styles], "summary": summary, "rows": rows}
     if out is not None:
@@ -227,7 +231,7 @@ def write_grids(contents: list[Path], styles: list[Path], out: Path, size: int) 
 
     written = []
     for cp in contents:
-        cols = ["content", "style", *[m for m in METHODS if (out / f"{cp.stem}__{styles[0].stem}__{m}.png").is_file()]]
+        cols = ["content", "style", *[m for m in METHODS if any((out / f"{cp.stem}__{sp.stem}__{m}.png").is_file() for sp in styles)]]
         sheet = Image.new("RGB", (len(cols) * size, len(styles) * size + 20), (255, 255, 255))
         draw = ImageDraw.Draw(sheet)
         for j, name in enumerate(cols):
@@ -238,8 +242,10 @@ def write_grids(contents: list[Path], styles: list[Path], out: Path, size: int) 
                     img = to_pil(_load(cp, size)[0].numpy())
                 elif name == "style":
                     img = to_pil(_load(sp, size)[0].numpy())
-                else:
+                elif (out / f"{cp.stem}__{sp.stem}__{name}.png").is_file():
                     img = Image.open(out / f"{cp.stem}__{sp.stem}__{name}.png")
+                else:
+                    continue  # a pair the optimization did not run on
                 sheet.paste(img, (j * size, 20 + i * size))
         path = out / f"grid_{cp.stem}.jpg"
         save_image(sheet, path, quality=90)
