@@ -62,6 +62,7 @@ class BuildConfig:
     timing_cache: str | None = None  # TensorRT timing cache file (datacenter flavour); default in the cache
     tensorrt_flavour: str | None = None  # tensorrt | tensorrt_rtx; None: $STYLERT_TENSORRT, else the installed one
     compute_capability: tuple[str, ...] = ()  # TensorRT-RTX targets, e.g. ("8.6", "8.9"); () = its default set
+    overwrite: bool = False  # replace an engine folder already at `out`
 
     def __post_init__(self):
         precisions.get(self.precision)
@@ -229,7 +230,10 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
     out = Path(cfg.out) if cfg.out else cfg.default_out()
     if out.exists() and not (out / M.ENGINE_MANIFEST_FILE).is_file() and any(out.iterdir()):
         raise StyleRTError("output folder exists and is not an engine folder.",
-                           "Pick another --out (an existing engine folder is replaced).", path=out)
+                           "Pick another --out: nothing that is not an engine is replaced.", path=out)
+    if (out / M.ENGINE_MANIFEST_FILE).is_file() and not cfg.overwrite:
+        raise StyleRTError("already holds an engine.", "Pass --overwrite to replace it (only once the new one passes its "
+                           "gate), or choose another --out.", path=out)
     src = {r: export_dir / exp["files"][r]["path"] for r in ("encoder", "decoder")}
 
     step("reading calibration and evaluation images")
@@ -376,6 +380,7 @@ def add_parser(sub) -> None:
         g.add_argument(f"--{name}", dest="precision", action="store_const", const=name, help=f"same as --precision {name}")
     p.add_argument("--backend", choices=["auto", *ENGINE_BACKENDS], default="auto", help="default: %(default)s")
     p.add_argument("--out", default=None, help="engine folder (default: EXPORT_DIR/../engine-PRECISION)")
+    p.add_argument("--overwrite", action="store_true", help="replace an engine already in --out (after the new one passes its gate)")
     p.add_argument("--calib-dir", default=None, help=f"calibration images (default: the shipped {SHIPPED_CALIB_DIR.name}/)")
     dflt = {f.name: f.default for f in fields(BuildConfig)}  # the defaults are the dataclass's
     p.add_argument("--calib-count", type=int, default=dflt["calib_count"], help="calibration images used (default: %(default)s)")
@@ -408,7 +413,7 @@ def run(a) -> int:
         eval_dir=a.eval_dir, eval_count=a.eval_count, min_psnr=a.min_psnr,
         profile=ProfileSpec(a.min_batch, a.opt_batch, a.max_batch, a.min_size, a.opt_size, a.max_size),
         threads=a.threads, opt_level=a.opt_level, workspace_mb=a.workspace_mb, timing_cache=a.timing_cache,
-        tensorrt_flavour=a.tensorrt_flavour, compute_capability=tuple(a.compute_capability),
+        tensorrt_flavour=a.tensorrt_flavour, compute_capability=tuple(a.compute_capability), overwrite=a.overwrite,
     )
     print("config:", cfg)
     build_engine(cfg)

@@ -66,7 +66,8 @@ def fastest_engine(export: Path, cache: str | os.PathLike | None = None, log: Ca
 
     log(f"first use on this machine: building the OpenVINO BF16 engine of {export} (once, gated) into {out}")
     try:
-        build_engine(BuildConfig(str(export), precision="bf16", backend="openvino", out=str(out)), log=lambda *a: None)
+        build_engine(BuildConfig(str(export), precision="bf16", backend="openvino", out=str(out), overwrite=True),
+                     log=lambda *a: None)
     except StyleRTError as e:
         log(f"  not used: {e.what} Running the export on ONNX Runtime instead.")
         return export

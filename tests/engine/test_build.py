@@ -112,11 +112,12 @@ def test_cli_gate_exit_code_and_success(tiny_export, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "backend: onnxruntime (requested" in text and "stylized PSNR" in text
     assert M.read_engine_manifest(out)["precision"] == "fp16"
-    # Rebuilding into an existing engine folder replaces it.
-    first = M.read_engine_manifest(out)["build"]["built_at"]
-    assert main(args) == 0 and (out / "engine.json").is_file()
+    # An existing engine folder is replaced only with --overwrite.
+    before = (out / "engine.json").read_bytes()
+    assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
+    assert (out / "engine.json").read_bytes() == before
+    assert main(args + ["--overwrite"]) == 0 and (out / "engine.json").read_bytes() != before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # old folder cleaned up
-    assert first
 
 
 def test_refuses_foreign_output_folder(tiny_export, tmp_path):
