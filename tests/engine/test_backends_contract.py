@@ -80,12 +80,11 @@ def test_contract(engine, reference, rng):
     assert np.abs(engine.decode(z, np.zeros_like(s)) - reference.decode(z)).max() <= TOL
     # the fused path equals encode -> NumPy mix -> decode
     k = c.style_size // 2
-    code = mixing.StyleCode(rng.standard_normal(k), rng.uniform(0.5, 1.5, k))
+    # a code the model could give (within its style_limit), not its own: another image's, moved
+    code = mixing.StyleCode(sr[0, :k] * rng.uniform(0.5, 1.5, k), sr[0, k:] * rng.uniform(0.5, 1.5, k))
     fused = engine.stylize_batch(x, code, strength=0.7)
     ref = reference.decode(*reference.mix(zr, sr, code, strength=0.7))
-    # an extreme random code drives the tiny model's activations far: float32 kernels that
-    # sum in another order (OpenVINO's) differ by a few 1e-3 there; a wrong mix by far more
-    assert np.abs(fused - ref).max() <= 1e-2
+    assert np.abs(fused - ref).max() <= 1e-3
 
 
 def test_contract_rejects_bad_shapes(engine):

@@ -37,6 +37,6 @@ def test_every_precision_has_its_converter():
 
 def test_unknown_names_are_clear_errors():
     with pytest.raises(StyleRTError, match="unknown backend"):
-        get("openvino")
+        get("coreml")
     with pytest.raises(StyleRTError, match="unknown precision"):
         precisions.get("fp8")
