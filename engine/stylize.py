@@ -51,7 +51,7 @@ def add_parser(sub) -> None:
     p.add_argument("--strength", type=float, default=1.0, help="0 = content, 1 = full style (default: %(default)s)")
     p.add_argument("--mask", action="append", metavar="PATH", help="one mask image per --style (white = that style)")
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (CORAL recolour of the style)")
-    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--out", default="stylized", help="output folder, created (default: %(default)s)")
     p.add_argument("--format", choices=sorted(FORMATS), default="png", help="output format (default: %(default)s)")
     p.add_argument("--quality", type=int, default=92, help="JPEG/WebP quality (default: %(default)s)")
     p.add_argument("--model", help="export folder, engine folder or checkpoint (default: the shipped model)")
