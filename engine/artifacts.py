@@ -55,6 +55,12 @@ def inside(folder: Path, name) -> str:
     return name
 
 
+def cache_root(override: str | os.PathLike | None = None) -> Path:
+    """The one cache folder: `override`, else $STYLERT_CACHE, else ~/.cache/stylert. Exports
+    of checkpoints, compiled kernels and bench's engines live in subfolders of it."""
+    return Path(override or os.environ.get("STYLERT_CACHE") or Path.home() / ".cache" / "stylert")
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -45,7 +45,7 @@ DEFAULT_MIN_PSNR = {name: p.min_psnr for name, p in PRECISIONS.items()}  # the p
 @dataclass
 class BuildConfig:
     export_dir: str
-    precision: str = "fp16"  # fp32 | fp16 | int8
+    precision: str = "fp16"  # a name in PRECISIONS (engine/precisions.py)
     backend: str = "auto"  # auto | tensorrt | openvino | onnxruntime (the rule: choose_backend)
     out: str | None = None  # default: EXPORT_DIR/../engine-<precision>
     calib_dir: str | None = None  # default: the shipped calib_data/
@@ -273,7 +273,7 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
             raise StyleRTError(
                 f"{cfg.precision} accuracy check failed: stylized PSNR {worst:.2f} dB against FP32 is below {gate:g} dB; nothing was written.",
                 ("Try another --calib-method (percentile, the default, measured best for the style decoder; minmax; entropy clips), more or more representative calibration images "
-                 "(--calib-dir, --calib-count), or lower the bar with --min-psnr." if cfg.precision == "int8"
+                 "(--calib-dir, --calib-count), or lower the bar with --min-psnr." if PRECISIONS[cfg.precision].calibrated
                  else "Lower the bar with --min-psnr if this accuracy is acceptable, or build fp32."),
             )
 
@@ -326,7 +326,7 @@ def _command(cfg: BuildConfig, out: Path) -> str:
     parts = ["stylert", "build-engine", cfg.export_dir, "--precision", cfg.precision, "--backend", cfg.backend, "--out", os.fspath(out)]
     if cfg.calib_dir:
         parts += ["--calib-dir", cfg.calib_dir]
-    if cfg.precision == "int8":
+    if PRECISIONS[cfg.precision].calibrated:
         parts += ["--calib-method", cfg.calib_method, "--calib-count", str(cfg.calib_count)]
     p = cfg.profile
     if (p.min_batch, p.opt_batch, p.max_batch) != (1, 16, 32):

@@ -61,7 +61,7 @@ def nvrtc_version() -> tuple[int, int]:
 
 
 def _cache_dir() -> Path:
-    from .frontend import cache_root
+    from .artifacts import cache_root
 
     return cache_root() / "kernels"
 
@@ -234,3 +234,16 @@ class AdaINMixer:
         if getattr(self, "_module", None) is not None:
             self._driver.cuModuleUnload(self._module)
             self._module = None
+
+
+def gpu_info(device: int = 0) -> dict:
+    """{"type": "cuda", "name", "compute_capability", "driver"} of CUDA device `device`."""
+    from cuda.bindings import runtime as cudart
+
+    err, prop = cudart.cudaGetDeviceProperties(device)
+    if err != cudart.cudaError_t.cudaSuccess:
+        raise RuntimeError(f"cudaGetDeviceProperties: {err}")
+    err, driver = cudart.cudaDriverGetVersion()
+    name = prop.name.decode(errors="replace").rstrip("\0") if isinstance(prop.name, bytes) else str(prop.name)
+    return {"type": "cuda", "name": name, "compute_capability": f"{prop.major}.{prop.minor}",
+            "driver": int(driver) if err == cudart.cudaError_t.cudaSuccess else None}

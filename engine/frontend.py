@@ -8,18 +8,12 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .artifacts import SHIPPED_MODEL_DIR, sha256_file
+from .artifacts import SHIPPED_MODEL_DIR, cache_root, sha256_file  # noqa: F401 (cache_root: front ends import it here)
 from .contract import MANIFEST_FILE
 from .manifest import ENGINE_MANIFEST_FILE as ENGINE_MANIFEST
 from .errors import StyleRTError
 from .images import MAX_PIXELS_DEFAULT, load_image
 from .mixing import StyleCode
-
-
-def cache_root(override: str | os.PathLike | None = None) -> Path:
-    """The one cache folder: `override`, else $STYLERT_CACHE, else ~/.cache/stylert. Exports
-    of checkpoints, compiled kernels and bench's engines live in subfolders of it."""
-    return Path(override or os.environ.get("STYLERT_CACHE") or Path.home() / ".cache" / "stylert")
 
 
 def model_folder(model: str | os.PathLike | None, backend: str = "auto", cache: str | os.PathLike | None = None,

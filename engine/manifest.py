@@ -80,7 +80,7 @@ def current_device(backend: str) -> dict:
     OpenVINO, the current CUDA GPU (name, compute capability) for TensorRT."""
     if ALL_BACKENDS[backend].device != "cuda":
         return cpu_info()
-    from .backends.trt.builder import gpu_info  # lazy: needs cuda-python or TensorRT
+    from .cuda_mix import gpu_info  # lazy: needs cuda-python
 
     return gpu_info()
 

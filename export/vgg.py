@@ -89,7 +89,7 @@ def weights(cache: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
     from the pickle through the arrays-only unpickler."""
     from safetensors.torch import load_file, save_file
 
-    from stylert.engine.frontend import cache_root
+    from stylert.engine.artifacts import cache_root
 
     folder = Path(cache) if cache else cache_root()
     st = folder / "vgg16-lpips.safetensors"

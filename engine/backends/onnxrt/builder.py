@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...precisions import PRECISIONS
+
 ORT_SUFFIX = ".ort.onnx"
 
 
@@ -18,7 +20,7 @@ def build_artifacts(tmp: Path, cfg, shapes: dict, conv: dict, log=print):
     files = {}
     for role in ("encoder", "decoder"):
         pre = tmp / f"{role}.onnx"
-        if cfg.precision == "int8":
+        if PRECISIONS[cfg.precision].calibrated:  # Q/DQ files: ONNX Runtime's CPU form
             pre = tmp / f".{role}.cpu.onnx"
             conv[role]["cpu_form"] = P.fold_relu_uint8(tmp / f"{role}.onnx", pre)
         art = tmp / f"{role}{ORT_SUFFIX}"

@@ -82,7 +82,7 @@ class OpenVINORunner(Runner):
             import openvino as ov
         except ImportError:
             raise StyleRTError("the openvino backend needs OpenVINO, which is not installed.", INSTALL) from None
-        from ...frontend import cache_root
+        from ...artifacts import cache_root
 
         core = ov.Core()
         if self.cache != "":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ...cuda_mix import gpu_info
 from ...errors import StyleRTError
 from ...images import atomic_write_bytes
 
@@ -21,7 +22,7 @@ def build_artifacts(tmp: Path, cfg, shapes: dict, conv: dict, log=print):
     check runs the precision ONNX on ONNX Runtime: the plan's own numbers are checked by the
     runtime's GPU tests."""
     from ... import precision as P
-    from ...frontend import cache_root
+    from ...artifacts import cache_root
     from ...manifest import BuildArtifacts, file_entry
     from .flavour import choose, installed_version
 
@@ -87,19 +88,6 @@ def available(flavour: str | None = None) -> tuple[bool, str]:
     where = (f"GPU {gpu['name']} (compute capability {gpu['compute_capability']})" if gpu
              else "no GPU: an ahead-of-time build")
     return True, f"{f.name} {installed_version(f.name)}, {where}; its plans run on {f.runs_on}"
-
-
-def gpu_info(device: int = 0) -> dict:
-    """{"type": "cuda", "name", "compute_capability", "driver"} of CUDA device `device`."""
-    from cuda.bindings import runtime as cudart
-
-    err, prop = cudart.cudaGetDeviceProperties(device)
-    if err != cudart.cudaError_t.cudaSuccess:
-        raise RuntimeError(f"cudaGetDeviceProperties: {err}")
-    err, driver = cudart.cudaDriverGetVersion()
-    name = prop.name.decode(errors="replace").rstrip("\0") if isinstance(prop.name, bytes) else str(prop.name)
-    return {"type": "cuda", "name": name, "compute_capability": f"{prop.major}.{prop.minor}",
-            "driver": int(driver) if err == cudart.cudaError_t.cudaSuccess else None}
 
 
 def build_plan(

@@ -77,8 +77,8 @@ class TensorRTRunner(Runner):
     # per new shape); its runtime cache keeps them. Saved per machine (GPU, driver, library
     # version in the file name) beside the other caches and reused at every start.
     def _runtime_cache_path(self, role: str):
-        from ...frontend import cache_root
-        from .builder import gpu_info
+        from ...artifacts import cache_root
+        from ...cuda_mix import gpu_info
 
         g = gpu_info()
         tag = f"{g['name']}-cc{g['compute_capability']}-drv{g['driver']}-rtx{self._trt.__version__}".replace(" ", "_")
