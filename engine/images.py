@@ -72,9 +72,13 @@ class ImageTooLarge(StyleRTError):
 
 def load_image(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS_DEFAULT) -> Image.Image:
     """Open an image file as 8-bit RGB, with errors that name the file and the remedy."""
+    import stat
+
     path = Path(path)
     if not path.exists():
         raise StyleRTError("file does not exist.", path=path)
+    if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or device would block the reader
+        raise StyleRTError("is not a regular file (a folder, pipe, device or socket).", "Pass an image file.", path=path)
     if path.stat().st_size == 0:
         raise StyleRTError("file is empty (0 bytes).", "Re-export or re-download the image.", path=path)
     return _decode(path, path, max_pixels)

@@ -162,6 +162,8 @@ def expand_contents(items: list[str]) -> list[Path]:
             if not hits:
                 raise StyleRTError(f"pattern '{it}' matches no image files.", "Check the pattern (quote it for the shell).")
             out += hits
+        elif p.exists():
+            raise StyleRTError("is not a regular file (a pipe, device or socket).", "Pass image or video files.", path=it)
         else:
             raise StyleRTError("no such file or folder.", "Pass image files, folders or glob patterns.", path=it)
     seen, uniq = set(), []

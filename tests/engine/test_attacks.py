@@ -219,3 +219,16 @@ def test_api_arguments_are_checked_at_every_stage(api, case):
         call(*api)
     assert words in str(e.value), str(e.value)
     assert "\nNote:" in str(e.value) or case in ("mix NaN strength",), str(e.value)
+
+
+def test_a_fifo_where_a_style_or_content_file_belongs_fails_at_once(work, tiny_export, capsys):
+    fifo = work / "style.fifo.png"
+    os.mkfifo(fifo)  # opened blockingly it would wait for a writer for ever
+    assert main(["stylize", str(work / "in"), "--style", str(fifo), "--model", str(tiny_export),
+                 "--out", str(work / "out"), "--no-progress"]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+    os.mkfifo(work / "in" / "c.png")
+    assert _stylize(work, tiny_export) == 0  # a folder scan takes regular files only
+    assert sorted(p.name for p in (work / "out").iterdir()) == ["a.png", "b.png"]
+    assert _stylize(work, tiny_export, content=work / "in" / "c.png") == 2  # named: refused at once
+    assert "not a regular file" in capsys.readouterr().err
