@@ -30,3 +30,40 @@ def test_wheel_carries_the_shipped_model_and_calibration_images():
     assert len(shipped) > 10
     missing = {f.relative_to(PACKAGE_ROOT).as_posix() for f in shipped} - _wheel_files()
     assert not missing, f"not in the wheel's package-data: {sorted(missing)}"
+
+
+def test_the_runtime_imports_and_runs_the_shipped_model_with_torch_absent(tmp_path):
+    """Every module of stylert.engine imports, and the shipped model stylizes, in a process
+    where `import torch` fails (as after `pip install stylert` without extras)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent('''
+        import importlib, pkgutil, sys
+        class NoTorch:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ImportError("torch is absent here")
+        sys.meta_path.insert(0, NoTorch())
+        import stylert.engine as E
+        skip = {"stylert.engine.serve.ray_app"}  # needs ray, an extra
+        names = [m.name for m in pkgutil.walk_packages(E.__path__, "stylert.engine.")]
+        for n in names:
+            if n not in skip:
+                try:
+                    importlib.import_module(n)
+                except ImportError as e:
+                    if "torch" in str(e):
+                        raise
+        import numpy as np
+        from stylert.engine import Engine
+        with Engine.load() as eng:
+            img = (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
+            out = eng.stylize(img, eng.encode_style(img[::-1]))
+            assert out.shape == img.shape
+        assert "torch" not in sys.modules
+        print("ok", len(names))
+    ''')
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.startswith("ok"), r.stderr[-3000:]
