@@ -5,7 +5,7 @@ the same pipeline on the same batch:
 
   preprocess   uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [0, 1]
   h2d          host -> device (on CPU: nothing to copy, ~0 and reported as such)
-  encode       image -> latent (N, C, H/8, W/8) and style code (N, 2K)
+  encode       image -> latent (N, C, H/d, W/d) and style code (N, 2K)
   mix          AdaIN of the latent and the style offset (style code - own; the style is
                encoded once, outside the timed loop)
   decode       (latent, offset) -> image in [0, 1]

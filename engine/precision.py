@@ -281,9 +281,9 @@ def latent_facing_convs(path: str | os.PathLike, role: str) -> list[str]:
     """The convolution that writes the latent (encoder) or reads it (decoder), kept in float.
 
     AdaIN divides by the content latent's per-channel std, which amplifies the latent's
-    quantization error; both convolutions run at 1/8 resolution, so keeping them in float
-    costs little. Measured on 15 photos x 4 styles (16-channel model, percentile calibration):
-    stylized PSNR vs FP32 36.8 dB all-int8 -> 38.2 dB with these two in float (README).
+    quantization error; both convolutions run at the latent's resolution, so keeping them in
+    float costs little. Measured on an earlier model (15 photos x 4 styles, percentile
+    calibration): stylized PSNR vs FP32 36.8 dB all-int8 -> 38.2 dB with these two in float.
     """
     import onnx
 

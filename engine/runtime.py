@@ -239,7 +239,7 @@ class Engine:
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Batch (N, 3, H, W) float32 in [0, 1], H and W multiples of 8 -> (latent
-        (N, C, H/8, W/8), style code (N, 2K)). Batched by the engine's batch size, tiled above
+        (N, C, H/d, W/d), style code (N, 2K)); d is the contract's downsample. Batched by the engine's batch size, tiled above
         `tile` (the code then comes from a copy scaled down to one tile)."""
         x = _as_float_array(x, "image batch")
         if x.ndim == 4 and max(x.shape[2:]) > self.tile:
@@ -256,7 +256,7 @@ class Engine:
         return np.stack([_resize_array(a, size) for a in x])
 
     def decode(self, z: np.ndarray, offset: np.ndarray | None = None) -> np.ndarray:
-        """Latent (N, C, h, w) and style offset (N, 2K) -> batch (N, 3, 8h, 8w) float32 in
+        """Latent (N, C, h, w) and style offset (N, 2K) -> batch (N, 3, d*h, d*w) float32 in
         [0, 1]. No offset: the reconstruction."""
         z = _as_float_array(z, "latent")
         code = (np.zeros(self.contract.style_shape(len(z)), np.float32) if offset is None

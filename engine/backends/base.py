@@ -2,7 +2,7 @@
 
 Public methods (`load`, `encode`, `decode`, `stylize_batch`, `close`) check the runner's state and
 validate inputs once; backends override only the small `*_impl` hooks. Arrays cross this
-interface as host NumPy float32: image (N, 3, H, W) in [0, 1], latent (N, C, H/8, W/8) and
+interface as host NumPy float32: image (N, 3, H, W) in [0, 1], latent (N, C, H/d, W/d) (d: the contract's downsample) and
 style code or offset (N, 2K) (engine/contract.py).
 What happens in between (device buffers, streams, graphs) never leaks to the caller.
 
@@ -59,7 +59,7 @@ class Runner:
         self.close()
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """image (N, 3, H, W) float32 in [0, 1] -> (latent (N, C, H/8, W/8), style code (N, 2K))."""
+        """image (N, 3, H, W) float32 in [0, 1] -> (latent (N, C, H/d, W/d), style code (N, 2K))."""
         x = self._check_image(x)
         with self._guard():
             z, s = self.encode_impl(x)
@@ -67,7 +67,7 @@ class Runner:
                 self._check_out(s, self.contract.style_shape(x.shape[0]), "encode"))
 
     def decode(self, z: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """latent (N, C, h, w), style offset (N, 2K) float32 -> image (N, 3, 8h, 8w) in [0, 1]."""
+        """latent (N, C, h, w), style offset (N, 2K) float32 -> image (N, 3, d*h, d*w) in [0, 1]."""
         z = self._check_latent(z)
         s = self._check_code(s, z.shape[0])
         d = self.contract.downsample
