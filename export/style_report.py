@@ -140,9 +140,12 @@ class RuntimeMethod:
 
         backend = "torch" if (Path(folder) / "model.safetensors").is_file() else "onnxruntime"
         self.engine = Engine.load(folder, backend=backend, max_side=None, margin=margin)
+        self._codes: dict = {}  # style path -> StyleCode: each painting is encoded once for every photo
 
     def __call__(self, c, style_path):
-        code = self.engine.encode_style(style_path)
+        code = self._codes.get(style_path)
+        if code is None:
+            code = self._codes[style_path] = self.engine.encode_style(style_path)
         y = self.engine.stylize(c[0].permute(1, 2, 0).numpy(), code)  # (H, W, 3) float in, out
         return torch.from_numpy(np.ascontiguousarray(y.transpose(2, 0, 1)))[None]
 
