@@ -373,9 +373,7 @@ class Engine:
                 y = self.decode(*self.mix(*self.encode(x), codes, w, strength, ml))
             for j, i in enumerate(idx):
                 h, w_ = fitted[j].shape[1:]
-                out = y[j:j + 1, :, m:m + h, m:m + w_]
-                if out.shape[2:] != orig[j].shape[1:]:
-                    out = guided_upsample(out[0], fitted[j], orig[j])[None]
+                out = self._unfit(y[j, :, m:m + h, m:m + w_], fitted[j], orig[j])[None]
                 outputs[i] = postprocess(out, [orig[j].shape[1:]], _kind_of(items[i]))[0]
         return outputs[0] if single else outputs
 
@@ -392,6 +390,12 @@ class Engine:
         if self.max_side is None or max(a.shape[1:]) <= self.max_side:
             return a
         return _longer_side_to(a, self.max_side)
+
+    @staticmethod
+    def _unfit(y: np.ndarray, fitted: np.ndarray, orig: np.ndarray) -> np.ndarray:
+        """The max-side policy undone: `y` (3, h, w), the stylization of `fitted` (`_fit(orig)`),
+        brought back to orig's size by edge-aware upsampling guided by orig itself."""
+        return y if y.shape[1:] == orig.shape[1:] else guided_upsample(y, fitted, orig)
 
     # ------------------------------------------------------------------ interpolation
     def interpolate(self, a, b, ts: Sequence[float], method: str = "slerp") -> list:

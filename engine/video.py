@@ -98,8 +98,8 @@ class TemporalStylizer:
     def __call__(self, frames: list[np.ndarray]) -> tuple[list[np.ndarray], list[bool]]:
         """Frames (H, W, 3) uint8 of one size -> (stylized frames of the same size, which
         frames start a new shot)."""
-        from .images import guided_upsample
-        from .runtime import _longer_side_to, pad_to_multiple
+        from .images import to_pil
+        from .runtime import pad_to_multiple
 
         eng, c = self.engine, self.engine.contract
         full = [np.ascontiguousarray(f.transpose(2, 0, 1), np.float32) / np.float32(255.0) for f in frames]
@@ -122,11 +122,7 @@ class TemporalStylizer:
         style = self.style.vector
         t = adain(z, style[:ch], style[k:k + ch], self.strength, content_stats=(smooth[:, :ch], smooth[:, k:k + ch]))
         y = eng.decode(t, (self.strength * (style[None] - smooth)).astype(np.float32))[:, :, :h, :w]
-        out = []
-        for i, a in enumerate(full):
-            yi = y[i] if a.shape == work[i].shape else guided_upsample(y[i], work[i], a)
-            out.append(np.clip(yi.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8))
-        return out, cuts
+        return [np.asarray(to_pil(eng._unfit(y[i], work[i], a))) for i, a in enumerate(full)], cuts
 
 
 def stylize_frames(engine, frames: Iterable[np.ndarray], style: StyleCode, strength: float = 1.0, temporal: float = 0.9,
