@@ -364,11 +364,12 @@ def _stylize_clips(eng, videos, style, a, out: Path, written, skipped, failures)
 def _stylize_sequences(eng, items, style, a, out: Path, ext, save_kw, written, skipped, failures) -> None:
     """--frames: each content folder is one clip of numbered frames -> out/FOLDER/ under the
     same names, steady across frames (video.stylize_frames)."""
+    import numpy as np
+    from PIL import Image
+
     from .errors import StyleRTError
     from .images import IMAGE_SUFFIXES, load_image, save_image
     from .video import Flicker, stylize_frames
-
-    import numpy as np
 
     for it in items:
         folder = Path(it)
@@ -377,14 +378,15 @@ def _stylize_sequences(eng, items, style, a, out: Path, ext, save_kw, written, s
             continue
         files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
         dst_dir = out / folder.name
+        if not a.overwrite and files and all((dst_dir / f"{f.stem}{ext}").exists() for f in files):
+            skipped += [str(dst_dir / f"{f.stem}{ext}") for f in files]  # done before: not stylized again
+            continue
         dst_dir.mkdir(parents=True, exist_ok=True)
         flick = Flicker()
         bar = _progress_bar(a, folder.name, len(files))
         try:
             frames = (np.asarray(load_image(f, max_pixels=a.max_pixels)) for f in files)
             for f, y in zip(files, stylize_frames(eng, frames, style, a.strength, a.temporal, a.cut_threshold, flicker=flick)):
-                from PIL import Image
-
                 dst = dst_dir / f"{f.stem}{ext}"
                 try:
                     save_image(Image.fromarray(y), dst, exclusive=not a.overwrite, **save_kw)
