@@ -47,7 +47,8 @@ def test_stylert_serve_answers_curl_like_requests_and_drains(tiny_checkpoint, tm
         def img(seed):
             b = io.BytesIO(); Image.fromarray((np.random.default_rng(seed).random((40, 56, 3)) * 255).astype(np.uint8)).save(b, "PNG"); return b.getvalue()
         p = subprocess.Popen([sys.executable, "-m", "stylert.engine.cli", "serve", "--model", {str(tiny_checkpoint)!r},
-                              "--backend", "torch", "--port", "8000", "--styles-dir", {str(tmp_path / "bank")!r}])
+                              "--backend", "torch", "--port", "8000", "--styles-dir", {str(tmp_path / "bank")!r},
+                              "--max-side", "4096"])  # the 2048-px request below is stylized at full size: in flight long enough
         url = "http://127.0.0.1:8000"
         t_end = time.monotonic() + 180
         while True:
@@ -68,7 +69,12 @@ def test_stylert_serve_answers_curl_like_requests_and_drains(tiny_checkpoint, tm
         def slow():
             r = httpx.post(url + f"/v1/stylize?style={{sid}}&format=jpeg", content=big.getvalue(), timeout=120)
             late.update(status=r.status_code, t=time.monotonic())
-        th = threading.Thread(target=slow); th.start(); time.sleep(0.5)
+        th = threading.Thread(target=slow); th.start()
+        # SIGTERM once the replica holds the request (its in-flight gauge), not after a guessed
+        # sleep: the lean model may answer a guessed window's request before the signal
+        t_wait = time.monotonic() + 30
+        while "stylert_requests_in_flight 1.0" not in httpx.get(url + "/metrics").text and time.monotonic() < t_wait:
+            time.sleep(0.02)
         t_term = time.monotonic()
         p.send_signal(signal.SIGTERM)
         out["exit"] = p.wait(timeout=120)
