@@ -4,6 +4,7 @@ only when the shipped model has to be exported."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Callable
@@ -50,22 +51,50 @@ def fastest_engine(export: Path, cache: str | os.PathLike | None = None, log: Ca
     m = read_export(export)
     key = m["files"]["encoder"]["sha256"][:12] + m["files"]["decoder"]["sha256"][:12]
     out = cache_root(cache) / "engines" / key / "openvino-bf16"
-    if (out / ENGINE_MANIFEST).is_file():
+
+    def usable() -> bool:
+        if not (out / ENGINE_MANIFEST).is_file():
+            return False
         try:
             check_engine(read_engine_manifest(out), backend_version("openvino"), cpu_info(), folder=out)
-            return out
+            return True
         except StyleRTError:
-            pass  # built by another OpenVINO or CPU: rebuilt below
+            return False  # built by another OpenVINO or CPU: rebuilt below
+
+    if usable():
+        return out
     from .build import BuildConfig, build_engine
 
-    log(f"first use on this machine: building the OpenVINO BF16 engine of {export} (once, gated) into {out}")
-    try:
-        build_engine(BuildConfig(str(export), precision="bf16", backend="openvino", out=str(out), overwrite=True),
-                     log=lambda *a: None)
-    except StyleRTError as e:
-        log(f"  not used: {e.what} Running the export on ONNX Runtime instead.")
-        return export
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # several processes may start at once (the replicas of `stylert serve` on one node): one
+    # builds, the others wait for it and load what it built
+    with _locked(out.parent / ".build.lock"):
+        if usable():
+            return out
+        log(f"first use on this machine: building the OpenVINO BF16 engine of {export} (once, gated) into {out}")
+        try:
+            build_engine(BuildConfig(str(export), precision="bf16", backend="openvino", out=str(out), overwrite=True),
+                         log=lambda *a: None)
+        except StyleRTError as e:
+            log(f"  not used: {e.what} Running the export on ONNX Runtime instead.")
+            return export
     return out
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock between processes on `path` (POSIX flock; elsewhere no lock)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _model_folder(model, backend, cache, log) -> Path:
@@ -93,9 +122,11 @@ def _model_folder(model, backend, cache, log) -> Path:
             f"exporting {src} to ONNX needs the export extra ({e}).",
             "pip install 'stylert[export]' (torch, onnx) and rerun, or export elsewhere with "
             "`stylert export-onnx --out DIR` and pass --model DIR.") from None
-    log(f"first use: exporting {src} to {cached} (once)")
     cached.parent.mkdir(parents=True, exist_ok=True)
-    export_onnx(cached, checkpoint=src, log=lambda *a: None, overwrite=True)  # the cache is ours: a partial entry is redone
+    with _locked(cached.parent / ".export.lock"):  # one exporter at a time per cache; the others reuse its export
+        if not (cached / MANIFEST_FILE).is_file():
+            log(f"first use: exporting {src} to {cached} (once)")
+            export_onnx(cached, checkpoint=src, log=lambda *a: None, overwrite=True)  # the cache is ours: a partial entry is redone
     return cached
 
 

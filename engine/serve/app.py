@@ -177,7 +177,7 @@ def create_app(stylizer: Stylizer, submit: Submit | None = None) -> FastAPI:
         data = await asyncio.to_thread(stylizer.encode_image, result.image, fmt, quality, image.info["size"])
         return Response(data, media_type=FORMATS[fmt], headers={
             "X-Batch-Size": str(result.batch_size), "X-Queue-Ms": f"{result.queue_s * 1e3:.1f}",
-            "X-Compute-Ms": f"{result.compute_s * 1e3:.1f}"})
+            "X-Compute-Ms": f"{result.compute_s * 1e3:.1f}", "X-Replica": stylizer.replica})
 
     # ------------------------------------------------------------------ the style bank
     @app.post("/v1/styles", status_code=201)

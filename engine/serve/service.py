@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -150,6 +151,7 @@ class Stylizer:
         self.ready = False
         self.metrics = Metrics()
         self.batching = "set by the front end"
+        self.replica = f"{socket.gethostname()}:{os.getpid()}"  # X-Replica: which process answered
 
     def load(self, log_fn=log.info) -> None:
         from ..frontend import cache_root, model_folder
@@ -298,5 +300,5 @@ class Stylizer:
                        if k in ("max_body_mb", "max_pixels", "max_side", "max_in_flight", "timeout_s")},
             "batching": {"mode": self.batching, "max_batch_size": self.cfg.max_batch_size,
                          "batch_wait_ms": self.cfg.batch_wait_ms},
-            "formats": list(FORMATS), "styles": len(self.bank.list()), "pid": os.getpid(),
+            "formats": list(FORMATS), "styles": len(self.bank.list()), "pid": os.getpid(), "replica": self.replica,
         }
