@@ -21,13 +21,30 @@ def _percent(text: str) -> float:
     return v
 
 
+HELP = {
+    "model": "export folder (export-onnx) or checkpoint folder; default: the shipped model",
+    "batch": "images per inference",
+    "size": "image side in pixels, a multiple of the model's downsampling",
+    "configs": "keep configurations whose name contains one of these; 'all' adds the tuning experiments "
+               "(default: the standard set)",
+    "min_time": "measured seconds per configuration, at least",
+    "min_iters": "measured iterations per configuration, at least",
+    "warmup": "warm-up seconds per configuration, excluded",
+    "threads": "CPU threads for every backend (default: all usable cores)",
+    "sweep": "also measure batch sizes 1, 2, 4, ..., 64 (throughput against latency)",
+    "images": "content photographs to measure on (default: ../shared/data/content when present, else the shipped "
+              "calibration images)",
+    "cache": "cache folder for exports and precision builds",
+}
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "bench",
         help="throughput, latency and accuracy of every backend, side by side",
         description=textwrap.dedent(
             """
-            Measure every backend and precision available here (ONNX Runtime FP32/FP16/INT8,
+            Measure every backend and precision available here (ONNX Runtime, OpenVINO,
             TensorRT where present) and the peers a user would pick instead (PyTorch eager
             FP32 = the baseline, torch.compile), on the same batch: the whole pipeline
             (preprocess, host-to-device, encode, mix, decode, device-to-host, postprocess)
@@ -50,26 +67,18 @@ def add_parser(sub) -> None:
         ).strip(), "  "),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", default=None, help="export folder (export-onnx) or checkpoint folder; default: the shipped models/default, exported once into the cache")
-    p.add_argument("--batch", type=int, default=16, help="images per inference (default: %(default)s)")
-    p.add_argument("--size", type=int, default=256, help="image side in pixels, multiple of 8 (default: %(default)s)")
-    p.add_argument("--configs", nargs="*", default=None, metavar="NAME",
-                   help="keep configurations whose name contains one of these; 'all' adds the tuning experiments (default: the standard set)")
+    from stylert.engine.config_args import add_fields
+
+    from .suite import BenchOptions
+
+    add_fields(p, BenchOptions, HELP, skip=("sweep_batches", "peak_n", "peak_time"),
+               metavar={"configs": "NAME", "images": "DIR", "cache": "DIR"})
     p.add_argument("--list", action="store_true", help="list the configurations and whether they can run here, then exit")
-    p.add_argument("--min-time", type=float, default=3.0, help="measured seconds per configuration, at least (default: %(default)s)")
-    p.add_argument("--min-iters", type=int, default=5, help="measured iterations per configuration, at least (default: %(default)s)")
-    p.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per configuration, excluded (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for every backend (default: all usable cores)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the full result as JSON")
     p.add_argument("--plot", default=None, metavar="PNG", help="write the plot (images/s and per-stage breakdown; the sweep too)")
-    p.add_argument("--sweep", action="store_true", help="also measure batch sizes 1, 2, 4, ..., 64 (throughput against latency)")
-    p.add_argument("--sweep-batches", type=int, nargs="+", default=None, metavar="N", help="batch sizes for --sweep")
+    p.add_argument("--sweep-batches", type=int, nargs="+", default=None, metavar="N", help="batch sizes for --sweep (implies it)")
     p.add_argument("--compare", default=None, metavar="BASELINE_JSON", help="gate against a saved `--json` run; exit 1 on a regression")
     p.add_argument("--max-regression", type=_percent, default=0.10, metavar="PCT", help="allowed slowdown for --compare (default: 10%%)")
-    p.add_argument("--cache", default=None, help="cache folder for exports and precision builds")
-    p.add_argument("--images", default=None, metavar="DIR",
-                   help="content photographs to measure on (default: ../shared/data/content when present, "
-                        "else the shipped calibration images)")
     p.set_defaults(func=run)
 
 
@@ -84,10 +93,10 @@ def run(a) -> int:
             print(f"{c.name:34s} {'default' if c.default else 'extra':8s} {state}")
         return 0
     old = load_json(a.compare) if a.compare else None  # fail before a long run
-    opt = BenchOptions(model=a.model, batch=a.batch, size=a.size, configs=a.configs, min_time=a.min_time, min_iters=a.min_iters,
-                       warmup=a.warmup, threads=a.threads, sweep=a.sweep or bool(a.sweep_batches),
-                       sweep_batches=tuple(a.sweep_batches or SWEEP_BATCHES), cache=a.cache,
-                       images=a.images)
+    from stylert.engine.config_args import from_args
+
+    opt = from_args(BenchOptions, a, sweep=a.sweep or bool(a.sweep_batches),
+                    sweep_batches=tuple(a.sweep_batches or SWEEP_BATCHES))
     result = run_bench(opt, log=lambda m: print(m, file=sys.stderr, flush=True))
     rc = 0
     if old is not None:

@@ -154,7 +154,7 @@ def discover() -> list[Config]:
 
 def _tensorrt_unavailable() -> str:
     """Exactly why the TensorRT rows are not measured on this machine."""
-    from stylert.engine.backends.trt import builder as trt_build
+    from stylert.engine.build import tensorrt as trt_build
 
     ok, why = trt_build.available()
     if not ok:

@@ -76,7 +76,7 @@ def main(argv=None) -> int:
 
     exp = Path(a.export)
     x = preprocess(load_inputs(a.batch, a.size, ROOT.parent / "shared" / "data" / "content")[0])
-    from stylert.engine.precision import session
+    from stylert.engine.build.precision import session
 
     from stylert.engine.artifacts import contract_of
 

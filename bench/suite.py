@@ -56,7 +56,7 @@ class BenchOptions:
         if self.batch < 1:
             raise StyleRTError(f"--batch {self.batch} is not a positive number of images.")
         if self.size < 8 or self.size % 8:
-            raise StyleRTError(f"--size {self.size} is not a multiple of 8.", "The model downsamples by 8; use e.g. 256 or 512.")
+            raise StyleRTError(f"--size {self.size} is not a multiple of 8.", "Use e.g. 256 or 512 (any multiple of 8 suits every model here).")
         if self.min_iters < 1 or self.min_time < 0 or self.warmup < 0:
             raise StyleRTError("--min-iters must be >= 1, --min-time and --warmup >= 0.")
         if self.threads is not None and self.threads < 1:
@@ -103,7 +103,7 @@ def load_inputs(n: int, size: int, folder: Path, seed: int = 0) -> tuple[np.ndar
     """n images (N, size, size, 3) uint8 from `folder` (cycled, centre-cropped) or synthetic."""
     if folder.is_dir():
         from stylert.engine.images import list_images
-        from stylert.engine.precision import load_batch
+        from stylert.engine.build.precision import load_batch
 
         paths = list_images(folder)
         if paths:
@@ -113,7 +113,7 @@ def load_inputs(n: int, size: int, folder: Path, seed: int = 0) -> tuple[np.ndar
     samples = sample_photo_dir()
     if samples is not None and folder.name in ("content", "style"):
         # No development photographs here: scikit-image's openly licensed sample photos.
-        from stylert.engine.precision import load_batch
+        from stylert.engine.build.precision import load_batch
 
         files = [samples / f for f in (SAMPLE_PHOTOS if folder.name == "content" else (SAMPLE_STYLE,))]
         uniq = load_batch(files[: min(n, len(files))], size)
@@ -133,7 +133,7 @@ def load_inputs(n: int, size: int, folder: Path, seed: int = 0) -> tuple[np.ndar
 def style_code(export: Path, style_u8: np.ndarray) -> np.ndarray:
     """The style's code (2K,), from the FP32 export (encoded once)."""
     from stylert.engine.mixing import StyleCode
-    from stylert.engine.precision import session
+    from stylert.engine.build.precision import session
 
     from .configs import preprocess
 

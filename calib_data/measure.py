@@ -30,7 +30,7 @@ def int8_psnr(export: Path, calib: np.ndarray, test: np.ndarray, method: str, tm
     """(stylized PSNR dB, latent max |err|) of the INT8 CPU models against FP32 on `test`
     (each image stylized with the next one's code, as build-engine's gate does)."""
     from stylert.engine.artifacts import contract_of
-    from stylert.engine.build import _run_pair, decoder_calibration
+    from stylert.engine.build.stage import _run_pair, decoder_calibration
 
     c = contract_of(export)
     enc, dec = export / "encoder.onnx", export / "decoder.onnx"

@@ -185,24 +185,6 @@ class AdaINMixer:
         grid = (2 * n * k + BLOCK - 1) // BLOCK
         _ok(self._driver.cuLaunchKernel(self._code_func, grid, 1, 1, BLOCK, 1, 1, 0, stream, args, 0), "cuLaunchKernel")
 
-    def offset_host(self, own: np.ndarray, style: np.ndarray, strength: float = 1.0) -> np.ndarray:
-        """Host arrays in and out: for tests against mixing.style_offset. own (N, 2K), style (2K,) or (N, 2K)."""
-        cudart = self._cudart
-        own = np.ascontiguousarray(own, np.float32)
-        st = np.asarray(style, np.float32).reshape(-1, own.shape[1])
-        k = own.shape[1] // 2
-        stride = self.set_style(st[:, :k] if len(st) > 1 else st[0, :k], st[:, k:] if len(st) > 1 else st[0, k:])
-        ptr = int(_ok(cudart.cudaMalloc(own.nbytes), "cudaMalloc"))
-        try:
-            _ok(cudart.cudaMemcpy(ptr, own.ctypes.data, own.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy")
-            self.launch_code(ptr, ptr, own.shape[0], k, stride, strength)
-            self.synchronize(0)
-            out = np.empty_like(own)
-            _ok(cudart.cudaMemcpy(out.ctypes.data, ptr, own.nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost), "cudaMemcpy")
-            return out
-        finally:
-            cudart.cudaFree(ptr)
-
     def synchronize(self, stream: int = 0) -> None:
         _ok(self._cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
 
@@ -212,20 +194,6 @@ class AdaINMixer:
         self.launch(src, dst, shape, stride, strength, stream)
         if sync:
             self.synchronize(stream)
-
-    def mix_host(self, z: np.ndarray, style_mean, style_std, strength: float = 1.0) -> np.ndarray:
-        """Host array in, host array out: for tests against mixing.adain."""
-        cudart = self._cudart
-        z = np.ascontiguousarray(z, np.float32)
-        ptr = int(_ok(cudart.cudaMalloc(max(z.nbytes, 4)), "cudaMalloc"))
-        try:
-            _ok(cudart.cudaMemcpy(ptr, z.ctypes.data, z.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy")
-            self.mix_device(ptr, ptr, z.shape, style_mean, style_std, strength, stream=0, sync=True)
-            out = np.empty_like(z)
-            _ok(cudart.cudaMemcpy(out.ctypes.data, ptr, z.nbytes, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost), "cudaMemcpy")
-            return out
-        finally:
-            cudart.cudaFree(ptr)
 
     def close(self) -> None:
         if self._stats_ptr:

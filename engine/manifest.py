@@ -87,7 +87,7 @@ def current_device(backend: str) -> dict:
 
 @dataclass
 class BuildArtifacts:
-    """What a backend's build-engine step returns (engine/backends/*/builder.py)."""
+    """What a backend's build-engine step returns (engine/build/onnxrt.py, openvino.py, tensorrt.py)."""
 
     files: dict  # role -> file_entry
     flags: dict  # the build settings, recorded in the manifest

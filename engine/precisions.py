@@ -1,6 +1,6 @@
 """The precisions an engine can be built in: one table that build-engine (converter and
 accuracy gate), the manifest, the runtime, the CLI choices and bench read. Adding a precision
-is one entry here and its converter in precision.py."""
+is one entry here and its converter in build/precision.py."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from dataclasses import dataclass
 class Precision:
     name: str
     min_psnr: float  # build-engine's default gate: stylized output vs FP32 (dB)
-    converter: str  # function in engine/precision.py: (src, dst, calib feeds, BuildConfig, contract, log) -> settings
+    converter: str  # function in engine/build/precision.py: (src, dst, calib feeds, BuildConfig, contract, log) -> settings
     calibrated: bool  # needs calibration images beyond a sanity check
-    summary: str
+    summary: str  # build-engine --help
     backends: tuple[str, ...] = ()  # the engine backends that run it; () = every one
 
 
@@ -25,11 +25,8 @@ PRECISIONS: dict[str, Precision] = {p.name: p for p in (
     Precision("bf16", 40.0, "as_fp32", False, "the FP32 models computed in bfloat16 where the CPU has it natively",
               ("openvino",)),
     # 25 dB: the style decoder paints high-frequency texture, where an int8 error shifts
-    # strokes a little and PSNR punishes it (the old colour-grade decoder held 35 dB). Measured
-    # on the shipped model: photographs stylized with the calibration images' codes 37.1 dB
-    # (build-engine's gate; the two style models before it 34.2 and 29.9), with a painting
-    # 27.8 dB (bench; before 26.2, 25.4); side by side the pictures differ in the strokes'
-    # details only.
+    # strokes a little and PSNR punishes it; side by side the pictures differ in the strokes'
+    # details only (measured figures: bench/RESULTS.md).
     Precision("int8", 25.0, "as_int8", True, "symmetric int8 Q/DQ, calibrated on calib_data/ (or --calib-dir)"),
 )}
 
@@ -53,6 +50,6 @@ def check_backend(name: str, backend: str) -> None:
 
 
 def converter(name: str):
-    from . import precision
+    from .build import precision
 
     return getattr(precision, get(name).converter)

@@ -9,13 +9,87 @@ from __future__ import annotations
 import glob
 import sys
 import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .backends import BACKENDS
+from .config_args import add_fields
 from .precisions import PRECISIONS
 from .runtime import MAX_SIDE, STYLE_SIDE
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
+
+
+@dataclass
+class StylizeOptions:
+    """Every option of `stylert stylize` with its default: the parser is generated from it."""
+
+    content: list[str] = field(default_factory=list)
+    style: list[str] = field(default_factory=list)
+    style_weights: list[float] | None = None
+    strength: float = 1.0
+    mask: list[str] | None = None
+    preserve_color: bool = False
+    out: str = "stylized"
+    format: str = "png"
+    quality: int = 92
+    model: str | None = None
+    backend: str = "auto"
+    precision: str | None = None
+    device: str = "auto"
+    threads: int | None = None
+    tile: int = 1024
+    overlap: int = 64
+    style_size: int = STYLE_SIDE
+    max_side: int = MAX_SIDE
+    max_pixels: int = 89_478_485
+    overwrite: bool = False
+    grid: bool = False
+    save_style: str | None = None
+    no_progress: bool = False
+    temporal: float = 0.9
+    cut_threshold: float = 0.12
+    codec: str | None = None
+    crf: int = 20
+    frames: bool = False
+
+
+VIDEO = ("temporal", "cut_threshold", "codec", "crf", "frames")
+HELP = {
+    "content": "content image files, folders (recursive) or glob patterns",
+    "style": "style image or StyleCode .json; repeat to mix several",
+    "style_weights": "one weight per --style (normalized)",
+    "strength": "0 = content, 1 = full style",
+    "mask": "one mask image per --style (white = that style)",
+    "preserve_color": "keep the content's colours (CORAL recolour of the style)",
+    "out": "output folder, created",
+    "format": "output format",
+    "quality": "JPEG/WebP quality",
+    "model": "export folder, engine folder or checkpoint (default: the shipped model)",
+    "precision": "default: the model folder's own",
+    "threads": "CPU threads for the backend",
+    "tile": "images with a side above this run in tiles",
+    "overlap": "tile overlap in pixels",
+    "style_size": "longer side each style image is scaled to before encoding, so results do not depend on its "
+                  "file's resolution: larger paints bigger, flatter shapes, smaller finer strokes; 0 = as the file "
+                  "is (the default is the scale the model trained at)",
+    "max_side": "the working resolution, i.e. the stroke scale: larger images are stylized at this longer side and "
+                "brought back to their own size by edge-aware upsampling (sharp edges, the painting's strokes as "
+                "large relative to the picture as at this size); smaller values paint larger strokes; 0 = stylize "
+                "at full size (in tiles; strokes then become a fine grain on large photos)",
+    "max_pixels": "refuse larger images (decompression bombs)",
+    "overwrite": "replace existing output files",
+    "grid": "also write grid.FORMAT: contents (rows) x styles (columns)",
+    "save_style": "also write the (mixed) StyleCode to this file",
+    "no_progress": "no progress bar",
+    "temporal": "steadiness: the weight of past frames in the content statistics and the style offset, reset at "
+                "each scene cut; 0 = every frame on its own (flickers)",
+    "cut_threshold": "mean difference of consecutive frames (0..1) that starts a new shot",
+    "codec": "video encoder (default: libx264 for mp4/mov/mkv, libvpx-vp9 for webm, mpeg4 for avi, gif)",
+    "crf": "constant rate factor, lower is better quality",
+    "frames": "each content folder is one frame sequence (numbered frames, sorted by name): stylized steadily "
+              "into --out/FOLDER/ under the same names",
+}
 
 
 def add_parser(sub) -> None:
@@ -35,8 +109,8 @@ def add_parser(sub) -> None:
             size and go to --out as NAME.FORMAT, written atomically; existing files are
             skipped unless --overwrite. A file that fails is reported with its reason at the
             end (exit 1) and every other file is still written. Without --model the shipped
-            model is exported once into a cache folder (needs the `export` extra) or, with
-            --backend torch, run directly.""").strip(),
+            model runs (its ONNX export ships with it; on CPUs with native BF16 and OpenVINO
+            installed, its OpenVINO engine is built once into the cache).""").strip(),
         epilog="example:\n" + textwrap.indent(textwrap.dedent("""
             stylert stylize ../shared/data/content --style ../shared/data/style/brushstrokes.jpg --out stylized/
             stylert stylize 'photos/*.jpg' --style a.jpg:0.7 --style b.jpg:0.3 --strength 0.8 --grid --out mix/
@@ -44,49 +118,15 @@ def add_parser(sub) -> None:
             """).strip(), "  "),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("content", nargs="+", help="content image files, folders (recursive) or glob patterns")
-    p.add_argument("--style", action="append", required=True, metavar="PATH[:WEIGHT]",
-                   help="style image or StyleCode .json; repeat to mix several")
-    p.add_argument("--style-weights", type=float, nargs="+", metavar="W", help="one weight per --style (normalized)")
-    p.add_argument("--strength", type=float, default=1.0, help="0 = content, 1 = full style (default: %(default)s)")
-    p.add_argument("--mask", action="append", metavar="PATH", help="one mask image per --style (white = that style)")
-    p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (CORAL recolour of the style)")
-    p.add_argument("--out", default="stylized", help="output folder, created (default: %(default)s)")
-    p.add_argument("--format", choices=sorted(FORMATS), default="png", help="output format (default: %(default)s)")
-    p.add_argument("--quality", type=int, default=92, help="JPEG/WebP quality (default: %(default)s)")
-    p.add_argument("--model", help="export folder, engine folder or checkpoint (default: the shipped model)")
-    p.add_argument("--backend", choices=["auto", *BACKENDS], default="auto")
-    p.add_argument("--precision", choices=list(PRECISIONS), help="default: the model folder's own")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--threads", type=int, help="CPU threads for the backend")
-    p.add_argument("--tile", type=int, default=1024, help="images with a side above this run in tiles (default: %(default)s)")
-    p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (default: %(default)s)")
-    p.add_argument("--style-size", type=int, default=STYLE_SIDE, metavar="PX",
-                   help="longer side each style image is scaled to before encoding, so results do not depend on "
-                        "its file's resolution: larger paints bigger, flatter shapes, smaller finer strokes; "
-                        "0 = as the file is (default: %(default)s, the scale the model trained at)")
-    p.add_argument("--max-side", type=int, default=MAX_SIDE, metavar="PX",
-                   help="the working resolution, i.e. the stroke scale: larger images are stylized at this longer "
-                        "side and brought back to their own size by edge-aware upsampling (sharp edges, the "
-                        "painting's strokes as large relative to the picture as at this size); smaller values paint "
-                        "larger strokes; 0 = stylize at full size (in tiles; strokes then become a fine grain on "
-                        "large photos) (default: %(default)s)")
-    p.add_argument("--max-pixels", type=int, default=89_478_485, help="refuse larger images (decompression bombs; default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--grid", action="store_true", help="also write grid.FORMAT: contents (rows) x styles (columns)")
-    p.add_argument("--save-style", metavar="JSON", help="also write the (mixed) StyleCode to this file")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_fields(p, StylizeOptions, HELP, only=("content",), positional=("content",))
+    p.add_argument("--style", action="append", required=True, metavar="PATH[:WEIGHT]", help=HELP["style"])
+    p.add_argument("--mask", action="append", metavar="PATH", help=HELP["mask"])
+    add_fields(p, StylizeOptions, HELP, skip=("content", "style", "mask", *VIDEO),
+               choices={"format": sorted(FORMATS), "backend": ("auto", *BACKENDS), "precision": PRECISIONS,
+                        "device": ("auto", "cpu", "cuda")},
+               metavar={"style_weights": "W", "style_size": "PX", "max_side": "PX", "save_style": "JSON"})
     v = p.add_argument_group("video (files ending in .mp4 .mov .m4v .mkv .webm .avi, animated .gif; PyAV)")
-    v.add_argument("--temporal", type=float, default=0.9,
-                   help="steadiness: the weight of past frames in the content statistics and the style offset, "
-                        "reset at each scene cut; 0 = every frame on its own (flickers) (default: %(default)s)")
-    v.add_argument("--cut-threshold", type=float, default=0.12,
-                   help="mean difference of consecutive frames (0..1) that starts a new shot (default: %(default)s)")
-    v.add_argument("--codec", help="video encoder (default: libx264 for mp4/mov/mkv, libvpx-vp9 for webm, mpeg4 for avi, gif)")
-    v.add_argument("--crf", type=int, default=20, help="constant rate factor, lower is better quality (default: %(default)s)")
-    v.add_argument("--frames", action="store_true",
-                   help="each content folder is one frame sequence (numbered frames, sorted by name): stylized "
-                        "steadily into --out/FOLDER/ under the same names")
+    add_fields(v, StylizeOptions, HELP, only=VIDEO)
     p.set_defaults(func=run)
 
 

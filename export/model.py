@@ -14,61 +14,11 @@ reaches 1/16 of the image).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-@dataclass
-class VAEConfig:
-    latent_channels: int = 16  # at 1/4 of the image: 48 pixel values -> 16 numbers
-    widths: tuple[int, ...] = (16, 32, 64)  # encoder and decoder channels at 1, 1/2, 1/4
-    style_widths: tuple[int, ...] = (64, 64)  # the encoder's style branch at 1/8, 1/16: statistics
-                                              # of shapes larger than the latent's neighbourhood
-    dec_dilations: tuple[int, ...] = (1, 2, 4)  # the decoder's residual blocks at 1/4, one per
-                                                # entry: dilated, so strokes up to ~100 px are
-                                                # painted as one, at the cost of plain 3x3 convs
-    style_hidden: int = 256  # the style head's hidden width (style offset -> FiLM parameters)
-    logvar_clamp: tuple[float, float] = (-30.0, 20.0)  # keeps exp() finite early in training
-
-    def __post_init__(self):
-        for k in ("widths", "style_widths", "dec_dilations", "logvar_clamp"):
-            setattr(self, k, tuple(getattr(self, k)))
-        if len(self.widths) != 3:
-            raise ValueError("widths needs 3 levels (1, 1/2, 1/4)")
-        if self.latent_channels < 1 or self.style_hidden < 1 or min(self.widths + self.style_widths) < 1:
-            raise ValueError("channel counts must be positive")
-        if not self.dec_dilations or min(self.dec_dilations) < 1:
-            raise ValueError("dec_dilations needs at least one block, dilations >= 1")
-
-    @property
-    def downsample(self) -> int:
-        return 2 ** (len(self.widths) - 1)
-
-    @property
-    def style_channels(self) -> tuple[int, ...]:
-        """Channels whose mean and std make up a style code: the latent first (what AdaIN
-        moves), then the encoder's features at 1, 1/2, 1/4 and its style branch's at 1/8, 1/16."""
-        return (self.latent_channels, *self.widths, *self.style_widths)
-
-    @property
-    def film_channels(self) -> tuple[int, ...]:
-        """Channels of each FiLM-modulated convolution in the decoder, in order."""
-        w = self.widths
-        return (w[2], *(w[2] for _ in self.dec_dilations for _ in (0, 1)), w[1], w[0])
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VAEConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown VAEConfig fields: {sorted(unknown)} (a model of another design: "
-                             "this version loads models trained with its own export/model.py)")
-        return cls(**d)
+from .config import VAEConfig
 
 
 def conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,43 +28,8 @@ from stylert.engine.errors import StyleRTError
 from stylert.engine.images import atomic_write_bytes, center_crop, list_images, load_image, make_readable
 
 from .checkpoint import load_model, save_model
-from .model import VAE, VAEConfig, elbo_loss
-
-
-@dataclass
-class TrainConfig:
-    data: list[str] = field(default_factory=list)  # folders of images (searched recursively)
-    out: str = "runs/vae"  # checkpoints: out/last (resume), out/final (the trained model)
-    init: str | None = None  # start from this trained model folder (the same configuration)
-    holdout: list[str] = field(default_factory=list)  # file names kept out of training, scored
-    steps: int = 6000
-    stop_after: int | None = None  # end after this many steps of the `steps` schedule (a run stopped early, exactly)
-    batch: int = 8
-    crop: int = 128  # training crop side, pixels (multiple of 8)
-    scale_min: float = 0.4  # random downscale of the source image before cropping
-    lr: float = 5e-4
-    lr_min: float = 2e-5  # cosine decay floor
-    beta: float = 1e-4  # KL weight (per image element, see model.elbo_loss)
-    kl_warmup: int = 500  # steps over which beta ramps from 0
-    checkpoint_every: int = 500
-    eval_size: int = 256
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int = 0  # torch CPU threads; 0 = all cores
-    precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with bf16 kernels | fp32 | bf16
-    model: VAEConfig = field(default_factory=VAEConfig)
-    # The style stage (export/style.py): encoder and decoder trained end to end to paint, ELBO kept.
-    stage: str = "vae"  # vae: the ELBO | style: the AdaIN objective on (content, style) pairs + the ELBO, needs --init
-    styles: list[str] = field(default_factory=list)  # style stage: folders of paintings (data = contents)
-    style_weight: float = 10.0  # VGG-16 per-channel means and stds at 4 taps, relative
-    gram_weight: float = 10.0  # VGG-16 Gram matrices at the same taps, relative
-    colour_weight: float = 5.0  # RGB means and stds, relative: the palette
-    content_weight: float = 1.0  # VGG-16 relu4_3 of the output against the content's, relative
-    recon_weight: float = 200.0  # the ELBO (MSE + beta x KL): an MSE of 0.002 (27 dB) weighs 0.4
-    content_paintings: float = 0.25  # style stage: share of content crops drawn from the style paintings
-    textures: int = 0  # style stage: procedural style images (export/textures.py) added to the paintings
-    texture_share: float = 0.15  # share of style crops drawn from them (the rest from the paintings)
-    style_jitter: float = 0.3  # style stage: share of style crops recoloured (hue turned, saturation scaled)
+from .config import TrainConfig, VAEConfig  # noqa: F401 (TrainConfig: callers import it here)
+from .model import VAE, elbo_loss
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:

@@ -1,6 +1,7 @@
 """The backends, one folder each (Polygraphy's layout): `onnxrt/` (runner, session factory),
-`openvino/` (runner, build step), `trt/` (runner, plan builder), `pyt/` (the PyTorch reference
-runner), all behind `base.Runner`.
+`openvino/` (runner), `trt/` (runner, which TensorRT is installed), `pyt/` (the PyTorch
+reference runner), all behind `base.Runner`. Their build-engine steps live in the build
+stage, `engine/build/` (one module per backend).
 
 `BACKENDS` is the one table the runtime, build-engine, the manifest, the CLI choices and bench
 read. Adding a backend is a new folder and one entry here. Nothing here imports a backend's
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 class Backend:
     name: str
     runner: str  # "module:Class" of its Runner, relative to this package
-    build: str  # "module:function" of its build-engine step ("" if it builds no engines)
+    build: str  # "module:function" of its build-engine step in engine/build/ ("" if it builds no engines)
     library: str  # the Python module whose version an engine records ("" for none)
     device: str  # where its engines run: "cpu" | "cuda" | "any"
     install: str  # how to get it, for error messages
@@ -32,7 +33,7 @@ class Backend:
     def builder(self):
         """build-engine's step: (tmp folder, BuildConfig, profile shapes, conversions, log) ->
         (files, flags, ONNX Runtime sessions for the accuracy check, what they measure)."""
-        return _resolve(self.build)
+        return _resolve(self.build, "stylert.engine.build")
 
     def version(self) -> str:
         """The installed version of its library ("" when it does not import)."""
@@ -43,11 +44,11 @@ class Backend:
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
-    Backend("onnxruntime", "onnxrt.runner:OnnxRuntimeRunner", "onnxrt.builder:build_artifacts", "onnxruntime", "any",
+    Backend("onnxruntime", "onnxrt.runner:OnnxRuntimeRunner", "onnxrt:build_artifacts", "onnxruntime", "any",
             "pip install stylert (onnxruntime), or onnxruntime-gpu for its CUDA provider"),
-    Backend("openvino", "openvino.runner:OpenVINORunner", "openvino.builder:build_artifacts", "openvino", "cpu",
+    Backend("openvino", "openvino.runner:OpenVINORunner", "openvino:build_artifacts", "openvino", "cpu",
             "pip install 'stylert[openvino]'"),
-    Backend("tensorrt", "trt.runner:TensorRTRunner", "trt.builder:build_artifacts", "tensorrt", "cuda",
+    Backend("tensorrt", "trt.runner:TensorRTRunner", "tensorrt:build_artifacts", "tensorrt", "cuda",
             "pip install 'stylert[gpu]' on an NVIDIA machine"),
     Backend("torch", "pyt.runner:TorchRunner", "", "torch", "any",
             "pip install 'stylert[export]' (PyTorch)"),
@@ -55,14 +56,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
 ENGINE_BACKENDS = tuple(n for n, b in BACKENDS.items() if b.builds_engines)  # build-engine's targets
 
 
-def _resolve(spec: str):
+def _resolve(spec: str, package: str = __name__):
     module, attr = spec.split(":")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    return getattr(importlib.import_module(f"{package}.{module}"), attr)
 
-
-def get(name: str) -> Backend:
-    from ..errors import StyleRTError
-
-    if name not in BACKENDS:
-        raise StyleRTError(f"unknown backend {name!r}.", f"Choose one of {', '.join(BACKENDS)}.")
-    return BACKENDS[name]

@@ -143,9 +143,9 @@ class Runner:
             raise StyleRTError(f"image batch has shape {x.shape}.", "Expected float32 (N, 3, H, W) in [0, 1].")
         if x.shape[2] % d or x.shape[3] % d or x.shape[2] == 0 or x.shape[3] == 0:
             raise StyleRTError(f"image size {x.shape[2]}x{x.shape[3]} is not a positive multiple of {d}.",
-                               "Pad with Engine.preprocess (reflect padding) first.")
+                               "Pad with stylert.engine.runtime.preprocess first (or call Engine.stylize, which does).")
         if not np.issubdtype(x.dtype, np.floating):
-            raise StyleRTError(f"image batch has dtype {x.dtype}.", "Expected float32 in [0, 1] (use Engine.preprocess).")
+            raise StyleRTError(f"image batch has dtype {x.dtype}.", "Expected float32 in [0, 1] (stylert.engine.runtime.preprocess makes one).")
         self._check_batch(x.shape[0])
         _check_values(x, "image batch", 0.0, 1.0, "Scale images to [0, 1] (uint8 / 255); Engine.stylize does.")
         if self.side_range is not None:

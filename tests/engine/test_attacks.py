@@ -68,7 +68,7 @@ def test_an_output_written_meanwhile_by_another_process_is_kept(work, tiny_expor
 
 
 def test_engine_folders_are_readable_by_others(tiny_export, tmp_path):
-    from stylert.engine import build as B
+    from stylert.engine.build import stage as B
 
     old = os.umask(0o022)
     try:
@@ -149,7 +149,7 @@ def test_a_stylecode_of_another_size_names_the_problem(work, tiny_export, capsys
 @pytest.mark.parametrize("kind", ["export", "engine"])
 @pytest.mark.parametrize("damage", ["leave", "absolute", "type", "top"])
 def test_a_manifest_cannot_point_outside_its_folder_or_lie_about_types(tiny_export, tmp_path, kind, damage):
-    from stylert.engine import build as B
+    from stylert.engine.build import stage as B
     from stylert.engine.runtime import Engine
 
     if kind == "export":

@@ -8,11 +8,11 @@ import pytest
 
 pytest.importorskip("onnx")
 
-from stylert.engine import build as B  # noqa: E402
+from stylert.engine.build import stage as B  # noqa: E402
 from stylert.engine import manifest as M  # noqa: E402
 from stylert.engine.cli import main  # noqa: E402
 from stylert.engine.errors import StyleRTError  # noqa: E402
-from stylert.engine.profiles import ProfileSpec  # noqa: E402
+from stylert.engine.build.profiles import ProfileSpec  # noqa: E402
 
 
 def cfg(export, out, **kw):
@@ -33,7 +33,7 @@ def test_build_writes_verified_engine(tiny_export, tmp_path, precision):
     # The engine loads through the runtime (issue 4) and reproduces the build's numbers.
     from stylert.engine.runtime import Engine
 
-    from stylert.engine import precision as P
+    from stylert.engine.build import precision as P
     from stylert.engine.compare import compare
 
     eng = Engine.load(out)
@@ -64,7 +64,7 @@ def test_build_writes_verified_engine(tiny_export, tmp_path, precision):
     assert (got["profile"]["min_batch"], got["profile"]["max_batch"], got["profile"]["max_size"]) == (1, 32, 512)
     assert man["build"]["seconds"] >= 0
     if precision == "int8":
-        from stylert.engine.precision import check_qdq_symmetric
+        from stylert.engine.build.precision import check_qdq_symmetric
 
         assert check_qdq_symmetric(out / "encoder.onnx") == [] and check_qdq_symmetric(out / "decoder.onnx") == []
 
@@ -143,7 +143,7 @@ def test_default_out_and_backend_choice(tmp_path):
     backend, why = B.choose_backend("onnxruntime")
     assert backend == "onnxruntime" and "requested" in why
     backend, why = B.choose_backend("auto")
-    from stylert.engine.backends.trt import builder as trt_build
+    from stylert.engine.build import tensorrt as trt_build
 
     ok, reason = trt_build.available()
     # the rule: TensorRT only where its engine runs (an ahead-of-time TensorRT-RTX build on a
@@ -175,7 +175,7 @@ def test_held_out_calibration_images_when_no_photos(tmp_path, monkeypatch):
 
 @pytest.mark.tensorrt
 def test_tensorrt_plan_from_int8_onnx(tiny_export, tmp_path):
-    from stylert.engine.backends.trt import builder as trt_build
+    from stylert.engine.build import tensorrt as trt_build
 
     ok, why = trt_build.available("tensorrt")
     if not ok or not trt_build.runs_here("tensorrt"):

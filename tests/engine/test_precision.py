@@ -6,7 +6,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, numpy_helper  # noqa: E402
 
-from stylert.engine import precision as P  # noqa: E402
+from stylert.engine.build import precision as P  # noqa: E402
 from stylert.engine.compare import compare  # noqa: E402
 from stylert.engine.errors import StyleRTError  # noqa: E402
 

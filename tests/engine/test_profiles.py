@@ -2,7 +2,7 @@ import pytest
 
 from stylert.engine.contract import ModelContract
 from stylert.engine.errors import StyleRTError
-from stylert.engine.profiles import ProfileSpec, profile_shapes, within
+from stylert.engine.build.profiles import ProfileSpec, profile_shapes
 
 C = ModelContract(latent_channels=16)
 
@@ -32,12 +32,3 @@ def test_custom_profile_follows_contract():
 def test_invalid_profiles_raise(spec, words):
     with pytest.raises(StyleRTError, match=words):
         profile_shapes(spec, C)
-
-
-def test_within():
-    s = profile_shapes(ProfileSpec(), C)["encoder"]["image"]
-    assert within((16, 3, 256, 256), s)
-    assert within((1, 3, 64, 512), s)
-    assert not within((33, 3, 256, 256), s)
-    assert not within((4, 3, 32, 256), s)
-    assert not within((4, 3, 256), s)

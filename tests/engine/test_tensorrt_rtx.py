@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from stylert.engine import build as B
-from stylert.engine.backends.trt import builder as trt_build
+from stylert.engine.build import stage as B
+from stylert.engine.build import tensorrt as trt_build
 from stylert.engine.backends.trt import flavour as F
 from stylert.engine.errors import StyleRTError
-from stylert.engine.profiles import ProfileSpec
+from stylert.engine.build.profiles import ProfileSpec
 
 pytestmark = pytest.mark.tensorrt_rtx
 
@@ -62,7 +62,7 @@ def test_an_asymmetric_qdq_model_is_refused(tiny_export, tmp_path):
     import numpy as np
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from stylert.engine import precision as P
+    from stylert.engine.build import precision as P
 
     u8 = tmp_path / "u8.onnx"
     x = np.random.default_rng(0).random((4, 3, 64, 64), dtype=np.float32)

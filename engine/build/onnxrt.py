@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...precisions import PRECISIONS
+from ..precisions import PRECISIONS
 
 ORT_SUFFIX = ".ort.onnx"
 
@@ -14,8 +14,8 @@ def build_artifacts(tmp: Path, cfg, shapes: dict, conv: dict, log=print):
     """-> (files, flags, sessions for the accuracy check, what they measure). For INT8 a CPU
     copy folds each ReLU into a uint8 quantize step first (precision.fold_relu_uint8: without
     it ONNX Runtime leaves a third of the convolutions in float)."""
-    from ... import precision as P
-    from ...manifest import BuildArtifacts, cpu_info, file_entry
+    from . import precision as P
+    from ..manifest import BuildArtifacts, cpu_info, file_entry
 
     files = {}
     for role in ("encoder", "decoder"):

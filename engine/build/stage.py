@@ -1,9 +1,9 @@
-"""`stylert build-engine`: an export folder -> an FP32/FP16/INT8 engine folder with a manifest
-and an accuracy report.
+"""The build stage's steps: an export folder -> an FP32/BF16/FP16/INT8 engine folder with a
+manifest and an accuracy report.
 
 Steps: read the export (hashes checked) -> load calibration and evaluation images -> FP32
-reference -> precision ONNX (precision.py) -> backend artifact (an optimized ONNX Runtime model
-for this CPU, or a TensorRT plan, backends/trt/builder.py) -> accuracy against FP32 on the calibration
+reference -> precision ONNX (precision.py) -> backend artifact (onnxrt.py: an optimized ONNX
+Runtime model for this CPU; openvino.py: OpenVINO IR; tensorrt.py: a TensorRT plan) -> accuracy against FP32 on the calibration
 images and on photographs not used for calibration -> gate on --min-psnr -> engine.json.
 Everything is built in a temporary folder beside --out and renamed into place only when the
 gate passes: a failed build leaves nothing behind.
@@ -23,20 +23,19 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import precisions
-from .backends import BACKENDS, ENGINE_BACKENDS
-from .precision import CALIB_METHODS
-from .precisions import PRECISIONS
-from .images import make_readable
-from .artifacts import SAMPLE_PHOTOS, sample_photo_dir
-from .errors import StyleRTError
-from .profiles import ProfileSpec
+import numpy as np
 
-from .artifacts import DEV_DATA_DIR, SHIPPED_CALIB_DIR
+from .. import precisions
+from ..artifacts import DEV_DATA_DIR, SAMPLE_PHOTOS, SHIPPED_CALIB_DIR, sample_photo_dir
+from ..backends import BACKENDS, ENGINE_BACKENDS
+from ..errors import StyleRTError
+from ..images import make_readable
+from ..precisions import PRECISIONS
+from .precision import CALIB_METHODS
+from .profiles import ProfileSpec
 
 DEV_PHOTOS_DIR = DEV_DATA_DIR / "content"
 DEFAULT_MIN_PSNR = {name: p.min_psnr for name, p in PRECISIONS.items()}  # the precision table's gates
@@ -93,7 +92,7 @@ def choose_backend(requested: str, flavour: str | None = None) -> tuple[str, str
     ahead-of-time TensorRT-RTX build on a machine without one must be asked for); else
     OpenVINO when it is installed (on the CPU it runs the same files 1.3x-2.3x faster than ONNX
     Runtime: bench/RESULTS.md); else ONNX Runtime."""
-    from .backends.trt import builder as trt_build
+    from . import tensorrt as trt_build
 
     if requested in ("onnxruntime", "openvino"):
         return requested, f"requested with --backend {requested}"
@@ -124,7 +123,7 @@ def resolve_eval_dir(cfg: BuildConfig) -> Path | None:
 def gather_images(cfg: BuildConfig, log=print):
     """(calib_paths, eval_paths, eval_label): calibration images, and photographs for the
     report that are not among them (held-out calibration images when no photo folder)."""
-    from .images import list_images
+    from ..images import list_images
 
     cdir = Path(cfg.calib_dir) if cfg.calib_dir else SHIPPED_CALIB_DIR
     if not cdir.is_dir():
@@ -151,7 +150,7 @@ def gather_images(cfg: BuildConfig, log=print):
 def _stylized_inputs(enc, x, contract, styles: np.ndarray | None = None, batch=8):
     """Encode x and mix it at strength 1 with `styles`' codes, in turn (None: each image of x
     with the next one's). Returns (latent, mixed latent, style offset)."""
-    from .mixing import mix_arrays
+    from ..mixing import mix_arrays
     from .precision import run_batched
 
     z, code = run_batched(enc, {contract.image.name: x}, batch)
@@ -184,7 +183,7 @@ def accuracy(sets: dict, ref: dict, test_sessions, gate: float, contract, styles
     """Per image set: latent max |err| and PSNR (peak = the reference's range), stylized
     image PSNR (peak 1) and max |err|, and the worst image's PSNR, all against FP32. The
     "calibration" set is stylized among itself, every other set with `styles`."""
-    from .compare import compare, psnr_per_image
+    from ..compare import compare, psnr_per_image
 
     report = {}
     for name, x in sets.items():
@@ -212,10 +211,10 @@ def _print_report(report: dict, gate: float, log=print) -> None:
 def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dict:
     """Build the engine folder described by `cfg`; returns its manifest. Raises StyleRTError
     (and writes nothing) when an input is wrong or accuracy is below the gate."""
-    from . import manifest as M
+    from .. import manifest as M
     from . import precision as P
-    from .artifacts import read_export
-    from .contract import ModelContract
+    from ..artifacts import read_export
+    from ..contract import ModelContract
     from .profiles import profile_shapes
 
     t_start = time.time()
@@ -277,7 +276,7 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
                  else "Lower the bar with --min-psnr if this accuracy is acceptable, or build fp32."),
             )
 
-        from .manifest import backend_version
+        from ..manifest import backend_version
 
         device = built.device
         man = {
@@ -351,70 +350,3 @@ class _Steps:
 
 
 # ----------------------------------------------------------------------------- CLI
-def add_parser(sub) -> None:
-    import argparse
-    import textwrap
-
-    p = sub.add_parser(
-        "build-engine",
-        help="FP32/FP16/INT8 engine (TensorRT or ONNX Runtime) from an export folder",
-        description=textwrap.dedent(
-            """
-            Build a precision-specific engine from an export folder (stylert export-onnx).
-            FP16: float16 inside, float32 inputs/outputs. INT8: static Q/DQ quantization
-            (symmetric int8, per-channel weights) calibrated on images (the shipped
-            calib_data/ unless --calib-dir). Backend auto: TensorRT when it imports and a CUDA
-            GPU is present, else ONNX Runtime on the CPU. The build measures FP16/INT8 against
-            FP32 on the calibration images and on photographs not used for calibration, and
-            fails (writing nothing) below --min-psnr. Output: OUT/engine.json + model files.
-            """
-        ).strip(),
-        epilog="example:\n  stylert build-engine out/export --int8 --out out/engine-int8\n"
-               "  stylert build-engine out/export --fp16 --backend tensorrt --max-batch 16",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("export_dir", metavar="EXPORT_DIR", help="folder written by `stylert export-onnx`")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--precision", choices=list(PRECISIONS), default=None, help="default: fp16")
-    for name in PRECISIONS:  # --fp32 / --fp16 / --int8
-        g.add_argument(f"--{name}", dest="precision", action="store_const", const=name, help=f"same as --precision {name}")
-    p.add_argument("--backend", choices=["auto", *ENGINE_BACKENDS], default="auto", help="default: %(default)s")
-    p.add_argument("--out", default=None, help="engine folder (default: EXPORT_DIR/../engine-PRECISION)")
-    p.add_argument("--overwrite", action="store_true", help="replace an engine already in --out (after the new one passes its gate)")
-    p.add_argument("--calib-dir", default=None, help=f"calibration images (default: the shipped {SHIPPED_CALIB_DIR.name}/)")
-    dflt = {f.name: f.default for f in fields(BuildConfig)}  # the defaults are the dataclass's
-    p.add_argument("--calib-count", type=int, default=dflt["calib_count"], help="calibration images used (default: %(default)s)")
-    p.add_argument("--calib-method", choices=list(CALIB_METHODS), default=dflt["calib_method"], help="INT8 range calibration (default: %(default)s)")
-    p.add_argument("--calib-size", type=int, default=dflt["calib_size"], help="calibration/evaluation image side in pixels (default: %(default)s)")
-    p.add_argument("--eval-dir", default=None, help="photographs for the accuracy report (default: ../shared/data/content when present, "
-                   "else scikit-image's sample photographs when installed, else held-out calibration images)")
-    p.add_argument("--eval-count", type=int, default=dflt["eval_count"], help="default: %(default)s")
-    p.add_argument("--min-psnr", type=float, default=None, help="accuracy gate in dB against FP32, on stylized output (default: "
-                   + ", ".join(f"{n} {q.min_psnr:g}" for n, q in PRECISIONS.items()) + ")")
-    for k, d in (("batch", (1, 16, 32)), ("size", (64, 256, 512))):
-        for lim, v in zip(("min", "opt", "max"), d):
-            p.add_argument(f"--{lim}-{k}", type=int, default=v, help=f"TensorRT profile {lim} {k} (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=dflt["threads"], help="ONNX Runtime threads, 0 = all cores (default: %(default)s)")
-    p.add_argument("--opt-level", choices=["basic", "extended", "all"], default=dflt["opt_level"], help="ONNX Runtime optimization level saved in the model (default: %(default)s)")
-    p.add_argument("--workspace-mb", type=int, default=None, help="TensorRT workspace limit in MiB (default: none, the library's own)")
-    p.add_argument("--timing-cache", default=None, help="TensorRT timing cache file, reused across builds (datacenter flavour; default: ~/.cache/stylert/tensorrt-timing.cache)")
-    p.add_argument("--tensorrt-flavour", choices=["tensorrt", "tensorrt_rtx"], default=None,
-                   help="which TensorRT builds the plan (default: $STYLERT_TENSORRT, else tensorrt when installed, else tensorrt_rtx); "
-                        "tensorrt_rtx builds on a machine without a GPU, for compute capability 8.0-8.9 and 12.x")
-    p.add_argument("--compute-capability", nargs="+", default=[], metavar="CC",
-                   help="TensorRT-RTX target GPUs, e.g. 8.6 8.9 (default: its multi-architecture set)")
-    p.set_defaults(func=run)
-
-
-def run(a) -> int:
-    cfg = BuildConfig(
-        export_dir=a.export_dir, precision=a.precision or "fp16", backend=a.backend, out=a.out,
-        calib_dir=a.calib_dir, calib_count=a.calib_count, calib_method=a.calib_method, calib_size=a.calib_size,
-        eval_dir=a.eval_dir, eval_count=a.eval_count, min_psnr=a.min_psnr,
-        profile=ProfileSpec(a.min_batch, a.opt_batch, a.max_batch, a.min_size, a.opt_size, a.max_size),
-        threads=a.threads, opt_level=a.opt_level, workspace_mb=a.workspace_mb, timing_cache=a.timing_cache,
-        tensorrt_flavour=a.tensorrt_flavour, compute_capability=tuple(a.compute_capability), overwrite=a.overwrite,
-    )
-    print("config:", cfg)
-    build_engine(cfg)
-    return 0

@@ -12,19 +12,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ...cuda_mix import gpu_info
-from ...errors import StyleRTError
-from ...images import atomic_write_bytes
+from ..cuda_mix import gpu_info
+from ..errors import StyleRTError
+from ..images import atomic_write_bytes
 
 
 def build_artifacts(tmp: Path, cfg, shapes: dict, conv: dict, log=print):
     """build-engine's TensorRT step: one plan per model from its precision ONNX. The accuracy
     check runs the precision ONNX on ONNX Runtime: the plan's own numbers are checked by the
     runtime's GPU tests."""
-    from ... import precision as P
-    from ...artifacts import cache_root
-    from ...manifest import BuildArtifacts, file_entry
-    from .flavour import choose, installed_version
+    from . import precision as P
+    from ..artifacts import cache_root
+    from ..manifest import BuildArtifacts, file_entry
+    from ..backends.trt.flavour import choose, installed_version
 
     f = choose(cfg.tensorrt_flavour)
     cache = (cfg.timing_cache or os.fspath(cache_root() / f"{f.name}-timing.cache")) if f.timing_cache else None
@@ -65,7 +65,7 @@ def _gpu_or_none() -> dict | None:
 
 def runs_here(flavour: str | None = None) -> bool:
     """A GPU is here and a plan of the flavour would run on it."""
-    from .flavour import cannot_run, choose
+    from ..backends.trt.flavour import cannot_run, choose
 
     gpu = _gpu_or_none()
     return gpu is not None and cannot_run(choose(flavour).name, gpu["compute_capability"]) is None
@@ -74,7 +74,7 @@ def runs_here(flavour: str | None = None) -> bool:
 def available(flavour: str | None = None) -> tuple[bool, str]:
     """(usable for building, reason): a flavour imports, and a CUDA GPU is visible unless the
     flavour builds ahead of time without one (TensorRT-RTX)."""
-    from .flavour import choose, installed_version
+    from ..backends.trt.flavour import choose, installed_version
 
     try:
         f = choose(flavour)
@@ -109,7 +109,7 @@ def build_plan(
     multi-architecture default. Returns the build flags."""
     import time
 
-    from .flavour import choose, module
+    from ..backends.trt.flavour import choose, module
 
     f = choose(flavour)
     trt = module(f)
@@ -173,7 +173,7 @@ def build_plan(
 
 def load_and_check(plan_path: str | os.PathLike, flavour: str | None = None) -> None:
     """Deserialize a plan to prove it loads on this GPU (raises StyleRTError otherwise)."""
-    from .flavour import choose, module
+    from ..backends.trt.flavour import choose, module
 
     trt = module(choose(flavour))
 

@@ -10,8 +10,8 @@ from pathlib import Path
 def build_artifacts(tmp: Path, cfg, shapes: dict, conv: dict, log=print):
     import openvino as ov
 
-    from ...manifest import BuildArtifacts, cpu_info, file_entry
-    from .runner import Session, float_hint
+    from ..manifest import BuildArtifacts, cpu_info, file_entry
+    from ..backends.openvino.runner import Session, float_hint
 
     hint = float_hint(cfg.precision)
     log(f"  OpenVINO {ov.__version__}: inference precision hint {hint} for the float parts")

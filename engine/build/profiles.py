@@ -1,16 +1,15 @@
 """Optimization-profile shapes: the batch and image-size range an engine is built for.
 
 Pure computation (no TensorRT): the TensorRT builder feeds these shapes to
-`IOptimizationProfile.set_shape`, the manifest records them, and the runtime checks a
-request against them before it runs.
+`IOptimizationProfile.set_shape` and the engine's manifest records them.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .contract import ModelContract
-from .errors import StyleRTError
+from ..contract import ModelContract
+from ..errors import StyleRTError
 
 Shape = tuple[int, int, int, int]
 
@@ -65,8 +64,3 @@ def profile_shapes(spec: ProfileSpec, contract: ModelContract) -> dict[str, dict
                 out[role].setdefault(name, {})[k] = shape
     return out
 
-
-def within(shape: Shape, shapes: dict[str, Shape]) -> bool:
-    """True when every axis of `shape` lies between the profile's min and max."""
-    lo, hi = shapes["min"], shapes["max"]
-    return len(shape) == len(lo) and all(a <= s <= b for s, a, b in zip(shape, lo, hi))

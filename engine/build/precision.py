@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .errors import StyleRTError
+from ..errors import StyleRTError
 
 FP16_MAX = 65504.0
 # A node stays in float32 when its FP32 activations reach this fraction of the float16
@@ -37,7 +37,7 @@ CALIB_METHODS = ("minmax", "entropy", "percentile")
 def load_batch(paths: Sequence[str | os.PathLike], size: int = 256) -> np.ndarray:
     """Images -> (N, 3, size, size) float32 in [0, 1]: the shorter side scaled to `size`,
     then centre-cropped (so every photograph is seen whole in one direction)."""
-    from .images import center_crop, load_image, to_array
+    from ..images import center_crop, load_image, to_array
 
     out = np.empty((len(paths), 3, size, size), np.float32)
     for i, p in enumerate(paths):
@@ -82,7 +82,7 @@ class ArrayReader:
 def session(path: str | os.PathLike | bytes, threads: int = 0, level: str = "all", optimized_path: str | os.PathLike | None = None):
     """A CPU InferenceSession (backends/onnxrt/session.py). level: "disable" | "basic" |
     "extended" | "all"."""
-    from .backends.onnxrt.session import make_session
+    from ..backends.onnxrt.session import make_session
 
     return make_session(path, threads, level, optimized_path)
 

@@ -1,0 +1,184 @@
+"""The configurations of the export stage, torch-free: the model's architecture (VAEConfig,
+stored in every checkpoint's config.json) and a training run's (TrainConfig). `stylert train`
+generates its options from them (export/cli.py), so each default is written here once."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class VAEConfig:
+    latent_channels: int = 16  # at 1/4 of the image: 48 pixel values -> 16 numbers
+    widths: tuple[int, ...] = (16, 32, 64)  # encoder and decoder channels at 1, 1/2, 1/4
+    style_widths: tuple[int, ...] = (64, 64)  # the encoder's style branch at 1/8, 1/16: statistics
+                                              # of shapes larger than the latent's neighbourhood
+    dec_dilations: tuple[int, ...] = (1, 2, 4)  # the decoder's residual blocks at 1/4, one per
+                                                # entry: dilated, so strokes up to ~100 px are
+                                                # painted as one, at the cost of plain 3x3 convs
+    style_hidden: int = 256  # the style head's hidden width (style offset -> FiLM parameters)
+    logvar_clamp: tuple[float, float] = (-30.0, 20.0)  # keeps exp() finite early in training
+
+    def __post_init__(self):
+        for k in ("widths", "style_widths", "dec_dilations", "logvar_clamp"):
+            setattr(self, k, tuple(getattr(self, k)))
+        if len(self.widths) != 3:
+            raise ValueError("widths needs 3 levels (1, 1/2, 1/4)")
+        if self.latent_channels < 1 or self.style_hidden < 1 or min(self.widths + self.style_widths) < 1:
+            raise ValueError("channel counts must be positive")
+        if not self.dec_dilations or min(self.dec_dilations) < 1:
+            raise ValueError("dec_dilations needs at least one block, dilations >= 1")
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.widths) - 1)
+
+    @property
+    def style_channels(self) -> tuple[int, ...]:
+        """Channels whose mean and std make up a style code: the latent first (what AdaIN
+        moves), then the encoder's features at 1, 1/2, 1/4 and its style branch's at 1/8, 1/16."""
+        return (self.latent_channels, *self.widths, *self.style_widths)
+
+    @property
+    def film_channels(self) -> tuple[int, ...]:
+        """Channels of each FiLM-modulated convolution in the decoder, in order."""
+        w = self.widths
+        return (w[2], *(w[2] for _ in self.dec_dilations for _ in (0, 1)), w[1], w[0])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VAEConfig":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown VAEConfig fields: {sorted(unknown)} (a model of another design: "
+                             "this version loads models trained with its own export/model.py)")
+        return cls(**d)
+
+
+@dataclass
+class TrainConfig:
+    data: list[str] = field(default_factory=list)  # folders of images (searched recursively)
+    out: str = "runs/vae"  # checkpoints: out/last (resume), out/final (the trained model)
+    init: str | None = None  # start from this trained model folder (the same configuration)
+    holdout: list[str] = field(default_factory=list)  # file names kept out of training, scored
+    steps: int = 6000
+    stop_after: int | None = None  # end after this many steps of the `steps` schedule (a run stopped early, exactly)
+    batch: int = 8
+    crop: int = 128  # training crop side, pixels (multiple of 8)
+    scale_min: float = 0.4  # random downscale of the source image before cropping
+    lr: float = 5e-4
+    lr_min: float = 2e-5  # cosine decay floor
+    beta: float = 1e-4  # KL weight (per image element, see model.elbo_loss)
+    kl_warmup: int = 500  # steps over which beta ramps from 0
+    checkpoint_every: int = 500
+    eval_size: int = 256
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch CPU threads; 0 = all cores
+    precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with bf16 kernels | fp32 | bf16
+    model: VAEConfig = field(default_factory=VAEConfig)
+    # The style stage (export/style.py): encoder and decoder trained end to end to paint, ELBO kept.
+    stage: str = "vae"  # vae: the ELBO | style: the AdaIN objective on (content, style) pairs + the ELBO, needs --init
+    styles: list[str] = field(default_factory=list)  # style stage: folders of paintings (data = contents)
+    style_weight: float = 10.0  # VGG-16 per-channel means and stds at 4 taps, relative
+    gram_weight: float = 10.0  # VGG-16 Gram matrices at the same taps, relative
+    colour_weight: float = 5.0  # RGB means and stds, relative: the palette
+    content_weight: float = 1.0  # VGG-16 relu4_3 of the output against the content's, relative
+    recon_weight: float = 200.0  # the ELBO (MSE + beta x KL): an MSE of 0.002 (27 dB) weighs 0.4
+    content_paintings: float = 0.25  # style stage: share of content crops drawn from the style paintings
+    textures: int = 0  # style stage: procedural style images (export/textures.py) added to the paintings
+    texture_share: float = 0.15  # share of style crops drawn from them (the rest from the paintings)
+    style_jitter: float = 0.3  # style stage: share of style crops recoloured (hue turned, saturation scaled)
+
+
+TRAIN_HELP = {
+    "data": "folders of training images (any format Pillow reads); in the style stage, the content images",
+    "out": "checkpoint folder: OUT/ckpt-STEP, OUT/last (resume), OUT/final (the trained model)",
+    "init": "start from a trained model folder instead of random weights; with more --latent-channels or "
+            "--widths it is widened so it starts out reconstructing as before",
+    "holdout": "file names, folder names or path tails (folder/file.jpg) kept out of training; held-out contents are scored",
+    "steps": "optimizer steps (the cosine schedule's length)",
+    "stop_after": "end at this step and write OUT/final, the learning rate still following --steps' schedule: the "
+                  "same model a longer run holds at that step (how a stopped run is reproduced exactly)",
+    "batch": "images per step",
+    "crop": "crop side in pixels, a multiple of the model's downsampling",
+    "scale_min": "smallest random downscale of an image before cropping",
+    "lr": "peak learning rate",
+    "lr_min": "floor of the cosine decay",
+    "beta": "KL weight",
+    "kl_warmup": "steps of linear KL warm-up",
+    "checkpoint_every": "steps between checkpoints",
+    "eval_size": "held-out images are scored at this square side",
+    "seed": "for repeatable runs",
+    "device": "auto: CUDA when present, else CPU",
+    "threads": "CPU threads, 0 = all",
+    "precision": "forward-pass precision; auto = bf16 autocast on CUDA and on CPUs with bf16 kernels (2.5x faster "
+                 "steps measured on AVX-512), weights stay float32",
+    "stage": "vae: fit the VAE on the ELBO; style: train the --init model end to end to paint the styles in "
+             "--styles (VGG-16 AdaIN objective + the ELBO)",
+    "styles": "style stage: folders of paintings (the DATA folders then hold the content images)",
+    "style_weight": "style stage: VGG-16 per-channel means and stds at relu1_2..relu4_3",
+    "gram_weight": "style stage: VGG-16's Gram matrices at the same taps",
+    "colour_weight": "style stage: the RGB means and stds (the palette)",
+    "content_weight": "style stage: VGG-16 relu4_3 of the output against the content's",
+    "recon_weight": "style stage: the ELBO (reconstruction + beta x KL) beside the style terms",
+    "content_paintings": "style stage: share of content crops drawn from the style paintings",
+    "textures": "style stage: procedural style images (cells, bands, strokes, dots, tiles, mottle in the "
+                "paintings' colours; export/textures.py) added to the paintings",
+    "texture_share": "style stage: share of style crops drawn from the --textures",
+    "style_jitter": "style stage: share of style crops recoloured (hue turned, saturation scaled 0.5-1.5x), so "
+                    "colours are read from the style code and not remembered with each painting's pattern",
+    "latent_channels": "latent channels of a new model",
+    "widths": "channels at 1, 1/2, 1/4 resolution of a new model",
+}
+TRAIN_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": ("auto", "fp32", "bf16"), "stage": ("vae", "style")}
+
+
+@dataclass
+class ExportConfig:
+    out: str = "out/export"  # output folder
+    checkpoint: str | None = None  # checkpoint folder; None: the shipped model
+    opset: int | None = None  # None: the contract's
+    verify_images: str | None = None  # real images for the verification; None: calib_data/
+    no_verify: bool = False
+    overwrite: bool = False
+
+
+EXPORT_HELP = {
+    "out": "output folder",
+    "checkpoint": "checkpoint folder (model.safetensors + config.json); default: the shipped model",
+    "opset": "ONNX opset (default: the contract's)",
+    "verify_images": "folder of real images for the verification (default: calib_data/)",
+    "no_verify": "skip the ONNX Runtime vs PyTorch check (not recommended)",
+    "overwrite": "replace an export already in --out (its encoder.onnx, decoder.onnx, checkpoint/, manifest.json)",
+}
+
+
+@dataclass
+class EvaluateConfig:
+    images: list[str] = field(default_factory=list)  # image files or folders
+    checkpoint: str | None = None
+    size: int | None = None  # reconstruction: crop side (256); style report: longer side (384)
+    json: str | None = None
+    styles: list[str] | None = None  # style images or folders: the style report
+    previous: str | None = None  # another model for the style report
+    previous_margin: int = 0
+    opt_steps: int = 100
+    opt_pairs: int | None = None
+    out: str | None = None
+
+
+EVALUATE_HELP = {
+    "images": "image files or folders",
+    "checkpoint": "checkpoint folder; default: the shipped model",
+    "size": "reconstruction: crop side (default 256); style report: longer side (default 384)",
+    "json": "also write the figures to this JSON file",
+    "styles": "style images or folders: run the style report",
+    "previous": "style report: another model to compare, an export or engine folder (ONNX Runtime) or a checkpoint",
+    "previous_margin": "style report: mirrored border in pixels for a --previous model that paints a frame (zero-padded convs)",
+    "opt_steps": "style report: Adam steps of the per-image optimization baseline, 0 to skip it",
+    "opt_pairs": "style report: run the optimization on N pairs only, spread over contents and styles (default: all)",
+    "out": "style report: write every output image and report.json here",
+}
