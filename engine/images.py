@@ -9,6 +9,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -243,3 +244,156 @@ def read_regular_file(path: str | os.PathLike, max_bytes: int) -> bytes:
         return data
     finally:
         os.close(fd)
+
+
+# ============================================================================= engine inputs and outputs
+# What Engine reads and returns: any supported image as a float32 (3, H, W) array in [0, 1],
+# batches padded to the model's multiple and cropped back, masks, resizing of float arrays.
+RANGE_TOLERANCE = 1e-3  # resampling may overshoot [0, 1] by a hair; anything beyond is a mistake
+
+
+def as_array(img: Any, name: str | None = None) -> np.ndarray:
+    """Any supported image (path, PIL, ndarray) -> float32 (3, H, W) in [0, 1]."""
+    if isinstance(img, (str, os.PathLike)):
+        return to_array(load_image(img))
+    if isinstance(img, Image.Image):
+        return to_array(to_rgb(img))
+    if isinstance(img, np.ndarray):
+        return _array_to_chw(img, name)
+    raise StyleRTError(f"unsupported image type {type(img).__name__}.",
+                       "Pass a file path, a PIL image or a NumPy array.", path=name)
+
+
+def _array_to_chw(a: np.ndarray, name: str | None) -> np.ndarray:
+    if a.ndim == 2:
+        a = a[:, :, None]
+    elif a.ndim == 3 and a.shape[-1] not in (1, 3, 4) and a.shape[0] in (1, 3, 4):
+        a = a.transpose(1, 2, 0)  # CHW -> HWC
+    if a.ndim != 3 or a.shape[-1] not in (1, 3, 4) or a.shape[0] == 0 or a.shape[1] == 0:
+        raise StyleRTError(f"image array has shape {a.shape}.", "Expected (H, W), (H, W, 1|3|4) or (1|3|4, H, W).", path=name)
+    if a.dtype == np.uint8:
+        f = a.astype(np.float32) / 255.0
+    elif a.dtype == np.uint16:
+        f = a.astype(np.float32) / 65535.0
+    elif np.issubdtype(a.dtype, np.floating) or a.dtype == bool:
+        f = a.astype(np.float32)
+        if not np.all(np.isfinite(f)):
+            raise StyleRTError("image array holds NaN or infinite values.", "Pass finite values in [0, 1].", path=name)
+        lo, hi = float(f.min()), float(f.max())
+        if lo < -RANGE_TOLERANCE or hi > 1.0 + RANGE_TOLERANCE:
+            raise StyleRTError(f"float image array values span [{lo:.4g}, {hi:.4g}], outside [0, 1].",
+                               "Float arrays are read as [0, 1]: divide 8-bit values by 255 (or pass uint8).", path=name)
+        f = np.clip(f, 0.0, 1.0)
+    else:
+        raise StyleRTError(f"image array has dtype {a.dtype}.", "Use uint8, uint16, or float in [0, 1].", path=name)
+    if f.shape[-1] == 4:  # composite on white, as images.to_rgb does for files
+        f = f[..., :3] * f[..., 3:] + (1.0 - f[..., 3:])
+    elif f.shape[-1] == 1:
+        f = np.repeat(f, 3, axis=-1)
+    return np.ascontiguousarray(f.transpose(2, 0, 1))
+
+
+def pad_to_multiple(x: np.ndarray, m: int) -> np.ndarray:
+    """(..., H, W) -> reflect-padded on the bottom/right to multiples of m ('edge' where the
+    image is too small to reflect)."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % m, -w % m
+    if not (ph or pw):
+        return x
+    pads = [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)]
+    mode = "reflect" if h > ph and w > pw else "edge"
+    return np.pad(x, pads, mode=mode)
+
+
+def preprocess(images: Sequence[Any], multiple: int = 8) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Images of one size -> (batch (N, 3, H', W') float32 in [0, 1], H' W' multiples of
+    `multiple`; the original (H, W) of each). Engine.stylize groups mixed sizes itself."""
+    arrs = [as_array(im) for im in images]
+    sizes = [a.shape[1:] for a in arrs]
+    if len(set(sizes)) > 1:
+        raise StyleRTError(f"preprocess got images of several sizes {sorted(set(sizes))}.",
+                           "Batch images of one size (Engine.stylize groups them for you).")
+    return np.stack([pad_to_multiple(a, multiple) for a in arrs]), [tuple(s) for s in sizes]
+
+
+def postprocess(y: np.ndarray, sizes: Sequence[tuple[int, int]], kind: str = "pil") -> list:
+    """Batch (N, 3, H', W') -> N images cropped to `sizes`: kind "pil" (RGB), "uint8"
+    ((H, W, 3) uint8) or "float" ((H, W, 3) float32 in [0, 1])."""
+    out = []
+    for img, (h, w) in zip(y, sizes):
+        a = img[:, :h, :w]
+        if kind == "pil":
+            out.append(to_pil(a))
+        elif kind == "uint8":
+            out.append(np.asarray(to_pil(a)))
+        elif kind == "float":
+            out.append(np.ascontiguousarray(np.clip(a, 0.0, 1.0).transpose(1, 2, 0)))
+        else:
+            raise ValueError(f"unknown output kind {kind!r}")
+    return out
+
+
+def _kind_of(img: Any) -> str:
+    if isinstance(img, np.ndarray):
+        return "float" if np.issubdtype(img.dtype, np.floating) else "uint8"
+    return "pil"
+
+
+def _name_of(img: Any, i: int, kind: str = "input") -> str:
+    return os.fspath(img) if isinstance(img, (str, os.PathLike)) else f"{kind} #{i}"
+
+
+def as_mask(m: Any, name: str) -> np.ndarray:
+    """Path, PIL or array -> float32 (H, W) in [0, 1] (the luminance of colour masks)."""
+    if isinstance(m, (str, os.PathLike)):
+        m = load_image(m)
+        name = os.fspath(name)
+    if isinstance(m, Image.Image):
+        return np.asarray(to_rgb(m).convert("L"), np.float32) / 255.0
+    a = as_array(np.asarray(m), name)
+    return a.mean(0)
+
+
+def _resize_mask(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if m.shape == tuple(size):
+        return m
+    im = Image.fromarray(m.astype(np.float32), "F").resize((size[1], size[0]), Image.BILINEAR)
+    return np.clip(np.asarray(im, np.float32), 0.0, 1.0)
+
+
+def _as_float_array(a: Any, what: str) -> np.ndarray:
+    """A NumPy float32 array of `a`, or a StyleRTError that says what it was instead."""
+    try:
+        return np.asarray(a, np.float32)
+    except (TypeError, ValueError):
+        raise StyleRTError(f"{what} is a {type(a).__name__} that is not an array of numbers.",
+                           "Pass a NumPy float32 array.") from None
+
+
+def reflect_pad(a: np.ndarray, m: int) -> np.ndarray:
+    """(C, H, W) with an m-pixel mirrored margin on every side (edge-repeated where a side is
+    a single pixel)."""
+    if m == 0:
+        return a
+    mode = "reflect" if min(a.shape[1:]) > 1 else "edge"
+    return np.pad(a, ((0, 0), (m, m), (m, m)), mode=mode)
+
+
+def _longer_side_to(a: np.ndarray, side: int) -> np.ndarray:
+    """(3, H, W) scaled (up or down) so its longer side is `side`; unchanged when it is."""
+    s = side / max(a.shape[1:])
+    if s == 1.0:
+        return a
+    return _resize_array(a, (max(1, round(a.shape[1] * s)), max(1, round(a.shape[2] * s))))
+
+
+def _resize_array(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(3, H, W) float -> (3, size) with Lanczos per channel (float, no 8-bit rounding)."""
+    return np.stack([np.asarray(Image.fromarray(c.astype(np.float32), "F").resize((size[1], size[0]), Image.LANCZOS))
+                     for c in a]).clip(0.0, 1.0)
+
+
+def _downsample(m: np.ndarray, d: int) -> np.ndarray:
+    """(H, W) with H, W multiples of d -> (H/d, W/d) block means."""
+    h, w = m.shape
+    return m.reshape(h // d, d, w // d, d).mean(axis=(1, 3))

@@ -6,9 +6,9 @@
     out = eng.stylize(["a.jpg", pil_img, array], style, strength=0.8)
 
 Stages, public so a benchmark can time them separately:
-    preprocess(images) -> (batch (N, 3, H8, W8) float32, sizes)   [module function]
+    preprocess(images) -> (batch (N, 3, H8, W8) float32, sizes)   [images.py]
     eng.encode(batch) -> (latent, code);  eng.mix(latent, code, styles, ...) -> (latent, offset)
-    eng.decode(latent, offset=None) -> batch;  postprocess(batch, sizes, kind) -> images   [module function]
+    eng.decode(latent, offset=None) -> batch;  postprocess(batch, sizes, kind) -> images   [images.py]
     eng.stylize_batch(batch, style) -> batch: the fused encode -> mix -> decode (device-resident
     on GPU backends, a CUDA graph on TensorRT / torch-CUDA)
 
@@ -38,23 +38,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
-from PIL import Image
 
 from . import mixing
-from .artifacts import read_export
 from .contract import ModelContract
-from .manifest import ENGINE_MANIFEST_FILE
-from .backends import BACKENDS as REGISTRY
-from .backends.base import RANGE_TOLERANCE
 from .errors import StyleRTError
-from .images import guided_upsample, load_image, to_array, to_pil, to_rgb
+from .images import (_as_float_array, _downsample, _kind_of, _longer_side_to, _name_of, _resize_array, _resize_mask,  # noqa: F401
+                     as_array, as_mask, guided_upsample, pad_to_multiple, postprocess, preprocess, reflect_pad)
 from .mixing import StyleCode
 from .tiling import run_tiled
 
-BACKENDS = ("auto", *REGISTRY)  # engine/backends/__init__.py
+from .choose import BACKENDS, choose_runner  # noqa: F401 (BACKENDS: the choices front ends offer)
 DEFAULT_BATCH = 8  # images per call for backends without a profile (bounded memory)
 # Engine.stylize can mirror this many pixels around each image and crop them off the output,
 # for models whose convolutions pad with zeros and paint a frame at the border. The shipped
@@ -76,97 +72,6 @@ STYLE_SIDE = 512
 
 
 # ============================================================================= stages
-def as_array(img: Any, name: str | None = None) -> np.ndarray:
-    """Any supported image (path, PIL, ndarray) -> float32 (3, H, W) in [0, 1]."""
-    if isinstance(img, (str, os.PathLike)):
-        return to_array(load_image(img))
-    if isinstance(img, Image.Image):
-        return to_array(to_rgb(img))
-    if isinstance(img, np.ndarray):
-        return _array_to_chw(img, name)
-    raise StyleRTError(f"unsupported image type {type(img).__name__}.",
-                       "Pass a file path, a PIL image or a NumPy array.", path=name)
-
-
-def _array_to_chw(a: np.ndarray, name: str | None) -> np.ndarray:
-    if a.ndim == 2:
-        a = a[:, :, None]
-    elif a.ndim == 3 and a.shape[-1] not in (1, 3, 4) and a.shape[0] in (1, 3, 4):
-        a = a.transpose(1, 2, 0)  # CHW -> HWC
-    if a.ndim != 3 or a.shape[-1] not in (1, 3, 4) or a.shape[0] == 0 or a.shape[1] == 0:
-        raise StyleRTError(f"image array has shape {a.shape}.", "Expected (H, W), (H, W, 1|3|4) or (1|3|4, H, W).", path=name)
-    if a.dtype == np.uint8:
-        f = a.astype(np.float32) / 255.0
-    elif a.dtype == np.uint16:
-        f = a.astype(np.float32) / 65535.0
-    elif np.issubdtype(a.dtype, np.floating) or a.dtype == bool:
-        f = a.astype(np.float32)
-        if not np.all(np.isfinite(f)):
-            raise StyleRTError("image array holds NaN or infinite values.", "Pass finite values in [0, 1].", path=name)
-        lo, hi = float(f.min()), float(f.max())
-        if lo < -RANGE_TOLERANCE or hi > 1.0 + RANGE_TOLERANCE:
-            raise StyleRTError(f"float image array values span [{lo:.4g}, {hi:.4g}], outside [0, 1].",
-                               "Float arrays are read as [0, 1]: divide 8-bit values by 255 (or pass uint8).", path=name)
-        f = np.clip(f, 0.0, 1.0)
-    else:
-        raise StyleRTError(f"image array has dtype {a.dtype}.", "Use uint8, uint16, or float in [0, 1].", path=name)
-    if f.shape[-1] == 4:  # composite on white, as images.to_rgb does for files
-        f = f[..., :3] * f[..., 3:] + (1.0 - f[..., 3:])
-    elif f.shape[-1] == 1:
-        f = np.repeat(f, 3, axis=-1)
-    return np.ascontiguousarray(f.transpose(2, 0, 1))
-
-
-def pad_to_multiple(x: np.ndarray, m: int) -> np.ndarray:
-    """(..., H, W) -> reflect-padded on the bottom/right to multiples of m ('edge' where the
-    image is too small to reflect)."""
-    h, w = x.shape[-2:]
-    ph, pw = -h % m, -w % m
-    if not (ph or pw):
-        return x
-    pads = [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)]
-    mode = "reflect" if h > ph and w > pw else "edge"
-    return np.pad(x, pads, mode=mode)
-
-
-def preprocess(images: Sequence[Any], multiple: int = 8) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Images of one size -> (batch (N, 3, H', W') float32 in [0, 1], H' W' multiples of
-    `multiple`; the original (H, W) of each). Engine.stylize groups mixed sizes itself."""
-    arrs = [as_array(im) for im in images]
-    sizes = [a.shape[1:] for a in arrs]
-    if len(set(sizes)) > 1:
-        raise StyleRTError(f"preprocess got images of several sizes {sorted(set(sizes))}.",
-                           "Batch images of one size (Engine.stylize groups them for you).")
-    return np.stack([pad_to_multiple(a, multiple) for a in arrs]), [tuple(s) for s in sizes]
-
-
-def postprocess(y: np.ndarray, sizes: Sequence[tuple[int, int]], kind: str = "pil") -> list:
-    """Batch (N, 3, H', W') -> N images cropped to `sizes`: kind "pil" (RGB), "uint8"
-    ((H, W, 3) uint8) or "float" ((H, W, 3) float32 in [0, 1])."""
-    out = []
-    for img, (h, w) in zip(y, sizes):
-        a = img[:, :h, :w]
-        if kind == "pil":
-            out.append(to_pil(a))
-        elif kind == "uint8":
-            out.append(np.asarray(to_pil(a)))
-        elif kind == "float":
-            out.append(np.ascontiguousarray(np.clip(a, 0.0, 1.0).transpose(1, 2, 0)))
-        else:
-            raise ValueError(f"unknown output kind {kind!r}")
-    return out
-
-
-def _kind_of(img: Any) -> str:
-    if isinstance(img, np.ndarray):
-        return "float" if np.issubdtype(img.dtype, np.floating) else "uint8"
-    return "pil"
-
-
-def _name_of(img: Any, i: int, kind: str = "input") -> str:
-    return os.fspath(img) if isinstance(img, (str, os.PathLike)) else f"{kind} #{i}"
-
-
 # ============================================================================= the engine
 class Engine:
     """One model on one backend. Build with Engine.load; see the module docstring."""
@@ -212,7 +117,7 @@ class Engine:
             from .artifacts import SHIPPED_MODEL_DIR
 
             folder = SHIPPED_MODEL_DIR
-        runner, info = _choose(Path(folder), backend, precision, device, threads, runner_options or {})
+        runner, info = choose_runner(Path(folder), backend, precision, device, threads, runner_options or {})
         runner.load()
         return cls(runner, info, **options)
 
@@ -411,168 +316,3 @@ class Engine:
 
 
 # ============================================================================= helpers
-def as_mask(m: Any, name: str) -> np.ndarray:
-    """Path, PIL or array -> float32 (H, W) in [0, 1] (the luminance of colour masks)."""
-    if isinstance(m, (str, os.PathLike)):
-        m = load_image(m)
-        name = os.fspath(name)
-    if isinstance(m, Image.Image):
-        return np.asarray(to_rgb(m).convert("L"), np.float32) / 255.0
-    a = as_array(np.asarray(m), name)
-    return a.mean(0)
-
-
-def _resize_mask(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if m.shape == tuple(size):
-        return m
-    im = Image.fromarray(m.astype(np.float32), "F").resize((size[1], size[0]), Image.BILINEAR)
-    return np.clip(np.asarray(im, np.float32), 0.0, 1.0)
-
-
-def _as_float_array(a: Any, what: str) -> np.ndarray:
-    """A NumPy float32 array of `a`, or a StyleRTError that says what it was instead."""
-    try:
-        return np.asarray(a, np.float32)
-    except (TypeError, ValueError):
-        raise StyleRTError(f"{what} is a {type(a).__name__} that is not an array of numbers.",
-                           "Pass a NumPy float32 array.") from None
-
-
-def reflect_pad(a: np.ndarray, m: int) -> np.ndarray:
-    """(C, H, W) with an m-pixel mirrored margin on every side (edge-repeated where a side is
-    a single pixel)."""
-    if m == 0:
-        return a
-    mode = "reflect" if min(a.shape[1:]) > 1 else "edge"
-    return np.pad(a, ((0, 0), (m, m), (m, m)), mode=mode)
-
-
-def _longer_side_to(a: np.ndarray, side: int) -> np.ndarray:
-    """(3, H, W) scaled (up or down) so its longer side is `side`; unchanged when it is."""
-    s = side / max(a.shape[1:])
-    if s == 1.0:
-        return a
-    return _resize_array(a, (max(1, round(a.shape[1] * s)), max(1, round(a.shape[2] * s))))
-
-
-def _resize_array(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(3, H, W) float -> (3, size) with Lanczos per channel (float, no 8-bit rounding)."""
-    return np.stack([np.asarray(Image.fromarray(c.astype(np.float32), "F").resize((size[1], size[0]), Image.LANCZOS))
-                     for c in a]).clip(0.0, 1.0)
-
-
-def _downsample(m: np.ndarray, d: int) -> np.ndarray:
-    """(H, W) with H, W multiples of d -> (H/d, W/d) block means."""
-    h, w = m.shape
-    return m.reshape(h // d, d, w // d, d).mean(axis=(1, 3))
-
-
-def _choose(folder: Path, backend: str, precision: str | None, device: str, threads: int | None, ropts: dict):
-    """Pick the runner for `folder` -> (runner, info with the reason)."""
-    from .cuda_mix import cuda_device_count
-
-    if backend not in BACKENDS:
-        raise StyleRTError(f"unknown backend '{backend}'.", f"Choose one of {', '.join(BACKENDS)}.")
-    if device not in ("auto", "cpu", "cuda"):
-        raise StyleRTError(f"unknown device '{device}'.", "Choose auto, cpu or cuda.")
-    if not folder.is_dir():
-        raise StyleRTError("model folder does not exist.",
-                           "Pass an export folder (`stylert export-onnx --out DIR`) or an engine folder (`stylert build-engine`).",
-                           path=folder)
-    info: dict = {"folder": str(folder)}
-    if (folder / ENGINE_MANIFEST_FILE).is_file():
-        return _choose_engine(folder, backend, precision, device, threads, info, ropts)
-    if (folder / "manifest.json").is_file():
-        m = read_export(folder, check_hashes=True)  # a swapped ONNX file must not run
-        contract = ModelContract.from_dict(m["contract"])
-        info["kind"] = "export"
-        if backend == "tensorrt":
-            raise StyleRTError("TensorRT runs engines, and this is an export folder.",
-                               f"Build one: stylert build-engine {folder} --backend tensorrt --precision fp16", path=folder)
-        if backend == "torch":
-            return _torch(folder / m["checkpoint"]["path"], contract, precision, device, threads, info,
-                          "torch requested: the reference PyTorch model from the export's checkpoint", ropts)
-        if precision not in (None, "fp32"):
-            raise StyleRTError(f"an export folder holds FP32 models; precision '{precision}' needs an engine.",
-                               f"Build one: stylert build-engine {folder} --precision {precision}", path=folder)
-        files = m["files"]
-        if backend == "openvino":
-            if device == "cuda":
-                raise StyleRTError("OpenVINO runs on the CPU here, and device='cuda' was asked for.",
-                                   "Use device='cpu' or 'auto' with backend='openvino'.")
-            info.update(reason="openvino requested: the export's FP32 ONNX models on the CPU, computed in f32 "
-                               f"(for bf16 or int8 build an engine: stylert build-engine {folder} --backend openvino --bf16)")
-            return REGISTRY["openvino"].runner_class()(folder / files["encoder"]["path"], folder / files["decoder"]["path"],
-                                                       contract, device="cpu", precision="fp32", threads=threads,
-                                                       **ropts), info
-        from .backends.onnxrt.runner import available_providers
-
-        OnnxRuntimeRunner = REGISTRY["onnxruntime"].runner_class()
-
-        gpu = cuda_device_count() > 0
-        cuda_ep = "CUDAExecutionProvider" in available_providers()
-        if device == "cuda" or (device == "auto" and gpu and cuda_ep):
-            dev, why = "cuda", "ONNX Runtime's CUDA execution provider with IO binding (a GPU and onnxruntime-gpu are present)"
-        else:
-            dev = "cpu"
-            why = ("ONNX Runtime on the CPU: " + ("device='cpu' was asked for" if device == "cpu" else
-                   "no CUDA GPU here" if not gpu else "onnxruntime has no CUDA provider (install onnxruntime-gpu)"))
-        if backend == "auto":
-            why = "auto: the export's FP32 ONNX models in " + why
-            if gpu:
-                why += f"; for TensorRT build an engine: stylert build-engine {folder} --backend tensorrt"
-        info.update(reason=why)
-        return OnnxRuntimeRunner(folder / files["encoder"]["path"], folder / files["decoder"]["path"], contract,
-                                 device=dev, precision="fp32", threads=threads, **ropts), info
-    if (folder / "model.safetensors").is_file():
-        info["kind"] = "checkpoint"
-        if backend not in ("auto", "torch"):
-            raise StyleRTError(f"a checkpoint folder runs on the torch backend only, not '{backend}'.",
-                               f"Export it first: stylert export-onnx --checkpoint {folder} --out EXPORT_DIR", path=folder)
-        return _torch(folder, None, precision, device, threads, info, "a checkpoint folder: the PyTorch reference", ropts)
-    raise StyleRTError("is not a StyleRT model folder (no manifest.json, engine.json or model.safetensors).",
-                       "Pass an export folder (`stylert export-onnx --out DIR`) or an engine folder (`stylert build-engine`).",
-                       path=folder)
-
-
-def _torch(ckpt: Path, contract, precision, device, threads, info, why, ropts):
-    TorchRunner = REGISTRY["torch"].runner_class()
-
-    if device == "auto":
-        try:
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        except ImportError:
-            device = "cpu"  # the runner's load() raises the clear error
-        why += f"; device auto -> {device}"
-    precision = precision or ("fp16" if device == "cuda" else "fp32")
-    info.update(reason=why + f", {precision}")
-    return TorchRunner(ckpt, contract, device=device, precision=precision, threads=threads, **ropts), info
-
-
-def _choose_engine(folder: Path, backend, precision, device, threads, info, ropts):
-    from .manifest import backend_version, check_engine, current_device, read_engine_manifest
-
-    m = read_engine_manifest(folder)
-    info["kind"] = "engine"
-    eb, ep = m["backend"], m["precision"]
-    if backend not in ("auto", eb):
-        raise StyleRTError(f"this is a {eb} engine, backend '{backend}' was asked for.",
-                           f"Pass backend='{eb}' or 'auto', or load the export folder it was built from.", path=folder)
-    if precision not in (None, ep):
-        raise StyleRTError(f"this engine is {ep}, precision '{precision}' was asked for.",
-                           f"Build a {precision} engine with `stylert build-engine --precision {precision}`.", path=folder)
-    built = m.get("device") or {}
-    flavour = built.get("flavour")
-    try:
-        here = current_device(eb)
-    except Exception as e:  # no TensorRT / cuda-python / GPU here
-        where = (f"a GPU of compute capability {', '.join(built['targets'])} with {flavour}" if built.get("targets")
-                 else "the machine it was built on")
-        raise StyleRTError(f"cannot run a {eb} engine on this machine: {e}.",
-                           f"Run it on {where}, or load the export folder with backend='onnxruntime'.", path=folder) from None
-    check_engine(m, backend_version(eb, flavour), here, folder=folder)
-    runner, why = REGISTRY[eb].runner_class().from_engine(folder, m, ModelContract.from_dict(m["contract"]), device, threads, ropts)
-    info.update(reason=why)
-    return runner, info

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..contract import ModelContract
 from ..errors import StyleRTError
+from ..images import RANGE_TOLERANCE
 from .. import mixing
 
 
@@ -198,7 +199,6 @@ def check_graph_shapes(contract: ModelContract, role: str, shapes: dict, path) -
                                "The folder mixes files of two models or its manifest was edited; re-export it.", path=path)
 
 
-RANGE_TOLERANCE = 1e-3  # resampling may overshoot [0, 1] by a hair; anything beyond is a mistake
 
 
 def _check_values(a: np.ndarray, what: str, lo: float | None, hi: float | None, note: str) -> None:
