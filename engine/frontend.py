@@ -1,6 +1,5 @@
 """What every front end shares (the stylize CLI, bench and the HTTP service): the cache, which
-model folder to load, and how style arguments are read. Torch-free; the exporter is imported
-only when the shipped model has to be exported."""
+model folder to load, and how style arguments are read. Torch-free, and nothing of export/."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .artifacts import SHIPPED_MODEL_DIR, cache_root, sha256_file  # noqa: F401 (cache_root: front ends import it here)
+from .artifacts import SHIPPED_MODEL_DIR, cache_root  # noqa: F401 (cache_root: front ends import it here)
 from .contract import MANIFEST_FILE
 from .manifest import ENGINE_MANIFEST_FILE as ENGINE_MANIFEST
 from .errors import StyleRTError
@@ -21,8 +20,8 @@ def model_folder(model: str | os.PathLike | None, backend: str = "auto", cache: 
                  log: Callable[[str], None] = print, precision: str | None = None) -> Path:
     """A folder `Engine.load` can open for `model`: an engine or export folder as it is; None:
     the shipped model, which carries its verified export, and with backend auto its fastest
-    gated engine on this machine (`fastest_engine`); a checkpoint folder as it is for the torch
-    backend, else exported once into <cache>/exports/<weights sha256[:16]> and reused."""
+    gated engine on this machine (`fastest_engine`); a checkpoint folder as it is (the torch
+    backend runs it; the ONNX backends need `stylert export-onnx` first)."""
     folder = _model_folder(model, backend, cache, log)
     if model is None and backend == "auto" and precision is None and (folder / MANIFEST_FILE).is_file():
         return fastest_engine(folder, cache, log)
@@ -110,24 +109,13 @@ def _model_folder(model, backend, cache, log) -> Path:
     if not weights.is_file():
         raise StyleRTError(f"no model given and the shipped model is absent ({SHIPPED_MODEL_DIR}).",
                            "Pass --model EXPORT_DIR (from `stylert export-onnx`) or an engine folder.")
-    if backend == "torch" or (src / MANIFEST_FILE).is_file():
-        return src  # a checkpoint that carries its verified export (the shipped model): no torch needed
-    cached = cache_root(cache) / "exports" / sha256_file(weights)[:16]
-    if (cached / MANIFEST_FILE).is_file():
-        return cached
-    try:
-        from stylert.export.onnx_export import export_onnx
-    except ImportError as e:
-        raise StyleRTError(
-            f"exporting {src} to ONNX needs the export extra ({e}).",
-            "pip install 'stylert[export]' (torch, onnx) and rerun, or export elsewhere with "
-            "`stylert export-onnx --out DIR` and pass --model DIR.") from None
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(cached.parent / ".export.lock"):  # one exporter at a time per cache; the others reuse its export
-        if not (cached / MANIFEST_FILE).is_file():
-            log(f"first use: exporting {src} to {cached} (once)")
-            export_onnx(cached, checkpoint=src, log=lambda *a: None, overwrite=True)  # the cache is ours: a partial entry is redone
-    return cached
+    if (src / MANIFEST_FILE).is_file() or backend in ("auto", "torch"):
+        # the shipped model carries its verified export; another checkpoint runs on the torch
+        # backend as it is (Engine.load says so), or is exported first for the ONNX backends
+        return src
+    raise StyleRTError(f"a checkpoint folder runs on the torch backend only, not {backend!r}.",
+                       f"Export it first: stylert export-onnx --checkpoint {src} --out DIR, then pass --model DIR.",
+                       path=src)
 
 
 def parse_styles(specs: list[str], weights: list[float] | None) -> tuple[list[str], list[float] | None]:

@@ -261,6 +261,8 @@ def run(a) -> int:
             except StyleRTError as e:
                 raise StyleRTError(e.what, e.note, path=p) from None
     masks = [load_image(m, max_pixels=a.max_pixels) for m in a.mask] if a.mask else None
+    # the grid's column heads: the style images as read here (a .json style has no picture)
+    style_thumbs = [s if isinstance(s, Image.Image) else None for s in styles] if a.grid else []
     if not a.preserve_color:
         # encode every style once, not once per content
         styles = [s if isinstance(s, StyleCode) else eng.encode_style(s) for s in styles]
@@ -331,8 +333,6 @@ def run(a) -> int:
     bar.close()
 
     if a.grid and grid_rows:
-        style_thumbs = [s if isinstance(s, Image.Image) else None for s in
-                        ([load_image(p) if not p.lower().endswith(".json") else None for p in style_paths])]
         gpath = out / f"grid{ext}"
         try:
             save_image(contact_sheet(grid_rows, style_thumbs), gpath, exclusive=not a.overwrite, **save_kw)

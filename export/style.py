@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from .model import VAE, elbo_loss, mean_std
+from .runner import adain_tensor
 from .vgg import TAPS, VGG16
 
 STYLE_TAPS = tuple(TAPS)  # relu1_2, relu2_2, relu3_3, relu4_3
@@ -73,8 +74,6 @@ def content_loss(fy: dict, fc: dict) -> torch.Tensor:
 def adain_torch(z, code, channels: int):
     """AdaIN of latents z (B, C, h, w) to the latent part of style codes (B, 2K): the torch
     runner's AdaIN (one definition of the statistics for training and inference)."""
-    from stylert.engine.backends.pyt.runner import adain_tensor
-
     k = code.shape[1] // 2
     return adain_tensor(z, code[:, :channels, None, None], code[:, k : k + channels, None, None])
 

@@ -1,7 +1,7 @@
 """The backends, one folder each (Polygraphy's layout): `onnxrt/` (runner, session factory),
-`openvino/` (runner), `trt/` (runner, which TensorRT is installed), `pyt/` (the PyTorch
-reference runner), all behind `base.Runner`. Their build-engine steps live in the build
-stage, `engine/build/` (one module per backend).
+`openvino/` (runner), `trt/` (runner, which TensorRT is installed), all behind `base.Runner`;
+the PyTorch reference runner lives with the model it runs (`export/runner.py`). Their
+build-engine steps live in the build stage, `engine/build/` (one module per backend).
 
 `BACKENDS` is the one table the runtime, build-engine, the manifest, the CLI choices and bench
 read. Adding a backend is a new folder and one entry here. Nothing here imports a backend's
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Backend:
     name: str
-    runner: str  # "module:Class" of its Runner, relative to this package
+    runner: str  # "module:Class" of its Runner, relative to this package (or absolute: stylert.*)
     build: str  # "module:function" of its build-engine step in engine/build/ ("" if it builds no engines)
     library: str  # the Python module whose version an engine records ("" for none)
     device: str  # where its engines run: "cpu" | "cuda" | "any"
@@ -50,7 +50,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             "pip install 'stylert[openvino]'"),
     Backend("tensorrt", "trt.runner:TensorRTRunner", "tensorrt:build_artifacts", "tensorrt", "cuda",
             "pip install 'stylert[gpu]' on an NVIDIA machine"),
-    Backend("torch", "pyt.runner:TorchRunner", "", "torch", "any",
+    Backend("torch", "stylert.export.runner:TorchRunner", "", "torch", "any",
             "pip install 'stylert[export]' (PyTorch)"),
 )}
 ENGINE_BACKENDS = tuple(n for n, b in BACKENDS.items() if b.builds_engines)  # build-engine's targets
@@ -58,5 +58,5 @@ ENGINE_BACKENDS = tuple(n for n, b in BACKENDS.items() if b.builds_engines)  # b
 
 def _resolve(spec: str, package: str = __name__):
     module, attr = spec.split(":")
-    return getattr(importlib.import_module(f"{package}.{module}"), attr)
+    return getattr(importlib.import_module(module if module.startswith("stylert.") else f"{package}.{module}"), attr)
 

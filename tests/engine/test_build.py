@@ -30,7 +30,7 @@ def quiet(*a, **k):
 def test_build_writes_verified_engine(tiny_export, tmp_path, precision):
     out = tmp_path / f"engine-{precision}"
     man = B.build_engine(cfg(tiny_export, out, precision=precision), log=quiet)
-    # The engine loads through the runtime (issue 4) and reproduces the build's numbers.
+    # The engine loads through the runtime and reproduces the build's numbers.
     from stylert.engine.runtime import Engine
 
     from stylert.engine.build import precision as P

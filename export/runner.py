@@ -1,9 +1,10 @@
-"""PyTorch runner: the reference. FP32 on CPU or CUDA; on CUDA also FP16 with channels_last,
+"""The torch backend's runner (`BACKENDS["torch"]`): the reference, beside the model it runs.
+FP32 on CPU or CUDA; on CUDA also FP16 with channels_last,
 and CUDA graphs of encode -> mix -> decode per input shape.
 
 Loads the checkpoint folder (model.safetensors + config.json) of an export
-(`EXPORT/checkpoint`) through stylert.export.checkpoint.load_model; torch is imported only
-when the runner loads, so the runtime imports without it.
+(`EXPORT/checkpoint`) through checkpoint.load_model; torch is imported only when the runner
+loads. The runtime never imports this module: the backend table names it.
 
 Thread safety: not declared thread-safe. The module itself is read-only under inference_mode,
 but CUDA graphs own static input/output buffers, so the base serializes calls with a lock.
@@ -16,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...contract import ModelContract
-from ...errors import StyleRTError
-from ...mixing import EPS
-from ..base import Runner
+from stylert.engine.contract import ModelContract
+from stylert.engine.errors import StyleRTError
+from stylert.engine.mixing import EPS
+from stylert.engine.backends.base import Runner
 
 
 def adain_tensor(z, sm, ss, strength=1.0):

@@ -1,1 +1,0 @@
-"""See engine/backends/__init__.py (the registry) and base.py (the interface)."""
