@@ -5,8 +5,11 @@ channels' means and stds that AdaIN normalizes by) move a little from frame to f
 decoder's style offset (style - own code) moves with them, so colours and textures jump. Here
 the content's code is an exponential moving average over the frames of a shot
 (`temporal`: the weight of the past, 0 = every frame on its own), used both to normalize the
-latent and in the offset, while the latent itself follows the motion. A scene cut (the mean
-difference of consecutive frames' thumbnails above `cut_threshold`) starts a new average.
+latent and in the offset, while the latent itself follows the motion. The texture is steadied
+too: where the input did not change (8x8 blocks whose pixels moved less than STILL_CHANGE
+levels), `temporal` of the previous output is kept, so still regions are not repainted from
+the sensor noise of every frame. A scene cut (the mean difference of consecutive frames'
+thumbnails above `cut_threshold`) starts over.
 
 Flicker is measured as the mean change of the output from one frame to the next divided by
 the same for the input (1 = no added flicker), cuts excluded: `Flicker`.
@@ -38,6 +41,9 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".gif")
 DEFAULT_CODEC = {".mp4": "libx264", ".mov": "libx264", ".m4v": "libx264", ".mkv": "libx264", ".webm": "libvpx-vp9",
                  ".avi": "mpeg4", ".gif": "gif"}
 INSTALL = "pip install 'stylert[video]' (PyAV: FFmpeg's libraries in its wheels)"
+# A mean pixel change (0..255, over 8x8 blocks) below about this is a still region (sensor
+# noise and compression are a few levels); above it, the region moved.
+STILL_CHANGE = 6.0
 
 
 def is_video(path: str | os.PathLike) -> bool:
@@ -87,6 +93,7 @@ class TemporalStylizer:
         self.temporal, self.cut_threshold = temporal, cut_threshold
         self._avg = None  # the smoothed own code (2K,)
         self._thumb = None
+        self._prev = None  # (last input frame, last output frame), float32, for _steady
         self.cuts = 0
 
     def _is_cut(self, frame: np.ndarray) -> bool:
@@ -122,7 +129,27 @@ class TemporalStylizer:
         style = self.style.vector
         t = adain(z, style[:ch], style[k:k + ch], self.strength, content_stats=(smooth[:, :ch], smooth[:, k:k + ch]))
         y = eng.decode(t, (self.strength * (style[None] - smooth)).astype(np.float32))[:, :, :h, :w]
-        return [np.asarray(to_pil(eng._unfit(y[i], work[i], a))) for i, a in enumerate(full)], cuts
+        outs = [np.asarray(to_pil(eng._unfit(y[i], work[i], a))) for i, a in enumerate(full)]
+        return [self._steady(f, o, cut) for f, o, cut in zip(frames, outs, cuts)], cuts
+
+    def _steady(self, frame: np.ndarray, out: np.ndarray, cut: bool) -> np.ndarray:
+        """Where the input did not change since the last frame, keep `temporal` of the last
+        output: the painted texture of a still region stays still instead of being repainted
+        from the sensor noise. Where the input changed (motion, light), the new output."""
+        if self.temporal == 0:
+            return out
+        f = frame.astype(np.float32)
+        o = out.astype(np.float32)
+        if self._prev is not None and not cut and self._prev[0].shape == f.shape:
+            # the change per pixel, averaged over 8x8 blocks so that sensor noise does not read
+            # as motion; a change of STILL_CHANGE (0..255 scale) keeps e^-1 of the weight
+            d = np.abs(f - self._prev[0]).mean(-1)
+            hb, wb = max(1, d.shape[0] // 8), max(1, d.shape[1] // 8)
+            d = np.asarray(Image.fromarray(d, "F").resize((wb, hb), Image.BOX).resize(d.shape[::-1], Image.BILINEAR))
+            keep = (self.temporal * np.exp(-(d / STILL_CHANGE) ** 2))[..., None]
+            o = keep * self._prev[1] + (1.0 - keep) * o
+        self._prev = (f, o)
+        return np.clip(o + 0.5, 0, 255).astype(np.uint8)
 
 
 def stylize_frames(engine, frames: Iterable[np.ndarray], style: StyleCode, strength: float = 1.0, temporal: float = 0.9,

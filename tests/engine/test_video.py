@@ -164,3 +164,16 @@ def test_frame_sequences(tmp_path, tiny_export):
     assert main(["stylize", str(seq), "--frames", "--style", str(tmp_path / "style.png"), "--model", str(tiny_export),
                  "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     assert sorted(p.name for p in (tmp_path / "out" / "shot").iterdir()) == [f"frame_{i:04d}.png" for i in range(10)]
+
+
+def test_still_regions_keep_their_texture_and_moving_ones_follow(eng):
+    style = eng.encode_style(next(_frames(1, (48, 48), seed=3)))
+    frames = list(_frames(n=12, cut_at=None))  # sensor noise everywhere, one square moving right
+    a = list(stylize_frames(eng, frames, style, temporal=0.0))
+    b = list(stylize_frames(eng, frames, style, temporal=0.9))
+    still = (slice(45, 64), slice(0, 96))  # below the square's path: only noise changes there
+    change = lambda xs, r: np.mean([np.abs(x[r].astype(float) - y[r].astype(float)).mean() for x, y in zip(xs, xs[1:])])
+    assert change(b, still) < 0.5 * change(a, still)  # the noise no longer repaints the texture
+    # where the square is, the output follows it: its last position is bright in both
+    sq = (slice(22, 38), slice(5 + 2 * 11 + 3, 5 + 2 * 11 + 17))
+    assert abs(b[-1][sq].mean() - a[-1][sq].mean()) < 12, (b[-1][sq].mean(), a[-1][sq].mean())
