@@ -3,11 +3,9 @@ BuildConfig and ProfileSpec (each default written once, there)."""
 
 from __future__ import annotations
 
-import argparse
-import textwrap
-
 from ..artifacts import SHIPPED_CALIB_DIR
 from ..backends import ENGINE_BACKENDS
+from ..cli import fmt
 from ..config_args import add_fields, from_args
 from ..precisions import PRECISIONS
 from .precision import CALIB_METHODS
@@ -44,7 +42,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "build-engine",
         help="FP32/BF16/FP16/INT8 engine (TensorRT, OpenVINO or ONNX Runtime) from an export folder",
-        description=textwrap.dedent(
+        **fmt(
             """
             Build a precision-specific engine from an export folder (stylert export-onnx).
             FP16: float16 inside, float32 inputs/outputs. BF16: OpenVINO's bfloat16 on CPUs with
@@ -53,11 +51,12 @@ def add_parser(sub) -> None:
             measures the engine against FP32 on the calibration images and on photographs not
             used for calibration, and fails (writing nothing) below --min-psnr. Output:
             OUT/engine.json + the backend's model files.
+            """,
             """
-        ).strip(),
-        epilog="example:\n  stylert build-engine out/export --int8 --out out/engine-int8\n"
-               "  stylert build-engine out/export --fp16 --backend tensorrt --max-batch 16",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+            stylert build-engine out/export --int8 --out out/engine-int8
+            stylert build-engine out/export --fp16 --backend tensorrt --max-batch 16
+            """,
+        ),
     )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--precision", choices=list(PRECISIONS), default=BuildConfig.precision,
