@@ -233,10 +233,11 @@ def _run_ray(cfg: ServeConfig, a) -> int:
     from .ray_app import build
 
     _connect(ray, a)
-    # until the app is up, SIGTERM interrupts the start like Ctrl-C does (and the app is
-    # removed below); afterwards it starts the drain
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM asks for a drain: honoured as soon as the start ends, which is bounded (replicas
+    # that cannot load fail it after max_constructor_retry_count tries); Ctrl-C interrupts
+    # the start at once. Either way the application is removed below.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     deployed, code = False, 0
     try:
         replicas = a.replicas
@@ -264,7 +265,6 @@ def _run_ray(cfg: ServeConfig, a) -> int:
         n = f"1 to {replicas[1]} (autoscaling)" if isinstance(replicas, tuple) else replicas
         print(f"serving on http://{a.host}:{a.port}{a.route_prefix.rstrip('/')} ({n} replica(s), application "
               f"{a.name!r}); Ctrl-C or SIGTERM drains and stops", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             stop.wait()
         except KeyboardInterrupt:
@@ -274,6 +274,9 @@ def _run_ray(cfg: ServeConfig, a) -> int:
         print("interrupted while starting: removing the application", flush=True)
         code = 130
     finally:
+        # the drain and the removal run to the end: a second Ctrl-C (or the SIGINT Ray's
+        # shutdown may send to its process group) must not cut them short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if deployed:
             try:
                 serve.delete(a.name)  # replicas stop gracefully: they wait for their ongoing requests
