@@ -189,20 +189,14 @@ def _check_cluster(serve, a) -> None:
                            f"{a.host}:{a.port} (one HTTP address per cluster).",
                            f"Pass --host {http.host} --port {http.port} (with another --name and --route-prefix "
                            "beside the applications already there).")
-    apps = serve.status().applications
+    apps = client.get_serve_details().get("applications", {})  # name -> details, route_prefix included
     if a.name in apps:
         raise StyleRTError(f"an application named {a.name!r} is already running on this cluster.",
                            "Stop it first (Ctrl-C or SIGTERM its `stylert serve`, or `serve shutdown` for the whole "
                            "cluster), or pass another --name and --route-prefix.")
     for name, app in apps.items():
-        prefix = getattr(app, "route_prefix", None)
-        if prefix is None:
-            try:
-                prefix = client.get_serve_details()["applications"][name]["route_prefix"]
-            except Exception:
-                continue
-        if prefix == a.route_prefix:
-            raise StyleRTError(f"the application {name!r} already serves the route prefix {prefix!r} on this cluster.",
+        if app.get("route_prefix") == a.route_prefix:
+            raise StyleRTError(f"the application {name!r} already serves the route prefix {a.route_prefix!r} on this cluster.",
                                "Pass another --route-prefix (and --name).")
 
 
