@@ -16,6 +16,7 @@ class VAEConfig:
     dec_dilations: tuple[int, ...] = (1, 2, 4)  # the decoder's residual blocks at 1/4, one per
                                                 # entry: dilated, so strokes up to ~100 px are
                                                 # painted as one, at the cost of plain 3x3 convs
+    rgb_film: bool = True  # the RGB output is FiLM-modulated too: a direct path for the palette
     style_hidden: int = 256  # the style head's hidden width (style offset -> FiLM parameters)
     logvar_clamp: tuple[float, float] = (-30.0, 20.0)  # keeps exp() finite early in training
 
@@ -43,7 +44,7 @@ class VAEConfig:
     def film_channels(self) -> tuple[int, ...]:
         """Channels of each FiLM-modulated convolution in the decoder, in order."""
         w = self.widths
-        return (w[2], *(w[2] for _ in self.dec_dilations for _ in (0, 1)), w[1], w[0])
+        return (w[2], *(w[2] for _ in self.dec_dilations for _ in (0, 1)), w[1], w[0], *((3,) if self.rgb_film else ()))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,7 +55,8 @@ class VAEConfig:
         if unknown:
             raise ValueError(f"unknown VAEConfig fields: {sorted(unknown)} (a model of another design: "
                              "this version loads models trained with its own export/model.py)")
-        return cls(**d)
+        # Models written before the RGB output was modulated: the same network without that FiLM.
+        return cls(**{"rgb_film": False, **d})
 
 
 @dataclass
@@ -84,6 +86,7 @@ class TrainConfig:
     styles: list[str] = field(default_factory=list)  # style stage: folders of paintings (data = contents)
     style_weight: float = 10.0  # VGG-16 per-channel means and stds at 4 taps, relative
     gram_weight: float = 10.0  # VGG-16 Gram matrices at the same taps, relative
+    coarse_weight: float = 0.0  # the same Grams of the output and the style at half size: shapes 2x larger
     colour_weight: float = 5.0  # RGB means and stds, relative: the palette
     content_weight: float = 1.0  # VGG-16 relu4_3 of the output against the content's, relative
     recon_weight: float = 200.0  # the ELBO (MSE + beta x KL): an MSE of 0.002 (27 dB) weighs 0.4
@@ -121,6 +124,8 @@ TRAIN_HELP = {
     "styles": "style stage: folders of paintings (the DATA folders then hold the content images)",
     "style_weight": "style stage: VGG-16 per-channel means and stds at relu1_2..relu4_3",
     "gram_weight": "style stage: VGG-16's Gram matrices at the same taps",
+    "coarse_weight": "style stage: the Gram matrices again at half size (output and style downscaled 2x), so "
+                     "the strokes and shapes the style has at twice VGG's scale count too",
     "colour_weight": "style stage: the RGB means and stds (the palette)",
     "content_weight": "style stage: VGG-16 relu4_3 of the output against the content's",
     "recon_weight": "style stage: the ELBO (reconstruction + beta x KL) beside the style terms",

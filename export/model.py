@@ -109,7 +109,8 @@ class Decoder(nn.Module):
     ReLU): the style offset sets, per channel, how each layer responds, which is what lets
     one decoder paint a stained glass's lead lines and a Van Gogh's strokes. At 1/4: an input
     conv and residual blocks relu(x + film(conv(relu(film(conv(x)))))) with growing dilation;
-    then nearest x2 + conv to 1/2 and to full size, and an RGB conv."""
+    then nearest x2 + conv to 1/2 and to full size, and an RGB conv, itself modulated (the
+    palette's direct path: a per-channel gain and shift of the colours)."""
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -120,6 +121,7 @@ class Decoder(nn.Module):
         self.up = nn.ModuleList([conv(w[2], w[1]), conv(w[1], w[0])])
         self.rgb = conv(w[0], 3)
         self.style = StyleHead(cfg)
+        self.cfg = cfg
 
     def forward(self, z, offset=None):  # (B, C, h, w), (B, 2K) -> (B, 3, 4h, 4w), unbounded
         mods = iter(self.style(offset) if offset is not None else [None] * len(self.style.sizes))
@@ -129,7 +131,7 @@ class Decoder(nn.Module):
             h = F.relu(h + film(c2(a), next(mods)))
         for c in self.up:
             h = F.relu(film(c(F.interpolate(h, scale_factor=2.0, mode="nearest")), next(mods)))
-        return self.rgb(h)
+        return film(self.rgb(h), next(mods)) if self.cfg.rgb_film else self.rgb(h)
 
     def image(self, z, offset=None):  # (B, C, h, w), (B, 2K) -> (B, 3, 4h, 4w) in [0, 1]
         return self.forward(z, offset).clamp(0.0, 1.0)

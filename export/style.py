@@ -10,6 +10,8 @@ code c, the style's code s, and t = AdaIN(z_c, s); the decoder paints y = D(t, s
             + their Gram matrices, relative                 (which features occur together:
                                                              strokes and patterns, not only
                                                              how strong each feature is)
+            + the Grams of y and x_s at half size, relative (coarse: strokes and shapes
+                                                             twice VGG's scale; weight 0 skips it)
             + the RGB means and stds, relative              (the palette, directly)
     content:  ||relu4_3(y) - relu4_3(x_c)||^2, relative     (shapes survive, textures do not)
     ELBO:     the VAE's reconstruction D(z, 0) of x_c (z sampled) + beta x KL
@@ -22,6 +24,7 @@ export/model.py); the style terms teach the encoder which statistics describe a 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .model import VAE, elbo_loss, mean_std
 from .runner import adain_tensor
@@ -80,7 +83,7 @@ def adain_torch(z, code, channels: int):
 
 def style_step(vae: VAE, vgg: VGG16, xc, xs, w: dict, beta: float) -> tuple[torch.Tensor, dict]:
     """One style-stage loss on content crops xc and style crops xs (B, 3, H, W) in [0, 1].
-    w: weights of "style", "gram", "colour", "content", "recon". Returns the loss and its
+    w: weights of "style", "gram", "coarse", "colour", "content", "recon". Returns the loss and its
     parts as floats for the progress bar."""
     mu, logvar, cc = vae.encoder.encode_with_style(xc, mu_logvar=True)
     _, cs = vae.encoder.encode_with_style(xs)
@@ -95,6 +98,10 @@ def style_step(vae: VAE, vgg: VGG16, xc, xs, w: dict, beta: float) -> tuple[torc
     fy = vgg(y)
     parts = {"style": style_loss(fy, fs).mean(), "gram": gram_loss(fy, fs).mean(),
              "colour": colour_loss(y, xs).mean(), "content": content_loss(fy, fc).mean()}
+    if w.get("coarse", 0.0) > 0:
+        with torch.no_grad():
+            fs2 = vgg(F.avg_pool2d(xs, 2))
+        parts["coarse"] = gram_loss(vgg(F.avg_pool2d(y, 2)), fs2).mean()
     loss = w["recon"] * elbo + sum(w[k] * v for k, v in parts.items())
     out = {k: v.item() for k, v in parts.items()}
     out["psnr"] = float(10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10)))

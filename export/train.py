@@ -8,6 +8,7 @@ on CUDA). Held-out images are scored at 256x256 (centre crops) at every checkpoi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -141,8 +142,19 @@ def evaluate(model: VAE, x: torch.Tensor, device: torch.device) -> float:
 
 def init_from(model: VAE, folder: str | os.PathLike) -> None:
     """Load a trained model's weights into `model`, which must have the same configuration
-    (the style stage starts from the VAE stage's model)."""
+    (the style stage starts from the VAE stage's model), or the same without the RGB output's
+    FiLM: that modulation then starts at zero (the head's new output rows), so the model
+    paints as before until training moves it."""
     src, _ = load_model(folder)
+    if src.cfg != model.cfg and dataclasses.replace(src.cfg, rgb_film=model.cfg.rgb_film) == model.cfg \
+            and model.cfg.rgb_film:
+        state = src.state_dict()
+        key = "decoder.style.net.2.weight"
+        grown = torch.zeros_like(model.state_dict()[key])
+        grown[: state[key].shape[0]] = state[key]
+        state[key] = grown
+        model.load_state_dict(state)
+        return
     if src.cfg != model.cfg:
         raise StyleRTError("cannot start from it: it was trained with another model configuration.",
                            f"--init takes a model of this configuration ({model.cfg}).", path=folder)
@@ -232,7 +244,7 @@ def _elbo_loss(model: VAE, pool: ImagePool, rng, cfg: TrainConfig, device, amp: 
 
 def style_weights(cfg: TrainConfig) -> dict:
     """The style stage's loss weights, as `style.style_step` takes them."""
-    return {"style": cfg.style_weight, "gram": cfg.gram_weight, "colour": cfg.colour_weight,
+    return {"style": cfg.style_weight, "gram": cfg.gram_weight, "coarse": cfg.coarse_weight, "colour": cfg.colour_weight,
             "content": cfg.content_weight, "recon": cfg.recon_weight}
 
 
@@ -276,7 +288,7 @@ def check_config(cfg: TrainConfig) -> None:
     """Every number a user can type, checked before any image is read: the value, the
     accepted range and what it means."""
     d = cfg.model.downsample
-    weights = ("style_weight", "gram_weight", "colour_weight", "content_weight", "recon_weight", "beta")
+    weights = ("style_weight", "gram_weight", "coarse_weight", "colour_weight", "content_weight", "recon_weight", "beta")
     for bad, what, note in [
         (cfg.steps < 1, f"--steps {cfg.steps} trains nothing.", "Give the number of optimizer steps, 1 or more (e.g. 6000)."),
         (cfg.batch < 1, f"--batch {cfg.batch} is not a batch.", "Give the images per step, 1 or more (e.g. 8)."),

@@ -91,6 +91,29 @@ def test_init_starts_from_a_model_of_the_same_configuration_only(tmp_path, tiny_
     assert "initialized from" in capsys.readouterr().out
 
 
+def test_init_from_a_model_without_the_rgb_film_paints_as_before(tmp_path):
+    import torch
+
+    from stylert.export.checkpoint import save_model
+    from stylert.export.model import VAE
+    from stylert.export.train import init_from
+
+    torch.manual_seed(0)
+    old = VAE(VAEConfig(**TINY, rgb_film=False)).eval()
+    torch.nn.init.normal_(old.decoder.style.net[-1].weight, std=0.05)
+    save_model(old, tmp_path / "old")
+    new = VAE(VAEConfig(**TINY)).eval()
+    init_from(new, tmp_path / "old")
+    x, s = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        z, own = old.encoder.encode_with_style(x)
+        d = old.encoder.encode_with_style(s)[1] - own
+        assert torch.equal(new.decoder(z, d), old.decoder(z, d))
+    save_model(new, tmp_path / "new")
+    with pytest.raises(StyleRTError, match="another model configuration"):  # no way back: the rows would be lost
+        init_from(VAE(VAEConfig(**TINY, rgb_film=False)), tmp_path / "new")
+
+
 def test_precision_choice():
     import torch
 
@@ -113,10 +136,11 @@ def test_style_stage_trains_encoder_and_decoder_and_keeps_the_elbo(tmp_path, tin
     data = _images(tmp_path / "data")
     styles = _images(tmp_path / "styles", n=3, size=(48, 48))
     cfg = _cfg(tmp_path, data, stage="style", init=str(tiny_checkpoint), styles=[str(styles)], steps=4,
-               checkpoint_every=2, batch=2)
+               checkpoint_every=2, batch=2, coarse_weight=1.0)
     train(cfg, progress=False)
     hist = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["history"]
-    assert all({"style", "gram", "colour", "content", "psnr", "kl"} <= set(h) and h["gram"] > 0 for h in hist), hist
+    assert all({"style", "gram", "coarse", "colour", "content", "psnr", "kl"} <= set(h) and h["gram"] > 0 and h["coarse"] > 0
+               for h in hist), hist
     before, after = load_model(tiny_checkpoint)[0].state_dict(), load_model(tmp_path / "run" / "final")[0].state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"encoder", "decoder"}  # end to end
