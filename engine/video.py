@@ -93,7 +93,7 @@ class TemporalStylizer:
         self.temporal, self.cut_threshold = temporal, cut_threshold
         self._avg = None  # the smoothed own code (2K,)
         self._thumb = None
-        self._prev = None  # (last input frame, last output frame), float32, for _steady
+        self._prev = None  # (last input frame (3, H, W) in [0, 1], last output frame (H, W, 3)), float32, for _steady
         self.cuts = 0
 
     def _is_cut(self, frame: np.ndarray) -> bool:
@@ -130,20 +130,21 @@ class TemporalStylizer:
         t = adain(z, style[:ch], style[k:k + ch], self.strength, content_stats=(smooth[:, :ch], smooth[:, k:k + ch]))
         y = eng.decode(t, (self.strength * (style[None] - smooth)).astype(np.float32))[:, :, :h, :w]
         outs = [np.asarray(to_pil(eng._unfit(y[i], work[i], a))) for i, a in enumerate(full)]
-        return [self._steady(f, o, cut) for f, o, cut in zip(frames, outs, cuts)], cuts
+        return [self._steady(f, o, cut) for f, o, cut in zip(full, outs, cuts)], cuts
 
     def _steady(self, frame: np.ndarray, out: np.ndarray, cut: bool) -> np.ndarray:
         """Where the input did not change since the last frame, keep `temporal` of the last
         output: the painted texture of a still region stays still instead of being repainted
-        from the sensor noise. Where the input changed (motion, light), the new output."""
+        from the sensor noise. Where the input changed (motion, light), the new output.
+        `frame`: the input as __call__ converted it, (3, H, W) float in [0, 1]."""
         if self.temporal == 0:
             return out
-        f = frame.astype(np.float32)
+        f = frame
         o = out.astype(np.float32)
         if self._prev is not None and not cut and self._prev[0].shape == f.shape:
             # the change per pixel, averaged over 8x8 blocks so that sensor noise does not read
             # as motion; a change of STILL_CHANGE (0..255 scale) keeps e^-1 of the weight
-            d = np.abs(f - self._prev[0]).mean(-1)
+            d = np.abs(f - self._prev[0]).mean(0) * np.float32(255.0)
             hb, wb = max(1, d.shape[0] // 8), max(1, d.shape[1] // 8)
             d = np.asarray(Image.fromarray(d, "F").resize((wb, hb), Image.BOX).resize(d.shape[::-1], Image.BILINEAR))
             keep = (self.temporal * np.exp(-(d / STILL_CHANGE) ** 2))[..., None]

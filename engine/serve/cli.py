@@ -173,7 +173,7 @@ def _has_token() -> bool:
     return os.environ.get("RAY_AUTH_MODE", "").lower() != "disabled" and os.path.isfile(path)
 
 
-def _check_cluster(serve, a) -> None:
+def _check_cluster(a) -> None:
     """On a running cluster: refuse to replace another application or to claim a port or
     route that Serve does not give this one."""
     from ray.serve.context import _get_global_client
@@ -241,7 +241,7 @@ def _run_ray(cfg: ServeConfig, a) -> int:
                    (res.get("GPU", 0) / a.gpus_per_replica) if a.gpus_per_replica else float("inf")]
             replicas = ("auto", max(1, int(min(per)) if min(per) != float("inf") else int(res.get("CPU", 1))))
         if a.address:
-            _check_cluster(serve, a)
+            _check_cluster(a)
         serve.start(http_options={"host": a.host, "port": a.port})
         deployed = True
         try:
