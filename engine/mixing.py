@@ -11,6 +11,11 @@ t = alpha * AdaIN(z_c, style) + (1 - alpha) * z_c, and the style offset
 alpha * (style - the content's own code), which drives the decoder's style head. At
 alpha = 0 that is the content's own latent and a zero offset: exactly the reconstruction.
 
+A style also carries its **palette**: the mean (3) and covariance (3 x 3) of its pixels' RGB.
+After the decoder, each output is moved to it (a linear colour transfer, Pitie & Kokaram's
+"MKL"/CORAL form: x' = C_s^1/2 C_y^-1/2 (x - mu_y) + mu_s, blended by the strength): the
+decoder paints the strokes and the palette is then exact, as colour transfer's is.
+
 Statistics: mu = mean over h x w, sigma = sqrt(population variance + EPS), EPS = 1e-5.
 The CUDA kernel (kernels/adain.cu) and the torch path use the same definition.
 """
@@ -89,6 +94,10 @@ class StyleCode:
     std: np.ndarray  # (K,) float32
     model: str = ""
     sources: list[str] = field(default_factory=list)
+    # the palette: RGB mean (3,) and covariance (3, 3) of the style image's pixels in [0, 1];
+    # None (codes saved before palettes existed): outputs keep the decoder's colours
+    rgb_mean: np.ndarray | None = None
+    rgb_cov: np.ndarray | None = None
 
     def __post_init__(self):
         self.mean = np.asarray(self.mean, dtype=np.float32).reshape(-1)
@@ -97,6 +106,21 @@ class StyleCode:
             raise StyleRTError(f"StyleCode mean {self.mean.shape} and std {self.std.shape} differ in length.")
         if not (np.all(np.isfinite(self.mean)) and np.all(np.isfinite(self.std)) and np.all(self.std > 0)):
             raise StyleRTError("StyleCode holds non-finite values or a non-positive std.", "Re-encode the style.")
+        if (self.rgb_mean is None) != (self.rgb_cov is None):
+            raise StyleRTError("StyleCode has half a palette (rgb_mean or rgb_cov alone).", "Re-encode the style.")
+        if self.rgb_mean is not None:
+            self.rgb_mean = np.asarray(self.rgb_mean, dtype=np.float64).reshape(-1)
+            self.rgb_cov = np.asarray(self.rgb_cov, dtype=np.float64)
+            c = self.rgb_cov
+            if self.rgb_mean.shape != (3,) or c.shape != (3, 3) or not (np.all(np.isfinite(self.rgb_mean)) and np.all(np.isfinite(c))) \
+                    or np.abs(self.rgb_mean).max() > 2.0 or not np.allclose(c, c.T, atol=1e-6) \
+                    or np.linalg.eigvalsh(c).min() < -1e-6 or np.abs(c).max() > 4.0:
+                raise StyleRTError("StyleCode's palette is not an RGB mean (3 numbers in [0, 1]) and covariance "
+                                   "(a symmetric positive semi-definite 3 x 3).", "Re-encode the style.")
+
+    @property
+    def palette(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return None if self.rgb_mean is None else (self.rgb_mean, self.rgb_cov)
 
     @property
     def channels(self) -> int:
@@ -106,6 +130,11 @@ class StyleCode:
         d = asdict(self)
         d["mean"] = [float(v) for v in self.mean]
         d["std"] = [float(v) for v in self.std]
+        if self.rgb_mean is None:
+            del d["rgb_mean"], d["rgb_cov"]
+        else:
+            d["rgb_mean"] = [float(v) for v in self.rgb_mean]
+            d["rgb_cov"] = [[float(v) for v in row] for row in self.rgb_cov]
         return json.dumps({"kind": "stylert-style", **d}, sort_keys=True)
 
     @classmethod
@@ -121,17 +150,23 @@ class StyleCode:
                 raise ValueError(f"mean and std must be flat lists of numbers (got shapes {mean.shape} and {std.shape})")
             if not isinstance(d.get("model", ""), str) or not isinstance(d.get("sources", []), list):
                 raise ValueError("model must be a string and sources a list")
-            return cls(mean=mean, std=std, model=d.get("model", ""), sources=[str(x) for x in d.get("sources", [])])
+            rgb = [None if d.get(k) is None else np.asarray(d[k], dtype=np.float64) for k in ("rgb_mean", "rgb_cov")]
+            return cls(mean=mean, std=std, model=d.get("model", ""), sources=[str(x) for x in d.get("sources", [])],
+                       rgb_mean=rgb[0], rgb_cov=rgb[1])
         except (ValueError, KeyError, TypeError, OverflowError) as e:
             raise StyleRTError(f"not a valid StyleCode JSON: {e}.", "Write it with StyleCode.to_json() (stylize --save-style).") from None
 
     @classmethod
-    def from_codes(cls, codes: np.ndarray, model: str = "", sources: Sequence[str] = ()) -> "StyleCode":
+    def from_codes(cls, codes: np.ndarray, model: str = "", sources: Sequence[str] = (),
+                   palette: tuple[np.ndarray, np.ndarray] | None = None) -> "StyleCode":
         """The encoder's style output (N, 2K) for one or several style images; several are
-        averaged with equal weights (the same as a weighted mix of their codes)."""
+        averaged with equal weights (the same as a weighted mix of their codes). palette: the
+        style image's rgb_stats."""
         codes = np.asarray(codes, np.float32)
         k = codes.shape[1] // 2
-        return cls(codes[:, :k].mean(0), codes[:, k:].mean(0), model=model, sources=list(sources))
+        rgb = palette or (None, None)
+        return cls(codes[:, :k].mean(0), codes[:, k:].mean(0), model=model, sources=list(sources),
+                   rgb_mean=rgb[0], rgb_cov=rgb[1])
 
     @property
     def vector(self) -> np.ndarray:
@@ -146,7 +181,9 @@ def combine(codes: Sequence[StyleCode], weights: Sequence[float] | None = None) 
     _check_same_space(codes)
     mean = sum(wk * c.mean for wk, c in zip(w, codes))
     std = sum(wk * c.std for wk, c in zip(w, codes))
-    return StyleCode(mean, std, model=codes[0].model, sources=[s for c in codes for s in c.sources])
+    pal = mix_palettes([c.palette for c in codes], w)
+    return StyleCode(mean, std, model=codes[0].model, sources=[s for c in codes for s in c.sources],
+                     rgb_mean=None if pal is None else pal[0], rgb_cov=None if pal is None else pal[1])
 
 
 def normalize_weights(weights: Sequence[float] | None, k: int) -> np.ndarray:
@@ -253,22 +290,83 @@ def check_strength(strength: float) -> None:
 
 
 # ----------------------------------------------------------------------------- colour
+def rgb_stats(x: np.ndarray, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The mean (3,) and covariance (3, 3) of the pixels of x (3, H, W) (float64); weight:
+    optional (H, W) weights >= 0 (a region)."""
+    p = np.asarray(x, np.float64).reshape(3, -1)
+    if weight is None:
+        m = p.mean(1)
+        d = p - m[:, None]
+        return m, d @ d.T / max(p.shape[1], 1)
+    w = np.asarray(weight, np.float64).reshape(-1)
+    ws = max(float(w.sum()), 1e-12)
+    m = p @ w / ws
+    d = p - m[:, None]
+    return m, (d * w) @ d.T / ws
+
+
+def mix_palettes(palettes, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The palette of a weighted mixture of styles (the moments of the mixture of their
+    pixels); None when any style has none."""
+    if any(p is None for p in palettes):
+        return None
+    mean = sum(w * p[0] for w, p in zip(weights, palettes))
+    second = sum(w * (p[1] + np.outer(p[0], p[0])) for w, p in zip(weights, palettes))
+    cov = second - np.outer(mean, mean)
+    return mean, (cov + cov.T) / 2
+
+
+# Added to the source covariance: a nearly flat image (std under ~0.03) is not stretched into
+# full-range noise (its contrast gain stays below about std_target / 0.03).
+FLAT = 1e-3
+
+
+def colour_map(source: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, np.ndarray],
+               eps: float = FLAT) -> tuple[np.ndarray, np.ndarray]:
+    """(A, b) with A x + b taking pixels of mean/covariance `source` to `target`'s:
+    A = C_t^1/2 (C_s + eps I)^-1/2 (CORAL)."""
+    (ms, cs), (mt, ct) = source, target
+    a = _sqrtm(ct) @ np.linalg.inv(_sqrtm(cs + eps * np.eye(3)))
+    return a, mt - a @ ms
+
+
+def apply_colour_map(x: np.ndarray, a: np.ndarray, b: np.ndarray, strength: float = 1.0,
+                     weight: np.ndarray | None = None) -> np.ndarray:
+    """x (3, H, W) -> (1 - s) x + s (A x + b), clipped to [0, 1], float32; s = strength, times
+    weight (H, W) where given."""
+    p = np.asarray(x, np.float32).reshape(3, -1)
+    moved = a.astype(np.float32) @ p + b.astype(np.float32)[:, None]
+    s = np.float32(strength) if weight is None else np.float32(strength) * np.asarray(weight, np.float32).reshape(1, -1)
+    return np.clip(p + s * (moved - p), 0.0, 1.0).reshape(np.shape(x))
+
+
+def match_palettes(y: np.ndarray, palettes: list, strength: float = 1.0) -> np.ndarray:
+    """y (3, H, W) moved to each (palette, region) of `palettes` (region (H, W) weights or
+    None for all of y), each map fitted on y's own pixels there; [] returns y."""
+    if not palettes or strength == 0:
+        return y
+    p = np.asarray(y, np.float32)
+    out = p.copy()
+    for pal, region in palettes:
+        if region is not None and float(region.sum()) < 1.0:
+            continue  # under a pixel of region: nothing to fit
+        a, b = colour_map(rgb_stats(p, region), pal)
+        s = np.float32(strength) * (1.0 if region is None else np.asarray(region, np.float32)[None])
+        out += s * ((a.astype(np.float32) @ p.reshape(3, -1) + b.astype(np.float32)[:, None]).reshape(p.shape) - p)
+    return np.clip(out, 0.0, 1.0)
+
+
 def coral(style: np.ndarray, content: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     """Recolour `style` (3, H, W) in [0, 1] so its RGB pixels have the mean and covariance
     of `content`'s (CORAL, as the AdaIN authors do for colour preservation). Returns float32
     (3, H, W) clipped to [0, 1]."""
-    s = np.asarray(style, np.float64).reshape(3, -1)
-    c = np.asarray(content, np.float64).reshape(3, -1)
-    ms, mc = s.mean(1, keepdims=True), c.mean(1, keepdims=True)
-    if s.shape[1] < 2 or c.shape[1] < 2:
+    s = np.asarray(style, np.float64)
+    if s[0].size < 2 or np.asarray(content)[0].size < 2:
         # one pixel has no covariance: move the mean only
-        return np.clip(s - ms + mc, 0.0, 1.0).reshape(np.shape(style)).astype(np.float32)
-    cs = np.cov(s - ms) + eps * np.eye(3)
-    cc = np.cov(c - mc) + eps * np.eye(3)
-    # x' = Cc^(1/2) Cs^(-1/2) (x - ms) + mc
-    t = _sqrtm(cc) @ np.linalg.inv(_sqrtm(cs))
-    out = t @ (s - ms) + mc
-    return np.clip(out, 0.0, 1.0).reshape(np.shape(style)).astype(np.float32)
+        ms, mc = s.reshape(3, -1).mean(1), np.asarray(content, np.float64).reshape(3, -1).mean(1)
+        return np.clip(s + (mc - ms)[:, None, None], 0.0, 1.0).astype(np.float32)
+    a, b = colour_map(rgb_stats(s), rgb_stats(content), eps)
+    return apply_colour_map(s, a, b)
 
 
 def _sqrtm(a: np.ndarray) -> np.ndarray:

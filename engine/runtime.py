@@ -77,7 +77,8 @@ class Engine:
     """One model on one backend. Build with Engine.load; see the module docstring."""
 
     def __init__(self, runner, info: dict, tile: int = 1024, overlap: int = 64, max_side: int | None = MAX_SIDE,
-                 batch_size: int | None = None, margin: int = MARGIN, style_side: int | None = STYLE_SIDE):
+                 batch_size: int | None = None, margin: int = MARGIN, style_side: int | None = STYLE_SIDE,
+                 palette: bool = True):
         self.runner = runner
         self.contract: ModelContract = runner.contract
         d = self.contract.downsample
@@ -94,10 +95,12 @@ class Engine:
             raise StyleRTError(f"style_side {style_side!r} is not a whole number of pixels in 8..4096.",
                                f"It is the longer side style images are encoded at (default {STYLE_SIDE}); None keeps their own size.")
         self.style_side = style_side
+        self.palette = bool(palette)
         self.max_side = max_side
         self.batch_size = min(batch_size or runner.max_batch or DEFAULT_BATCH, runner.max_batch or 1 << 30)
         self.info = {**info, **runner.info(), "tile": self.tile, "overlap": self.overlap,
-                     "max_side": max_side, "batch_size": self.batch_size, "margin": margin, "style_side": style_side}
+                     "max_side": max_side, "batch_size": self.batch_size, "margin": margin, "style_side": style_side,
+                     "palette": self.palette}
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -111,7 +114,8 @@ class Engine:
         backend: auto | onnxruntime | tensorrt | torch. precision: None (the folder's own) |
         fp32 | fp16 | int8 (bf16: torch on the CPU). device: auto | cpu | cuda.
         runner_options: passed to the backend's runner (e.g. torch: compile, channels_last;
-        onnxruntime: level, config). options: tile, overlap, max_side, batch_size, margin, style_side.
+        onnxruntime: level, config). options: tile, overlap, max_side, batch_size, margin, style_side,
+        palette (False: outputs keep the decoder's colours, no move to the style's palette).
         `info["reason"]` says what was chosen and why."""
         if folder is None:
             from .artifacts import SHIPPED_MODEL_DIR
@@ -276,15 +280,32 @@ class Engine:
                 ml = [_downsample(pad_to_multiple(reflect_pad(_resize_mask(mk, fitted[0].shape[1:])[None], m)[0], d), d)
                       for mk in mask_arrays]
                 y = self.decode(*self.mix(*self.encode(x), codes, w, strength, ml))
+            palettes = self._palettes(codes, w, mask_arrays, fitted[0].shape[1:])
             for j, i in enumerate(idx):
                 h, w_ = fitted[j].shape[1:]
-                out = self._unfit(y[j, :, m:m + h, m:m + w_], fitted[j], orig[j])[None]
+                yj = mixing.match_palettes(y[j, :, m:m + h, m:m + w_], palettes, strength)
+                out = self._unfit(yj, fitted[j], orig[j])[None]
                 outputs[i] = postprocess(out, [orig[j].shape[1:]], _kind_of(items[i]))[0]
         return outputs[0] if single else outputs
 
     def _code_of(self, arr: np.ndarray, name: str) -> StyleCode:
         x, _ = preprocess([arr], self.contract.downsample)
-        return StyleCode.from_codes(self.encode(x)[1], model=self.contract.checkpoint_sha256, sources=[name])
+        return StyleCode.from_codes(self.encode(x)[1], model=self.contract.checkpoint_sha256, sources=[name],
+                                    palette=mixing.rgb_stats(arr))
+
+    def _palettes(self, codes: Sequence[StyleCode], weights: np.ndarray, masks, size: tuple[int, int]) -> list:
+        """[(palette, region (h, w) or None)] the decoder's output is moved to: the mix of the
+        styles' palettes, or with masks each style's in its region (weighted and normalized
+        as `mixing.mix` does); [] with palette off or for codes without one."""
+        if not self.palette or any(c.palette is None for c in codes):
+            return []
+        if masks is None:
+            return [(mixing.combine(codes, weights).palette, None)]
+        rel = weights / weights.max()
+        regions = [np.clip(_resize_mask(mk, size), 0.0, 1.0) * r for mk, r in zip(masks, rel)]
+        total = np.sum(regions, axis=0)
+        scale = np.where(total > 1.0, 1.0 / np.maximum(total, 1e-12), 1.0)
+        return [(c.palette, r * scale) for c, r in zip(codes, regions)]
 
     def _fit_style(self, a: np.ndarray) -> np.ndarray:
         """The style-scale policy: (3, H, W) with its longer side scaled to style_side."""

@@ -32,6 +32,7 @@ class StylizeOptions:
     strength: float = 1.0
     mask: list[str] | None = None
     preserve_color: bool = False
+    no_palette: bool = False
     out: str = "stylized"
     format: str = "png"
     quality: int = 92
@@ -64,6 +65,8 @@ HELP = {
     "strength": "0 = content, 1 = full style",
     "mask": "one mask image per --style (white = that style)",
     "preserve_color": "keep the content's colours (CORAL recolour of the style)",
+    "no_palette": "keep the decoder's own colours: skip the last step, which moves each output's colours "
+                  "to the style's palette (mean and covariance of its RGB)",
     "out": "output folder, created",
     "format": "output format",
     "quality": "JPEG/WebP quality",
@@ -105,7 +108,8 @@ def add_parser(sub) -> None:
             --style-size), move the style's statistics onto the content's latent (AdaIN) and
             decode with the style decoder, which paints the style's strokes and patterns from
             the difference of the two style codes (`--strength` scales it: 0 gives the photo
-            back, 1 the full style). Several --style options mix
+            back, 1 the full style); the output's colours are then moved to the style's palette
+            (--no-palette keeps the decoder's). Several --style options mix
             styles by weight (--style-weights, or PATH:WEIGHT); --mask gives each style a
             region; --preserve-color keeps the content's colours. Outputs keep the input's
             size and go to --out as NAME.FORMAT, written atomically; existing files are
@@ -249,7 +253,7 @@ def run(a) -> int:
     model = model_folder(a.model, a.backend, precision=a.precision)
     eng = Engine.load(model, backend=a.backend, precision=a.precision, device=a.device, threads=a.threads,
                       tile=a.tile, overlap=a.overlap, max_side=a.max_side or None,
-                      style_side=a.style_size or None)
+                      style_side=a.style_size or None, palette=not a.no_palette)
     print(f"model {model}: {eng.info['backend']} {eng.info['precision']} on {eng.info['device']} ({eng.info['reason']})")
     print(f"config: {len(contents)} content image(s), styles {style_paths} weights {weights}, strength {a.strength}, "
           f"masks {a.mask}, preserve_color {a.preserve_color}, tile {eng.tile}/{eng.overlap}, max_side {a.max_side or 'full size'}, style_size {a.style_size or 'as is'}, "

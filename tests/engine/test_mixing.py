@@ -1,5 +1,7 @@
 """The NumPy mixing reference: AdaIN identities, weighted styles, masks, CORAL, lerp/slerp."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -107,6 +109,44 @@ def test_coral_matches_mean_and_covariance(rng):
     f, c = out.reshape(3, -1).astype(np.float64), content.reshape(3, -1).astype(np.float64)
     np.testing.assert_allclose(f.mean(1), c.mean(1), atol=1e-3)
     np.testing.assert_allclose(np.cov(f), np.cov(c), atol=2e-3)
+
+
+def test_palettes_move_outputs_mix_like_pooled_pixels_and_round_trip(rng):
+    y = (rng.random((3, 40, 30)) * 0.8 + 0.1).astype(np.float32)
+    style = (rng.random((3, 20, 20)) * np.array([0.3, 0.5, 0.2])[:, None, None] + 0.25).astype(np.float32)
+    pal = mixing.rgb_stats(style)
+    out = mixing.match_palettes(y, [(pal, None)])
+    m, c = mixing.rgb_stats(out)
+    np.testing.assert_allclose(m, pal[0], atol=1e-4)
+    np.testing.assert_allclose(c, pal[1], rtol=0.03, atol=1e-4)  # FLAT regularizes y's covariance by 2 %
+    flat = np.full((3, 40, 30), 0.5, np.float32) + rng.random((3, 40, 30)).astype(np.float32) * 0.01
+    assert mixing.match_palettes(flat, [(pal, None)]).std((1, 2)).max() < 0.03  # sensor noise is not stretched to the style's contrast
+    assert mixing.match_palettes(y, [(pal, None)], strength=0.0) is y and mixing.match_palettes(y, []) is y
+    np.testing.assert_allclose(mixing.match_palettes(y, [(pal, None)], 0.5), (y + out) / 2, atol=1e-5)
+    # a region: only its pixels move, and they take the palette
+    region = np.zeros((40, 30)); region[:, :10] = 1
+    part = mixing.match_palettes(y, [(pal, region)])
+    np.testing.assert_array_equal(part[:, :, 10:], y[:, :, 10:])
+    np.testing.assert_allclose(mixing.rgb_stats(part[:, :, :10])[0], pal[0], atol=1e-3)
+    # the mix of two palettes is the palette of their pooled pixels (equal counts, equal weights)
+    other = (rng.random((3, 20, 20)) * 0.6).astype(np.float32)
+    mixed = mixing.mix_palettes([pal, mixing.rgb_stats(other)], np.array([0.5, 0.5]))
+    pooled = mixing.rgb_stats(np.concatenate([style, other], 2))
+    np.testing.assert_allclose(mixed[0], pooled[0], atol=1e-9)
+    np.testing.assert_allclose(mixed[1], pooled[1], atol=1e-9)
+    assert mixing.mix_palettes([pal, None], np.array([0.5, 0.5])) is None
+    # StyleCode: the palette travels in JSON; codes without one load as before; a broken one is refused
+    code = mixing.StyleCode(np.zeros(4), np.ones(4), rgb_mean=pal[0], rgb_cov=pal[1])
+    back = mixing.StyleCode.from_json(code.to_json())
+    np.testing.assert_allclose(back.rgb_cov, pal[1])
+    plain = json.loads(code.to_json())
+    del plain["rgb_mean"], plain["rgb_cov"]
+    assert mixing.StyleCode.from_json(json.dumps(plain)).palette is None
+    for bad in ({"rgb_mean": [0.5, 0.5]}, {"rgb_cov": [[1, 2, 0], [0, 1, 0], [0, 0, 1]]}, {"rgb_cov": [[-1, 0, 0], [0, 1, 0], [0, 0, 1]]}):
+        with pytest.raises(StyleRTError, match="palette"):
+            mixing.StyleCode.from_json(json.dumps({**json.loads(code.to_json()), **bad}))
+    with pytest.raises(StyleRTError, match="half a palette"):
+        mixing.StyleCode(np.zeros(4), np.ones(4), rgb_mean=pal[0])
 
 
 def test_lerp_and_slerp(rng):
