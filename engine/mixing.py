@@ -293,16 +293,17 @@ def check_strength(strength: float) -> None:
 def rgb_stats(x: np.ndarray, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The mean (3,) and covariance (3, 3) of the pixels of x (3, H, W) (float64); weight:
     optional (H, W) weights >= 0 (a region)."""
-    p = np.asarray(x, np.float64).reshape(3, -1)
-    if weight is None:
-        m = p.mean(1)
-        d = p - m[:, None]
-        return m, d @ d.T / max(p.shape[1], 1)
-    w = np.asarray(weight, np.float64).reshape(-1)
-    ws = max(float(w.sum()), 1e-12)
-    m = p @ w / ws
-    d = p - m[:, None]
-    return m, (d * w) @ d.T / ws
+    p = np.asarray(x, np.float32).reshape(3, -1)
+    w = None if weight is None else np.asarray(weight, np.float32).reshape(-1)
+    ws = p.shape[1] if w is None else max(float(w.sum(dtype=np.float64)), 1e-12)
+    m = (p if w is None else p * w).sum(1, dtype=np.float64) / max(ws, 1)
+    d = p - m.astype(np.float32)[:, None]
+    dw = d if w is None else d * w
+    cov = np.empty((3, 3))
+    for i in range(3):  # elementwise, not a BLAS product: BLAS's spinning threads stall the backend's
+        for j in range(i, 3):
+            cov[i, j] = cov[j, i] = float((dw[i] * d[j]).sum(dtype=np.float64)) / max(ws, 1e-12)
+    return m, cov
 
 
 def mix_palettes(palettes, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -335,7 +336,7 @@ def apply_colour_map(x: np.ndarray, a: np.ndarray, b: np.ndarray, strength: floa
     """x (3, H, W) -> (1 - s) x + s (A x + b), clipped to [0, 1], float32; s = strength, times
     weight (H, W) where given."""
     p = np.asarray(x, np.float32).reshape(3, -1)
-    moved = a.astype(np.float32) @ p + b.astype(np.float32)[:, None]
+    moved = _affine(p, a, b)
     s = np.float32(strength) if weight is None else np.float32(strength) * np.asarray(weight, np.float32).reshape(1, -1)
     return np.clip(p + s * (moved - p), 0.0, 1.0).reshape(np.shape(x))
 
@@ -352,7 +353,7 @@ def match_palettes(y: np.ndarray, palettes: list, strength: float = 1.0) -> np.n
             continue  # under a pixel of region: nothing to fit
         a, b = colour_map(rgb_stats(p, region), pal)
         s = np.float32(strength) * (1.0 if region is None else np.asarray(region, np.float32)[None])
-        out += s * ((a.astype(np.float32) @ p.reshape(3, -1) + b.astype(np.float32)[:, None]).reshape(p.shape) - p)
+        out += s * (_affine(p.reshape(3, -1), a, b).reshape(p.shape) - p)
     return np.clip(out, 0.0, 1.0)
 
 
@@ -367,6 +368,12 @@ def coral(style: np.ndarray, content: np.ndarray, eps: float = 1e-5) -> np.ndarr
         return np.clip(s + (mc - ms)[:, None, None], 0.0, 1.0).astype(np.float32)
     a, b = colour_map(rgb_stats(s), rgb_stats(content), eps)
     return apply_colour_map(s, a, b)
+
+
+def _affine(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A p + b for pixels p (3, N) float32, as three multiply-adds per channel (see rgb_stats)."""
+    a, b = a.astype(np.float32), b.astype(np.float32)
+    return np.stack([a[i, 0] * p[0] + a[i, 1] * p[1] + a[i, 2] * p[2] + b[i] for i in range(3)])
 
 
 def _sqrtm(a: np.ndarray) -> np.ndarray:
