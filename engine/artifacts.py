@@ -69,23 +69,29 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def read_json_manifest(folder: Path, name: str, kind: str, missing: str, fix: str) -> dict:
+    """folder/name as a JSON object whose "kind" is `kind`. StyleRTError(missing, fix) when the
+    file is absent; ValueError (json.JSONDecodeError is one) when it is not such an object, for
+    the caller to report with its own remedy beside its own checks."""
+    path = folder / name
+    if not path.is_file():
+        raise StyleRTError(missing, fix, path=folder)
+    m = json.loads(path.read_text())
+    if not isinstance(m, dict):
+        raise ValueError("the top level is not an object")
+    if m.get("kind") != kind:
+        raise ValueError(f"kind is {m.get('kind')!r}, expected {kind!r}")
+    return m
+
+
 def read_export(folder: str | os.PathLike, check_hashes: bool = False) -> dict:
     """The validated manifest of an export folder. Raises StyleRTError when it is missing,
     corrupt, or (check_hashes) when an ONNX file no longer matches its recorded hash."""
     folder = Path(folder)
     mpath = folder / MANIFEST_FILE
-    if not mpath.is_file():
-        raise StyleRTError(
-            f"no {MANIFEST_FILE}: this is not a StyleRT export folder.",
-            "Create one with `stylert export-onnx --out FOLDER`.",
-            path=folder,
-        )
     try:
-        m = json.loads(mpath.read_text())
-        if not isinstance(m, dict):
-            raise ValueError("the top level is not an object")
-        if m.get("kind") != EXPORT_KIND:
-            raise ValueError(f"kind is {m.get('kind')!r}, expected {EXPORT_KIND!r}")
+        m = read_json_manifest(folder, MANIFEST_FILE, EXPORT_KIND, f"no {MANIFEST_FILE}: this is not a StyleRT export folder.",
+                               "Create one with `stylert export-onnx --out FOLDER`.")
         ModelContract.from_dict(m["contract"])
         files = m["files"]
         for role in ("encoder", "decoder"):

@@ -16,7 +16,7 @@ import platform
 import shlex
 from pathlib import Path
 
-from .artifacts import inside, sha256_file
+from .artifacts import inside, read_json_manifest, sha256_file
 from .backends import BACKENDS as ALL_BACKENDS
 from .backends import ENGINE_BACKENDS
 from .precisions import PRECISIONS as PRECISION_TABLE
@@ -122,18 +122,9 @@ def read_engine_manifest(folder: str | os.PathLike) -> dict:
     """The validated engine.json of an engine folder (StyleRTError when missing/corrupt)."""
     folder = Path(folder)
     path = folder / ENGINE_MANIFEST_FILE
-    if not path.is_file():
-        raise StyleRTError(
-            f"no {ENGINE_MANIFEST_FILE}: this is not an engine folder.",
-            "Build one with `stylert build-engine EXPORT_DIR --precision fp16` (or --int8).",
-            path=folder,
-        )
     try:
-        m = json.loads(path.read_text())
-        if not isinstance(m, dict):
-            raise ValueError("the top level is not an object")
-        if m.get("kind") != ENGINE_KIND:
-            raise ValueError(f"kind is {m.get('kind')!r}, expected {ENGINE_KIND!r}")
+        m = read_json_manifest(folder, ENGINE_MANIFEST_FILE, ENGINE_KIND, f"no {ENGINE_MANIFEST_FILE}: this is not an engine folder.",
+                               "Build one with `stylert build-engine EXPORT_DIR --precision fp16` (or --int8).")
         if m.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"format_version {m.get('format_version')!r}, this StyleRT reads {FORMAT_VERSION}")
         if m["backend"] not in BACKENDS or m["precision"] not in PRECISIONS:
