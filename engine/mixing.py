@@ -230,25 +230,33 @@ def mix(z: np.ndarray, styles: Sequence[StyleCode] | StyleCode, weights: Sequenc
     if len(masks) != len(styles):
         raise StyleRTError(f"{len(masks)} masks for {len(styles)} styles.", "Give one mask per style.")
     _check_same_space(styles)
-    w = normalize_weights(weights, len(styles))
-    w = w / w.max()
     n, c, h, wd = z.shape
-    ms = []
+    shaped = []
     for m in masks:
         m = np.asarray(m, dtype=np.float32)
         m = m.reshape((1, 1) + m.shape) if m.ndim == 2 else m
         if m.shape[-2:] != (h, wd) or m.ndim != 4:
             raise StyleRTError(f"mask has shape {m.shape}, the latent is {h}x{wd}.",
                                "Masks are resized to the image first; pass (H, W) maps at image size to the engine.")
-        ms.append(np.clip(np.broadcast_to(m, (n, 1, h, wd)), 0.0, 1.0) * w[len(ms)])
-    total = np.sum(ms, axis=0)
-    scale = np.where(total > 1.0, 1.0 / np.maximum(total, 1e-12), 1.0)
-    out = z * (1.0 - np.minimum(total, 1.0))
+        shaped.append(np.broadcast_to(m, (n, 1, h, wd)))
+    ms, scale, covered = region_weights(shaped, weights)
+    out = z * (1.0 - covered)
     for code, m in zip(styles, ms):
         mu, sigma = channel_stats(z, mask=m)
         t = (z - mu[:, :, None, None]) / sigma[:, :, None, None] * code.std[None, :c, None, None] + code.mean[None, :c, None, None]
         out = out + m * scale * (strength * t + (1.0 - strength) * z)
     return out.astype(np.float32)
+
+
+def region_weights(masks: Sequence[np.ndarray], weights: Sequence[float] | None) -> tuple[list, np.ndarray, np.ndarray]:
+    """Masks as `mix` weighs them: each clipped to [0, 1] times its style's weight relative to
+    the largest; `scale` normalizes where they sum above 1; `covered` (at most 1) is the share
+    of each pixel that is style rather than content. Returns (weighted masks, scale, covered)."""
+    w = normalize_weights(weights, len(masks))
+    w = w / w.max()
+    ms = [np.clip(m, 0.0, 1.0) * wk for m, wk in zip(masks, w)]
+    total = np.sum(ms, axis=0)
+    return ms, np.where(total > 1.0, 1.0 / np.maximum(total, 1e-12), 1.0), np.minimum(total, 1.0)
 
 
 def style_offset(content_code: np.ndarray, styles: Sequence[StyleCode] | StyleCode, weights: Sequence[float] | None = None,
@@ -296,13 +304,13 @@ def rgb_stats(x: np.ndarray, weight: np.ndarray | None = None) -> tuple[np.ndarr
     p = np.asarray(x, np.float32).reshape(3, -1)
     w = None if weight is None else np.asarray(weight, np.float32).reshape(-1)
     ws = p.shape[1] if w is None else max(float(w.sum(dtype=np.float64)), 1e-12)
-    m = (p if w is None else p * w).sum(1, dtype=np.float64) / max(ws, 1)
+    m = (p if w is None else p * w).sum(1, dtype=np.float64) / ws
     d = p - m.astype(np.float32)[:, None]
     dw = d if w is None else d * w
     cov = np.empty((3, 3))
     for i in range(3):  # elementwise, not a BLAS product: BLAS's spinning threads stall the backend's
         for j in range(i, 3):
-            cov[i, j] = cov[j, i] = float((dw[i] * d[j]).sum(dtype=np.float64)) / max(ws, 1e-12)
+            cov[i, j] = cov[j, i] = float((dw[i] * d[j]).sum(dtype=np.float64)) / ws
     return m, cov
 
 
@@ -331,14 +339,11 @@ def colour_map(source: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, 
     return a, mt - a @ ms
 
 
-def apply_colour_map(x: np.ndarray, a: np.ndarray, b: np.ndarray, strength: float = 1.0,
-                     weight: np.ndarray | None = None) -> np.ndarray:
-    """x (3, H, W) -> (1 - s) x + s (A x + b), clipped to [0, 1], float32; s = strength, times
-    weight (H, W) where given."""
+def apply_colour_map(x: np.ndarray, a: np.ndarray, b: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """x (3, H, W) -> (1 - s) x + s (A x + b), clipped to [0, 1], float32; s = strength."""
     p = np.asarray(x, np.float32).reshape(3, -1)
-    moved = _affine(p, a, b)
-    s = np.float32(strength) if weight is None else np.float32(strength) * np.asarray(weight, np.float32).reshape(1, -1)
-    return np.clip(p + s * (moved - p), 0.0, 1.0).reshape(np.shape(x))
+    s = np.float32(strength)
+    return np.clip(p + s * (_affine(p, a, b) - p), 0.0, 1.0).reshape(np.shape(x))
 
 
 def match_palettes(y: np.ndarray, palettes: list, strength: float = 1.0) -> np.ndarray:

@@ -301,10 +301,7 @@ class Engine:
             return []
         if masks is None:
             return [(mixing.combine(codes, weights).palette, None)]
-        rel = weights / weights.max()
-        regions = [np.clip(_resize_mask(mk, size), 0.0, 1.0) * r for mk, r in zip(masks, rel)]
-        total = np.sum(regions, axis=0)
-        scale = np.where(total > 1.0, 1.0 / np.maximum(total, 1e-12), 1.0)
+        regions, scale, _ = mixing.region_weights([_resize_mask(mk, size) for mk in masks], weights)
         return [(c.palette, r * scale) for c, r in zip(codes, regions)]
 
     def _fit_style(self, a: np.ndarray) -> np.ndarray:

@@ -99,8 +99,8 @@ class TrainConfig:
 TRAIN_HELP = {
     "data": "folders of training images (any format Pillow reads); in the style stage, the content images",
     "out": "checkpoint folder: OUT/ckpt-STEP, OUT/last (resume), OUT/final (the trained model)",
-    "init": "start from a trained model folder instead of random weights; with more --latent-channels or "
-            "--widths it is widened so it starts out reconstructing as before",
+    "init": "start from a trained model folder instead of random weights: one of the same configuration, or "
+            "the same without the RGB output's FiLM (added at zero, so it starts out painting as before)",
     "holdout": "file names, folder names or path tails (folder/file.jpg) kept out of training; held-out contents are scored",
     "steps": "optimizer steps (the cosine schedule's length)",
     "stop_after": "end at this step and write OUT/final, the learning rate still following --steps' schedule: the "
