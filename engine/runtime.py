@@ -280,7 +280,7 @@ class Engine:
                 ml = [_downsample(pad_to_multiple(reflect_pad(_resize_mask(mk, fitted[0].shape[1:])[None], m)[0], d), d)
                       for mk in mask_arrays]
                 y = self.decode(*self.mix(*self.encode(x), codes, w, strength, ml))
-            palettes = self._palettes(codes, w, mask_arrays, fitted[0].shape[1:])
+            palettes = self.palettes(codes, w, mask_arrays, fitted[0].shape[1:]) if self.palette else []
             for j, i in enumerate(idx):
                 h, w_ = fitted[j].shape[1:]
                 yj = mixing.match_palettes(y[j, :, m:m + h, m:m + w_], palettes, strength)
@@ -293,11 +293,12 @@ class Engine:
         return StyleCode.from_codes(self.encode(x)[1], model=self.contract.checkpoint_sha256, sources=[name],
                                     palette=mixing.rgb_stats(arr))
 
-    def _palettes(self, codes: Sequence[StyleCode], weights: np.ndarray, masks, size: tuple[int, int]) -> list:
-        """[(palette, region (h, w) or None)] the decoder's output is moved to: the mix of the
-        styles' palettes, or with masks each style's in its region (weighted and normalized
-        as `mixing.mix` does); [] with palette off or for codes without one."""
-        if not self.palette or any(c.palette is None for c in codes):
+    def palettes(self, codes: Sequence[StyleCode], weights: np.ndarray, masks, size: tuple[int, int]) -> list:
+        """The palette step's targets for decoder outputs of `size` (h, w), for
+        `mixing.match_palettes`: [(palette, region (h, w) or None)], the mix of the styles'
+        palettes, or with masks each style's in its region (weighted and normalized as
+        `mixing.mix` does); [] for codes without one."""
+        if any(c.palette is None for c in codes):
             return []
         if masks is None:
             return [(mixing.combine(codes, weights).palette, None)]

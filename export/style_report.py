@@ -137,19 +137,27 @@ class RuntimeMethod:
     Runtime, or a checkpoint folder on torch. `margin`: the mirrored border for models whose
     convolutions pad with zeros (they paint a frame without it)."""
 
-    def __init__(self, folder, margin: int = 0, palette: bool = True):
+    def __init__(self, folder, margin: int = 0):
         from stylert.engine.runtime import Engine
 
         backend = "torch" if (Path(folder) / "model.safetensors").is_file() else "onnxruntime"
-        self.engine = Engine.load(folder, backend=backend, max_side=None, margin=margin, palette=palette)
+        # the palette step is taken below, so one run of the network gives both outputs
+        self.engine = Engine.load(folder, backend=backend, max_side=None, margin=margin, palette=False)
         self._codes: dict = {}  # style path -> StyleCode: each painting is encoded once for every photo
 
-    def __call__(self, c, style_path):
+    def both(self, c, style_path):
+        """(the decoder's output, the runtime's: after its palette step), each (1, 3, H, W)."""
+        from stylert.engine.mixing import match_palettes
+
         code = self._codes.get(style_path)
         if code is None:
             code = self._codes[style_path] = self.engine.encode_style(style_path)
-        y = self.engine.stylize(c[0].permute(1, 2, 0).numpy(), code)  # (H, W, 3) float in, out
-        return torch.from_numpy(np.ascontiguousarray(y.transpose(2, 0, 1)))[None]
+        y = self.engine.stylize(c[0].permute(1, 2, 0).numpy(), code).transpose(2, 0, 1)  # (H, W, 3) float in, out
+        full = match_palettes(y, self.engine.palettes([code], np.ones(1), None, y.shape[1:]))
+        return tuple(torch.from_numpy(np.ascontiguousarray(a))[None] for a in (y, full))
+
+    def __call__(self, c, style_path):
+        return self.both(c, style_path)[1]
 
 
 # ----------------------------------------------------------------------------- the report
@@ -174,9 +182,8 @@ def style_report(contents: list[Path], styles: list[Path], model: str | os.PathL
 
     model = model or DEFAULT_MODEL_DIR
     sha = load_model(model)[1]
-    methods = {"decoder": RuntimeMethod(model, palette=False), "new": RuntimeMethod(model)}
-    if previous:
-        methods["previous"] = RuntimeMethod(previous, previous_margin)
+    new = RuntimeMethod(model)
+    previous_method = RuntimeMethod(previous, previous_margin) if previous else None
     state = weights()
     net, lpips, tex = VGG16(state=state), LPIPS(state), RandomTexture()
     rows = []
@@ -190,7 +197,9 @@ def style_report(contents: list[Path], styles: list[Path], model: str | os.PathL
         for si, sp in enumerate(styles):
             s = _load(sp, size)
             with torch.no_grad():
-                outs = {"colour": colour_transfer(c, s), **{k: m(c, sp) for k, m in methods.items()}}
+                outs = dict(zip(("decoder", "new"), new.both(c, sp)), colour=colour_transfer(c, s))
+                if previous_method is not None:
+                    outs["previous"] = previous_method(c, sp)
             if opt_steps and (ci, si) in optimized:
                 outs["optimized"] = optimize(net, c, s, opt_steps)
             with torch.no_grad():
