@@ -89,6 +89,7 @@ class TrainConfig:
     coarse_weight: float = 0.0  # the same Grams of the output and the style at half size: shapes 2x larger
     colour_weight: float = 5.0  # RGB means and stds, relative: the palette
     content_weight: float = 1.0  # VGG-16 relu4_3 of the output against the content's, relative
+    detail_weight: float = 0.0  # VGG-16 relu2_2 of the output against the content's: the content's edges
     recon_weight: float = 200.0  # the ELBO (MSE + beta x KL): an MSE of 0.002 (27 dB) weighs 0.4
     content_paintings: float = 0.25  # style stage: share of content crops drawn from the style paintings
     textures: int = 0  # style stage: procedural style images (export/textures.py) added to the paintings
@@ -128,6 +129,8 @@ TRAIN_HELP = {
                      "the strokes and shapes the style has at twice VGG's scale count too",
     "colour_weight": "style stage: the RGB means and stds (the palette)",
     "content_weight": "style stage: VGG-16 relu4_3 of the output against the content's",
+    "detail_weight": "style stage: VGG-16 relu2_2 of the output against the content's (relative), so the "
+                     "content's edges and fine shapes are kept where the strokes go (0 skips it)",
     "recon_weight": "style stage: the ELBO (reconstruction + beta x KL) beside the style terms",
     "content_paintings": "style stage: share of content crops drawn from the style paintings",
     "textures": "style stage: procedural style images (cells, bands, strokes, dots, tiles, mottle in the "

@@ -14,6 +14,8 @@ code c, the style's code s, and t = AdaIN(z_c, s); the decoder paints y = D(t, s
                                                              twice VGG's scale; weight 0 skips it)
             + the RGB means and stds, relative              (the palette, directly)
     content:  ||relu4_3(y) - relu4_3(x_c)||^2, relative     (shapes survive, textures do not)
+            + ||relu2_2(y) - relu2_2(x_c)||^2, relative     (detail: the content's edges, where the
+                                                             strokes go; weight 0 skips it)
     ELBO:     the VAE's reconstruction D(z, 0) of x_c (z sampled) + beta x KL
 
 Encoder and decoder both learn from every term. The ELBO keeps the latent a VAE latent and
@@ -32,6 +34,7 @@ from .vgg import TAPS, VGG16
 
 STYLE_TAPS = tuple(TAPS)  # relu1_2, relu2_2, relu3_3, relu4_3
 CONTENT_TAP = "relu4_3"
+DETAIL_TAP = "relu2_2"
 LossNet = VGG16  # the loss network, frozen
 
 
@@ -68,9 +71,9 @@ def colour_loss(y, xs) -> torch.Tensor:
     return ((my - ms).pow(2) + (sy - ss).pow(2)).sum(1) / ((ms.pow(2) + ss.pow(2)).sum(1) + 1e-6)
 
 
-def content_loss(fy: dict, fc: dict) -> torch.Tensor:
-    """Relative squared error at the content tap (B,)."""
-    a, b = fy[CONTENT_TAP].float(), fc[CONTENT_TAP].float()
+def content_loss(fy: dict, fc: dict, tap: str = CONTENT_TAP) -> torch.Tensor:
+    """Relative squared error at a tap (B,)."""
+    a, b = fy[tap].float(), fc[tap].float()
     return (a - b).pow(2).flatten(1).mean(1) / (b.pow(2).flatten(1).mean(1) + 1e-6)
 
 
@@ -83,7 +86,7 @@ def adain_torch(z, code, channels: int):
 
 def style_step(vae: VAE, vgg: VGG16, xc, xs, w: dict, beta: float) -> tuple[torch.Tensor, dict]:
     """One style-stage loss on content crops xc and style crops xs (B, 3, H, W) in [0, 1].
-    w: weights of "style", "gram", "coarse", "colour", "content", "recon". Returns the loss and its
+    w: weights of "style", "gram", "coarse", "colour", "content", "detail", "recon". Returns the loss and its
     parts as floats for the progress bar."""
     mu, logvar, cc = vae.encoder.encode_with_style(xc, mu_logvar=True)
     _, cs = vae.encoder.encode_with_style(xs)
@@ -98,6 +101,8 @@ def style_step(vae: VAE, vgg: VGG16, xc, xs, w: dict, beta: float) -> tuple[torc
     fy = vgg(y)
     parts = {"style": style_loss(fy, fs).mean(), "gram": gram_loss(fy, fs).mean(),
              "colour": colour_loss(y, xs).mean(), "content": content_loss(fy, fc).mean()}
+    if w.get("detail", 0.0) > 0:
+        parts["detail"] = content_loss(fy, fc, DETAIL_TAP).mean()
     if w.get("coarse", 0.0) > 0:
         with torch.no_grad():
             fs2 = vgg(F.avg_pool2d(xs, 2))

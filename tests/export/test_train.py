@@ -136,11 +136,11 @@ def test_style_stage_trains_encoder_and_decoder_and_keeps_the_elbo(tmp_path, tin
     data = _images(tmp_path / "data")
     styles = _images(tmp_path / "styles", n=3, size=(48, 48))
     cfg = _cfg(tmp_path, data, stage="style", init=str(tiny_checkpoint), styles=[str(styles)], steps=4,
-               checkpoint_every=2, batch=2, coarse_weight=1.0)
+               checkpoint_every=2, batch=2, coarse_weight=1.0, detail_weight=1.0)
     train(cfg, progress=False)
     hist = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["history"]
-    assert all({"style", "gram", "coarse", "colour", "content", "psnr", "kl"} <= set(h) and h["gram"] > 0 and h["coarse"] > 0
-               for h in hist), hist
+    assert all({"style", "gram", "coarse", "colour", "content", "detail", "psnr", "kl"} <= set(h)
+               and h["gram"] > 0 and h["coarse"] > 0 and h["detail"] > 0 for h in hist), hist
     before, after = load_model(tiny_checkpoint)[0].state_dict(), load_model(tmp_path / "run" / "final")[0].state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"encoder", "decoder"}  # end to end
