@@ -192,10 +192,14 @@ def style_report(contents: list[Path], styles: list[Path], model: str | os.PathL
     nc, ns = len(contents), len(styles)
     n_opt = nc * ns if opt_pairs is None else min(opt_pairs, nc * ns)
     optimized = {(k % nc, (k + k // nc) % ns) for k in range(n_opt)}  # each content and style in turn
+    with torch.no_grad():  # each painting is read and measured once, not once per photo
+        style_side = [(s, tex(s), vgg_grams(net, s)) for s in (_load(sp, size) for sp in styles)]
     for ci, cp in enumerate(contents):
         c = _load(cp, size)
+        with torch.no_grad():
+            tc, vc = tex(c), vgg_grams(net, c)
         for si, sp in enumerate(styles):
-            s = _load(sp, size)
+            s, ts, vs = style_side[si]
             with torch.no_grad():
                 outs = dict(zip(("decoder", "new"), new.both(c, sp)), colour=colour_transfer(c, s))
                 if previous_method is not None:
@@ -203,8 +207,6 @@ def style_report(contents: list[Path], styles: list[Path], model: str | os.PathL
             if opt_steps and (ci, si) in optimized:
                 outs["optimized"] = optimize(net, c, s, opt_steps)
             with torch.no_grad():
-                tc, ts = tex(c), tex(s)
-                vc, vs = vgg_grams(net, c), vgg_grams(net, s)
                 d_tex, d_vgg = gram_distance(tc, ts), gram_distance(vc, vs)
                 d_col = float((colour_stats(c) - colour_stats(s)).norm())
                 for name in [m for m in METHODS if m in outs]:
