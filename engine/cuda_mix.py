@@ -17,6 +17,8 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import os
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -109,6 +111,8 @@ def compile_ptx(arch: str = DEFAULT_ARCH, use_disk_cache: bool = True) -> bytes:
 def cuda_device_count() -> int:
     """Number of CUDA devices cuda-python sees; 0 when cuda-python, the driver or a GPU is
     missing (never raises)."""
+    if sys.platform == "linux" and not any(os.path.exists(d) for d in ("/dev/nvidiactl", "/dev/dxg")):
+        return 0  # no NVIDIA driver (WSL2's is /dev/dxg): skip cuda-python's 80 ms import
     try:
         from cuda.bindings import runtime as cudart
 

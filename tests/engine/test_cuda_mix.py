@@ -1,6 +1,8 @@
 """The AdaIN kernel: NVRTC compilation everywhere NVRTC is installed (no GPU needed); the
 kernel against the NumPy reference on a GPU."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -96,3 +98,16 @@ def test_kernel_matches_numpy_on_gpu(rng):
                                        strength * (np.broadcast_to(s, own.shape) - own), atol=1e-6)
     finally:
         mixer.close()
+
+
+def test_cuda_device_count_asks_cuda_python_only_where_a_driver_is(monkeypatch):
+    import types
+
+    calls = []
+    runtime = types.SimpleNamespace(cudaGetDeviceCount=lambda: calls.append(1) or (0, 3))
+    monkeypatch.setitem(sys.modules, "cuda.bindings", types.SimpleNamespace(runtime=runtime))
+    monkeypatch.setattr(cuda_mix.sys, "platform", "linux")
+    monkeypatch.setattr(cuda_mix.os.path, "exists", lambda p: False)
+    assert cuda_mix.cuda_device_count() == 0 and not calls  # no /dev/nvidiactl: not even imported
+    monkeypatch.setattr(cuda_mix.os.path, "exists", lambda p: p == "/dev/nvidiactl")
+    assert cuda_mix.cuda_device_count() == 3 and calls == [1]

@@ -70,3 +70,18 @@ def test_parse_styles():
     assert parse_styles(["a.jpg", "b.jpg"], [1, 2]) == (["a.jpg", "b.jpg"], [1, 2])
     with pytest.raises(StyleRTError):
         parse_styles(["a.jpg:1", "b.jpg"], None)
+
+
+def test_a_verb_builds_only_its_own_parser(capsys):
+    import argparse
+
+    from stylert.engine.cli import VERBS, build_parser
+
+    def verbs(p):
+        return set(next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices)
+
+    assert verbs(build_parser()) == set(VERBS)
+    assert verbs(build_parser("stylize")) == {"stylize"}
+    with pytest.raises(SystemExit) as e:  # an unknown verb still gets the whole list
+        main(["stylise"])
+    assert e.value.code == 2 and "stylize" in capsys.readouterr().err
