@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 
+DEC_HEADS = ("conv", "shuffle")
+
+
 @dataclass
 class VAEConfig:
     latent_channels: int = 16  # at 1/4 of the image: 48 pixel values -> 16 numbers
@@ -16,6 +19,8 @@ class VAEConfig:
     dec_dilations: tuple[int, ...] = (1, 2, 4)  # the decoder's residual blocks at 1/4, one per
                                                 # entry: dilated, so strokes up to ~100 px are
                                                 # painted as one, at the cost of plain 3x3 convs
+    dec_head: str = "conv"  # how the decoder reaches full size from 1/2: "conv" (nearest x2, a conv at full
+                            # size, an RGB conv) or "shuffle" (a conv at 1/2 to 4 x RGB, PixelShuffle(2))
     rgb_film: bool = True  # the RGB output is FiLM-modulated too: a direct path for the palette
     style_hidden: int = 256  # the style head's hidden width (style offset -> FiLM parameters)
     logvar_clamp: tuple[float, float] = (-30.0, 20.0)  # keeps exp() finite early in training
@@ -29,6 +34,8 @@ class VAEConfig:
             raise ValueError("channel counts must be positive")
         if not self.dec_dilations or min(self.dec_dilations) < 1:
             raise ValueError("dec_dilations needs at least one block, dilations >= 1")
+        if self.dec_head not in DEC_HEADS:
+            raise ValueError(f"dec_head must be one of {DEC_HEADS}, not {self.dec_head!r}")
 
     @property
     def downsample(self) -> int:
@@ -44,7 +51,8 @@ class VAEConfig:
     def film_channels(self) -> tuple[int, ...]:
         """Channels of each FiLM-modulated convolution in the decoder, in order."""
         w = self.widths
-        return (w[2], *(w[2] for _ in self.dec_dilations for _ in (0, 1)), w[1], w[0], *((3,) if self.rgb_film else ()))
+        up = (w[1], w[0]) if self.dec_head == "conv" else (w[1],)
+        return (w[2], *(w[2] for _ in self.dec_dilations for _ in (0, 1)), *up, *((3,) if self.rgb_film else ()))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,8 +63,9 @@ class VAEConfig:
         if unknown:
             raise ValueError(f"unknown VAEConfig fields: {sorted(unknown)} (a model of another design: "
                              "this version loads models trained with its own export/model.py)")
-        # Models written before the RGB output was modulated: the same network without that FiLM.
-        return cls(**{"rgb_film": False, **d})
+        # Models written before the RGB output was modulated, or before the decoder had a choice
+        # of head: the same network without that FiLM, with the conv head.
+        return cls(**{"rgb_film": False, "dec_head": "conv", **d})
 
 
 @dataclass
@@ -83,6 +92,7 @@ class TrainConfig:
     model: VAEConfig = field(default_factory=VAEConfig)
     # The style stage (export/style.py): encoder and decoder trained end to end to paint, ELBO kept.
     stage: str = "vae"  # vae: the ELBO | style: the AdaIN objective on (content, style) pairs + the ELBO, needs --init
+                        # | distill: a cheaper decoder fitted to the --init model's pictures
     styles: list[str] = field(default_factory=list)  # style stage: folders of paintings (data = contents)
     style_weight: float = 10.0  # VGG-16 per-channel means and stds at 4 taps, relative
     gram_weight: float = 10.0  # VGG-16 Gram matrices at the same taps, relative
@@ -121,7 +131,8 @@ TRAIN_HELP = {
     "precision": "forward-pass precision; auto = bf16 autocast on CUDA and on CPUs with bf16 kernels (2.5x faster "
                  "steps measured on AVX-512), weights stay float32",
     "stage": "vae: fit the VAE on the ELBO; style: train the --init model end to end to paint the styles in "
-             "--styles (VGG-16 AdaIN objective + the ELBO)",
+             "--styles (VGG-16 AdaIN objective + the ELBO); distill: a model of this command's (cheaper) decoder "
+             "design learns to paint what the --init model paints, its encoder copied and frozen (export/distill.py)",
     "styles": "style stage: folders of paintings (the DATA folders then hold the content images)",
     "style_weight": "style stage: VGG-16 per-channel means and stds at relu1_2..relu4_3",
     "gram_weight": "style stage: VGG-16's Gram matrices at the same taps",
@@ -139,9 +150,14 @@ TRAIN_HELP = {
     "style_jitter": "style stage: share of style crops recoloured (hue turned, saturation scaled 0.5-1.5x), so "
                     "colours are read from the style code and not remembered with each painting's pattern",
     "latent_channels": "latent channels of a new model",
+    "dec_dilations": "a new model's decoder: one residual block at 1/4 per number, its dilation (the distill "
+                     "stage's student: fewer blocks, cheaper)",
+    "dec_head": "a new model's decoder from 1/2 to full size: conv (nearest x2, a conv at full size, an RGB conv) "
+                "or shuffle (a conv at 1/2 to 4 x RGB and PixelShuffle: about half the decoder's time at full size)",
     "widths": "channels at 1, 1/2, 1/4 resolution of a new model",
 }
-TRAIN_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": ("auto", "fp32", "bf16"), "stage": ("vae", "style")}
+TRAIN_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": ("auto", "fp32", "bf16"), "stage": ("vae", "style", "distill"),
+                 "dec_head": DEC_HEADS}
 
 
 @dataclass

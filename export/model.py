@@ -2,8 +2,8 @@
 
 Lean by design: about 4 GFLOP per 256x256 image, spent where the pictures need it (the
 decoder at 1/4 of the image, where a painting's strokes are a few latent pixels wide).
-Export-friendly (TAESD's habit): Conv, Relu, Add, Mul, nearest Resize, Pad (edge) and one
-Clip, plus the statistics of the style code. ReLU because Conv+ReLU fuses into one INT8
+Export-friendly (TAESD's habit): Conv, Relu, Add, Mul, nearest Resize, DepthToSpace, Pad (edge)
+and one Clip, plus the statistics of the style code. ReLU because Conv+ReLU fuses into one INT8
 kernel in ONNX Runtime and TensorRT.
 
 Every convolution pads by replicating the border (ONNX Pad, mode edge), not with zeros: a
@@ -110,7 +110,9 @@ class Decoder(nn.Module):
     one decoder paint a stained glass's lead lines and a Van Gogh's strokes. At 1/4: an input
     conv and residual blocks relu(x + film(conv(relu(film(conv(x)))))) with growing dilation;
     then nearest x2 + conv to 1/2 and to full size, and an RGB conv, itself modulated (the
-    palette's direct path: a per-channel gain and shift of the colours)."""
+    palette's direct path: a per-channel gain and shift of the colours). The "shuffle" head
+    (VAEConfig.dec_head) paints the full-size pixels from 1/2 instead: a conv to 4 x RGB and
+    PixelShuffle(2) (ONNX DepthToSpace), sparing the two convs at full size."""
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -118,8 +120,12 @@ class Decoder(nn.Module):
         self.inp = conv(cfg.latent_channels, w[2])
         self.blocks = nn.ModuleList(nn.ModuleList([conv(w[2], w[2], dilation=d), conv(w[2], w[2], dilation=d)])
                                     for d in cfg.dec_dilations)
-        self.up = nn.ModuleList([conv(w[2], w[1]), conv(w[1], w[0])])
-        self.rgb = conv(w[0], 3)
+        if cfg.dec_head == "conv":
+            self.up = nn.ModuleList([conv(w[2], w[1]), conv(w[1], w[0])])
+            self.rgb = conv(w[0], 3)
+        else:  # the full-size pixels come from a conv at 1/2: 4 RGB values per position, shuffled
+            self.up = nn.ModuleList([conv(w[2], w[1])])
+            self.rgb = conv(w[1], 12)
         self.style = StyleHead(cfg)
         self.cfg = cfg
 
@@ -131,7 +137,8 @@ class Decoder(nn.Module):
             h = F.relu(h + film(c2(a), next(mods)))
         for c in self.up:
             h = F.relu(film(c(F.interpolate(h, scale_factor=2.0, mode="nearest")), next(mods)))
-        return film(self.rgb(h), next(mods)) if self.cfg.rgb_film else self.rgb(h)
+        rgb = self.rgb(h) if self.cfg.dec_head == "conv" else F.pixel_shuffle(self.rgb(h), 2)
+        return film(rgb, next(mods)) if self.cfg.rgb_film else rgb
 
     def image(self, z, offset=None):  # (B, C, h, w), (B, 2K) -> (B, 3, 4h, 4w) in [0, 1]
         return self.forward(z, offset).clamp(0.0, 1.0)

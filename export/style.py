@@ -55,13 +55,13 @@ def gram(f) -> torch.Tensor:
     return v @ v.transpose(1, 2) / v.shape[2]
 
 
-def gram_loss(fy: dict, fs: dict) -> torch.Tensor:
+def gram_loss(fy: dict, fs: dict, taps: tuple[str, ...] = STYLE_TAPS) -> torch.Tensor:
     """Mean over taps of ||G(F_l(y)) - G(F_l(x_s))||^2 / ||G(F_l(x_s))||^2 (B,)."""
     total = 0.0
-    for t in STYLE_TAPS:
+    for t in taps:
         ga, gb = gram(fy[t]), gram(fs[t])
         total = total + (ga - gb).pow(2).flatten(1).sum(1) / (gb.pow(2).flatten(1).sum(1) + 1e-6)
-    return total / len(STYLE_TAPS)
+    return total / len(taps)
 
 
 def colour_loss(y, xs) -> torch.Tensor:

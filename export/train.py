@@ -248,6 +248,16 @@ def style_weights(cfg: TrainConfig) -> dict:
             "content": cfg.content_weight, "detail": cfg.detail_weight, "recon": cfg.recon_weight}
 
 
+def _distill_loss(model: VAE, teacher: VAE, lossnet, pool: ImagePool, style_pool: ImagePool, rng, cfg: TrainConfig,
+                  device, amp: bool):
+    from .distill import distill_step
+
+    xc = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min).to(device).contiguous(memory_format=torch.channels_last)
+    xs = style_pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True, jitter=cfg.style_jitter).to(device).contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        return distill_step(model, teacher, lossnet, xc, xs)
+
+
 def _style_loss(model: VAE, lossnet, pool: ImagePool, style_pool: ImagePool, rng, cfg: TrainConfig, device, amp: bool,
                 beta: float):
     from .style import style_step
@@ -327,10 +337,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, overwrit
     check_config(cfg)
     if not cfg.data:
         raise StyleRTError("no training data given.", "Pass one or more folders of images: `stylert train PHOTOS/`.")
-    if cfg.stage not in ("vae", "style"):
-        raise StyleRTError(f"unknown training stage {cfg.stage!r}.", "Use --stage vae (the ELBO) or --stage style.")
-    if cfg.stage == "style" and not cfg.styles:
-        raise StyleRTError("the style stage needs paintings.", "Pass --styles FOLDER (the DATA folders are the contents).")
+    if cfg.stage not in ("vae", "style", "distill"):
+        raise StyleRTError(f"unknown training stage {cfg.stage!r}.", "Use --stage vae (the ELBO), style or distill.")
+    if cfg.stage != "vae" and not cfg.styles:
+        raise StyleRTError(f"the {cfg.stage} stage needs paintings.", "Pass --styles FOLDER (the DATA folders are the contents).")
     out = Path(cfg.out)
     resuming = resume and (out / "last" / "optimizer.safetensors").exists()
     if not resuming and ((out / "last").exists() or (out / "final").exists()) and not overwrite:
@@ -341,6 +351,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, overwrit
         raise StyleRTError("is a file, not a folder.", "Pass a folder for --out.", path=out)
     if cfg.stage == "style" and not cfg.init and not resuming:
         raise StyleRTError("the style stage starts from a trained VAE.", "Pass --init MODEL (e.g. a folder written by `stylert train`).")
+    if cfg.stage == "distill" and not cfg.init:
+        raise StyleRTError("the distill stage learns from a trained model.", "Pass --init MODEL (the teacher, e.g. models/default).")
     files: list[Path] = []
     for d in cfg.data:
         files += list_images(d)
@@ -365,7 +377,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, overwrit
     amp = use_bf16(cfg.precision, device)
 
     pool = ImagePool(train_files, cfg.crop)
-    style_pool = ImagePool(train_styles, cfg.crop) if cfg.stage == "style" else None
+    style_pool = ImagePool(train_styles, cfg.crop) if cfg.stage != "vae" else None
     if cfg.textures and style_pool is not None:
         from .textures import textures
 
@@ -379,8 +391,16 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, overwrit
         from .style import LossNet
 
         lossnet = LossNet().to(device, memory_format=torch.channels_last)
-        if cfg.content_paintings:
-            pool.add(style_pool.images, cfg.content_paintings)
+    if cfg.stage == "distill":
+        from .distill import TAPS, init_student
+        from .vgg import VGG16
+
+        lossnet = VGG16(taps=TAPS).to(device, memory_format=torch.channels_last)
+        teacher, _ = load_model(cfg.init)
+        teacher = teacher.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
+        init_student(model, teacher)  # also freezes the student's encoder (the teacher's)
+    if cfg.stage != "vae" and cfg.content_paintings:
+        pool.add(style_pool.images, cfg.content_paintings)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     step, history = 0, []
     if resuming:
@@ -397,7 +417,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, overwrit
         print(f"resumed from {out / 'last'} ({(out / 'last').resolve().name}): step {step} of {cfg.steps}"
               + (f", train loss {last['train_loss']:.4g}" if "train_loss" in last else "")
               + (f", held-out PSNR {last['heldout_psnr']:.2f} dB" if "heldout_psnr" in last else ""))
-    elif cfg.init:
+    elif cfg.init and cfg.stage != "distill":
         init_from(model, cfg.init)
         print(f"initialized from {cfg.init}")
         if cfg.stage == "style" and bool((model.decoder.style.code_scale == 1).all()):
@@ -416,6 +436,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, overwrit
         beta = cfg.beta * min(1.0, (step + 1) / max(1, cfg.kl_warmup))
         if cfg.stage == "style":
             loss, parts = _style_loss(model, lossnet, pool, style_pool, rng, cfg, device, amp, beta)
+        elif cfg.stage == "distill":
+            loss, parts = _distill_loss(model, teacher, lossnet, pool, style_pool, rng, cfg, device, amp)
         else:
             loss, parts = _elbo_loss(model, pool, rng, cfg, device, amp, beta)
         if not torch.isfinite(loss):

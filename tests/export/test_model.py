@@ -80,3 +80,23 @@ def test_zero_offset_is_exactly_the_reconstruction_and_every_film_matters():
             w[i : i + 2 * c] = saved
             i += 2 * c
         assert i == w.shape[0]
+
+
+def test_the_shuffle_head_paints_full_size_from_half_and_is_modulated():
+    m = VAE(VAEConfig(**{**TINY, "dec_head": "shuffle"})).eval()
+    assert [c for c in m.decoder.up] and len(m.decoder.up) == 1 and m.decoder.rgb.out_channels == 12
+    assert sum(2 * c for c in m.cfg.film_channels) == m.decoder.style.net[-1].out_features
+    x = torch.rand(2, 3, 40, 24)
+    z, code = m.encoder.encode_with_style(x)
+    torch.nn.init.normal_(m.decoder.style.net[-1].weight, std=1.0)
+    with torch.no_grad():
+        y0, y1 = m.decoder(z), m.decoder(z, code.flip(0) - code)
+    assert y0.shape == y1.shape == x.shape and not torch.allclose(y0, y1)
+    with pytest.raises(ValueError, match="dec_head"):
+        VAEConfig(dec_head="transposed")
+
+
+def test_configs_written_before_the_head_choice_load_with_the_conv_head():
+    d = VAEConfig(**TINY).to_dict()
+    del d["dec_head"]
+    assert VAEConfig.from_dict(d).dec_head == "conv"

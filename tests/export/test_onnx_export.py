@@ -94,3 +94,25 @@ def test_tampered_onnx_detected(tiny_export, tmp_path):
         f.write(b"\0")
     with pytest.raises(StyleRTError, match="changed since export"):
         read_export(copy, check_hashes=True)
+
+
+def test_the_shuffle_head_exports_to_depth_to_space(tmp_path):
+    """The PixelShuffle head adds one op, DepthToSpace: native in ONNX Runtime, OpenVINO and
+    TensorRT; the export's own check holds it to PyTorch's output."""
+    import torch
+
+    from stylert.export.checkpoint import save_model
+    from stylert.export.model import VAE, VAEConfig
+
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(**{**TINY, "dec_head": "shuffle"}))
+    torch.nn.init.normal_(model.decoder.style.net[-1].weight, std=1.0)
+    save_model(model, tmp_path / "ckpt")
+    export_onnx(tmp_path / "out", checkpoint=tmp_path / "ckpt", log=lambda *a: None)
+    m = read_export(tmp_path / "out", check_hashes=True)
+    assert m["verification"]["passed"]
+    dec = onnx.load(str(tmp_path / "out" / m["files"]["decoder"]["path"]))
+    assert {n.op_type for n in dec.graph.node} == EXPECTED_OPS["decoder"] | {"DepthToSpace"}
+    d2s = [n for n in dec.graph.node if n.op_type == "DepthToSpace"]
+    assert len(d2s) == 1 and {a.name: a for a in d2s[0].attribute}["blocksize"].i == 2
+

@@ -237,3 +237,44 @@ def test_stop_after_gives_the_model_a_longer_run_holds_at_that_step(tmp_path, mo
     assert not all(torch.equal(short[k], seen[12][k]) for k in short)
     with pytest.raises(StyleRTError, match="stop-after"):
         train(_cfg(tmp_path, data, out=str(tmp_path / "bad"), stop_after=0), progress=False)
+
+
+def test_distill_starts_from_the_teacher_and_moves_only_the_decoder(tmp_path, tiny_checkpoint):
+    vgg_weights()
+    import torch
+
+    from stylert.export.checkpoint import load_model
+    from stylert.export.distill import init_student
+    from stylert.export.model import VAE
+
+    teacher = load_model(tiny_checkpoint)[0].eval()
+    x, s = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        z, own = teacher.encoder.encode_with_style(x)
+        d = teacher.encoder.encode_with_style(s)[1] - own
+        # a student of the teacher's own design starts as the teacher, FiLM rows and all
+        same = VAE(teacher.cfg).eval()
+        init_student(same, teacher)
+        assert torch.equal(same.decoder(z, d), teacher.decoder(z, d))
+        # a leaner one keeps the block of the nearest dilation and that block's FiLM rows
+        lean = VAE(VAEConfig(**{**TINY, "dec_dilations": (2,), "dec_head": "shuffle"}))
+        init_student(lean, teacher)
+        assert torch.equal(lean.decoder.blocks[0][1].weight, teacher.decoder.blocks[1][1].weight)
+        rows = teacher.decoder.style.net[2].weight
+        assert torch.equal(lean.decoder.style.net[2].weight[:2 * 8], rows[:2 * 8])  # inp
+        assert torch.equal(lean.decoder.style.net[2].weight[2 * 8 : 6 * 8], rows[6 * 8 : 10 * 8])  # block2
+        assert not any(p.requires_grad for p in lean.encoder.parameters())
+
+    data = _images(tmp_path / "data")
+    styles = _images(tmp_path / "styles", n=3, size=(48, 48))
+    cfg = _cfg(tmp_path, data, stage="distill", init=str(tiny_checkpoint), styles=[str(styles)], steps=4,
+               checkpoint_every=2, batch=4, model=VAEConfig(**{**TINY, "dec_dilations": (2,), "dec_head": "shuffle"}))
+    train(cfg, progress=False)
+    hist = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["history"]
+    assert all({"pixels", "features", "texture", "psnr_t"} <= set(h) and h["pixels"] > 0 for h in hist), hist
+    student = load_model(tmp_path / "run" / "final")[0].state_dict()
+    before = teacher.state_dict()
+    assert all(torch.equal(student[k], v) for k, v in before.items() if k.startswith("encoder."))
+    assert not torch.equal(student["decoder.inp.weight"], before["decoder.inp.weight"])
+    with pytest.raises(StyleRTError, match="learns from a trained model"):
+        train(_cfg(tmp_path, data, stage="distill", styles=[str(styles)], out=str(tmp_path / "r2")), progress=False)

@@ -1,0 +1,114 @@
+"""The distill stage: a leaner decoder learns to paint what a trained model paints.
+
+The student shares the teacher's encoder (copied and frozen: the same latent, the same style
+codes, so the ELBO's latent and every runtime's mixing stay as they were) and gets a cheaper
+decoder (VAEConfig: fewer residual blocks, the PixelShuffle head). It starts from the
+teacher's decoder wherever the two agree (the input conv, the blocks of the same dilation,
+the conv to 1/2, the style head's rows for those convolutions) and learns the rest.
+
+On a batch of content crops x_c and style crops x_s, at strengths a (a quarter 0: the
+reconstruction; half 1: the default; the rest uniform), both decoders paint the same mixed
+latent and style offset; the student's output y is pulled towards the teacher's y_t:
+
+    pixels:    |y - y_t|                                    (mean absolute error)
+    features:  ||relu2_2(y) - relu2_2(y_t)||^2, relative   (edges and strokes where the teacher's are)
+    texture:   VGG-16 Gram matrices at relu1_2..relu3_3 of y against y_t, relative
+               (a small decoder fitted on pixels alone paints the strokes' texture blurred)
+
+A teacher is a sharper target than the paintings themselves: each pair has one answer, so a
+few thousand steps suffice where the style stage took hours.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .model import VAE
+from .runner import adain_tensor
+from .style import content_loss, gram_loss
+
+TAPS = ("relu1_2", "relu2_2", "relu3_3")
+FEATURE_TAP = "relu2_2"
+WEIGHTS = {"pixels": 1.0, "features": 0.5, "texture": 0.5}  # each term about 0.02-0.05 at the start
+
+
+def film_slots(cfg) -> list[tuple[str, int]]:
+    """(name, channels) of every FiLM in the decoder, in the style head's output order; names
+    match between decoders of different designs where the convolution does the same job."""
+    names = ["inp"] + [f"block{d}.{j}" for d in cfg.dec_dilations for j in (0, 1)]
+    names += ["up0", "up1"] if cfg.dec_head == "conv" else ["up0"]
+    names += ["rgb"] if cfg.rgb_film else []
+    return list(zip(names, cfg.film_channels))
+
+
+@torch.no_grad()
+def init_student(student: VAE, teacher: VAE) -> None:
+    """Copy everything the student shares with the teacher; the rest keeps its fresh init."""
+    t_sd, s_sd = teacher.state_dict(), student.state_dict()
+    for k, v in t_sd.items():
+        if k.startswith("encoder.") or k in ("decoder.style.code_scale", "decoder.style.net.0.weight"):
+            s_sd[k] = v.clone()
+    same_head = student.cfg.dec_head == teacher.cfg.dec_head
+    for k in s_sd:  # the input conv, and the convs towards full size the two heads share
+        if k.startswith(("decoder.inp.", "decoder.up.")) or (same_head and k.startswith("decoder.rgb.")):
+            s_sd[k] = t_sd[k].clone()
+    t_dil = list(teacher.cfg.dec_dilations)
+    for i, d in enumerate(student.cfg.dec_dilations):  # the teacher's block of the nearest dilation
+        j = min(range(len(t_dil)), key=lambda j: abs(t_dil[j] - d))
+        for k in s_sd:
+            if k.startswith(f"decoder.blocks.{i}."):
+                s_sd[k] = t_sd[k.replace(f"blocks.{i}.", f"blocks.{j}.", 1)].clone()
+    if not same_head:  # a new head starts out painting mid-grey, not the noise of a random conv
+        s_sd["decoder.rgb.weight"].mul_(0.01)
+        s_sd["decoder.rgb.bias"].fill_(0.5)
+    # The style head's last layer: 2c rows (scale, shift) per FiLM, taken by slot name.
+    def rows(cfg):
+        out, i = {}, 0
+        for name, c in film_slots(cfg):
+            out[name] = slice(i, i + 2 * c)
+            i += 2 * c
+        return out
+
+    t_rows, key = rows(teacher.cfg), "decoder.style.net.2.weight"
+    t_dil_name = {f"block{d}": f"block{t_dil[min(range(len(t_dil)), key=lambda j: abs(t_dil[j] - d))]}"
+                  for d in student.cfg.dec_dilations}
+    for name, sl in rows(student.cfg).items():
+        src = name.split(".")[0]
+        src = t_dil_name.get(src, src) + name[len(src):]
+        if src in t_rows and t_rows[src].stop - t_rows[src].start == sl.stop - sl.start:
+            s_sd[key][sl] = t_sd[key][t_rows[src]]
+    student.load_state_dict(s_sd)
+    for p in student.encoder.parameters():
+        p.requires_grad_(False)
+
+
+def strengths(b: int, device) -> torch.Tensor:
+    a = torch.rand(b, device=device)
+    q = max(1, b // 4)
+    a[:q] = 0.0
+    a[q : q + b // 2] = 1.0
+    return a
+
+
+def distill_step(student: VAE, teacher: VAE, vgg, xc, xs) -> tuple[torch.Tensor, dict]:
+    """One distillation loss on content crops xc and style crops xs (B, 3, H, W) in [0, 1]."""
+    c = student.cfg.latent_channels
+    with torch.no_grad():
+        z, cc = teacher.encoder.encode_with_style(xc)
+        _, cs = teacher.encoder.encode_with_style(xs)
+        a = strengths(xc.shape[0], xc.device)
+        k = cs.shape[1] // 2
+        t = adain_tensor(z, cs[:, :c, None, None], cs[:, k : k + c, None, None], a[:, None, None, None].to(z.dtype))
+        off = (a[:, None] * (cs.float() - cc.float())).to(t.dtype)
+        y_t = teacher.decoder.image(t, off)
+        f_t = vgg(y_t)
+    y = student.decoder(t, off)
+    f = vgg(y)
+    parts = {"pixels": (y.float() - y_t.float()).abs().mean(),
+             "features": content_loss(f, f_t, FEATURE_TAP).mean(),
+             "texture": gram_loss(f, f_t, TAPS).mean()}
+    loss = sum(WEIGHTS[k] * v for k, v in parts.items())
+    out = {k: v.item() for k, v in parts.items()}
+    out["psnr_t"] = float(10 * torch.log10(1.0 / F.mse_loss(y.detach().float().clamp(0, 1), y_t.float()).clamp_min(1e-10)))
+    return loss, out
