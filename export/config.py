@@ -72,7 +72,7 @@ class VAEConfig:
 class TrainConfig:
     data: list[str] = field(default_factory=list)  # folders of images (searched recursively)
     out: str = "runs/vae"  # checkpoints: out/last (resume), out/final (the trained model)
-    init: str | None = None  # start from this trained model folder (the same configuration)
+    init: str | None = None  # start from this trained model folder (the same configuration); distill: the teacher
     holdout: list[str] = field(default_factory=list)  # file names kept out of training, scored
     steps: int = 6000
     stop_after: int | None = None  # end after this many steps of the `steps` schedule (a run stopped early, exactly)
@@ -111,7 +111,8 @@ TRAIN_HELP = {
     "data": "folders of training images (any format Pillow reads); in the style stage, the content images",
     "out": "checkpoint folder: OUT/ckpt-STEP, OUT/last (resume), OUT/final (the trained model)",
     "init": "start from a trained model folder instead of random weights: one of the same configuration, or "
-            "the same without the RGB output's FiLM (added at zero, so it starts out painting as before)",
+            "the same without the RGB output's FiLM (added at zero, so it starts out painting as before); in the distill "
+            "stage, the teacher (any configuration with the same encoder)",
     "holdout": "file names, folder names or path tails (folder/file.jpg) kept out of training; held-out contents are scored",
     "steps": "optimizer steps (the cosine schedule's length)",
     "stop_after": "end at this step and write OUT/final, the learning rate still following --steps' schedule: the "

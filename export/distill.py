@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from stylert.engine.errors import StyleRTError
+
 from .model import VAE
 from .runner import adain_tensor
 from .style import content_loss, gram_loss
@@ -45,6 +47,11 @@ def film_slots(cfg) -> list[tuple[str, int]]:
 @torch.no_grad()
 def init_student(student: VAE, teacher: VAE) -> None:
     """Copy everything the student shares with the teacher; the rest keeps its fresh init."""
+    shared = ("latent_channels", "widths", "style_widths", "style_hidden", "logvar_clamp")
+    differ = [f for f in shared if getattr(student.cfg, f) != getattr(teacher.cfg, f)]
+    if differ:
+        raise StyleRTError(f"the student's encoder differs from the teacher's ({', '.join(differ)}).",
+                           "The distill stage keeps the teacher's encoder: change only --dec-dilations and --dec-head.")
     t_sd, s_sd = teacher.state_dict(), student.state_dict()
     for k, v in t_sd.items():
         if k.startswith("encoder.") or k in ("decoder.style.code_scale", "decoder.style.net.0.weight"):

@@ -264,6 +264,8 @@ def test_distill_starts_from_the_teacher_and_moves_only_the_decoder(tmp_path, ti
         assert torch.equal(lean.decoder.style.net[2].weight[:2 * 8], rows[:2 * 8])  # inp
         assert torch.equal(lean.decoder.style.net[2].weight[2 * 8 : 6 * 8], rows[6 * 8 : 10 * 8])  # block2
         assert not any(p.requires_grad for p in lean.encoder.parameters())
+        with pytest.raises(StyleRTError, match="widths"):
+            init_student(VAE(VAEConfig(**{**TINY, "widths": (4, 8, 16)})), teacher)
 
     data = _images(tmp_path / "data")
     styles = _images(tmp_path / "styles", n=3, size=(48, 48))
