@@ -248,12 +248,18 @@ def style_weights(cfg: TrainConfig) -> dict:
             "content": cfg.content_weight, "detail": cfg.detail_weight, "recon": cfg.recon_weight}
 
 
+def _pairs(pool: ImagePool, style_pool: ImagePool, rng, cfg: TrainConfig, device):
+    """A batch of content crops and one of style crops (turned and recoloured), on `device`."""
+    xc = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min)
+    xs = style_pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True, jitter=cfg.style_jitter)
+    return (x.to(device).contiguous(memory_format=torch.channels_last) for x in (xc, xs))
+
+
 def _distill_loss(model: VAE, teacher: VAE, lossnet, pool: ImagePool, style_pool: ImagePool, rng, cfg: TrainConfig,
                   device, amp: bool):
     from .distill import distill_step
 
-    xc = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min).to(device).contiguous(memory_format=torch.channels_last)
-    xs = style_pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True, jitter=cfg.style_jitter).to(device).contiguous(memory_format=torch.channels_last)
+    xc, xs = _pairs(pool, style_pool, rng, cfg, device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         return distill_step(model, teacher, lossnet, xc, xs)
 
@@ -262,8 +268,7 @@ def _style_loss(model: VAE, lossnet, pool: ImagePool, style_pool: ImagePool, rng
                 beta: float):
     from .style import style_step
 
-    xc = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min).to(device).contiguous(memory_format=torch.channels_last)
-    xs = style_pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True, jitter=cfg.style_jitter).to(device).contiguous(memory_format=torch.channels_last)
+    xc, xs = _pairs(pool, style_pool, rng, cfg, device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         return style_step(model, lossnet, xc, xs, style_weights(cfg), beta)
 
