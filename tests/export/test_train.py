@@ -264,6 +264,9 @@ def test_distill_starts_from_the_teacher_and_moves_only_the_decoder(tmp_path, ti
         assert torch.equal(lean.decoder.style.net[2].weight[:2 * 8], rows[:2 * 8])  # inp
         assert torch.equal(lean.decoder.style.net[2].weight[2 * 8 : 6 * 8], rows[6 * 8 : 10 * 8])  # block2
         assert not any(p.requires_grad for p in lean.encoder.parameters())
+        back = VAE(VAEConfig(**TINY))  # and the other way: a conv head from a shuffle teacher
+        init_student(back, lean)
+        assert torch.equal(back.decoder.up[0].weight, lean.decoder.up[0].weight)
         with pytest.raises(StyleRTError, match="widths"):
             init_student(VAE(VAEConfig(**{**TINY, "widths": (4, 8, 16)})), teacher)
 
