@@ -43,7 +43,7 @@ def add_train(sub) -> None:
             stylert train $D/content $D/photos --styles $D/style $D/paintings --stage style \\
                 --init runs/vae/final --out runs/style --holdout chelsea.jpg kodak24 cysmith_nst \\
                 --steps 5000 --batch 8 --textures 300      # models/default/config.json: the exact lineage
-            stylert train $D/content $D/photos --styles $D/style $D/paintings --stage distill \
+            stylert train $D/content $D/photos --styles $D/style $D/paintings --stage distill \\
                 --init models/default --out runs/lean --dec-dilations 1 4 --dec-head shuffle --steps 3500
             """,
         ),
