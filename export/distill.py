@@ -28,21 +28,24 @@ import torch.nn.functional as F
 from stylert.engine.errors import StyleRTError
 
 from .model import VAE
-from .runner import adain_tensor
-from .style import content_loss, gram_loss
+from .style import adain_torch, content_loss, gram_loss
 
 TAPS = ("relu1_2", "relu2_2", "relu3_3")
 FEATURE_TAP = "relu2_2"
 WEIGHTS = {"pixels": 1.0, "features": 0.5, "texture": 0.5}  # terms at step 250 of that run: 0.10, 0.55, 0.30
 
 
-def film_slots(cfg) -> list[tuple[str, int]]:
-    """(name, channels) of every FiLM in the decoder, in the style head's output order; names
-    match between decoders of different designs where the convolution does the same job."""
-    names = ["inp"] + [f"block{d}.{j}" for d in cfg.dec_dilations for j in (0, 1)]
-    names += ["up0", "up1"] if cfg.dec_head == "conv" else ["up0"]
+def film_rows(cfg) -> dict[str, slice]:
+    """The rows (scale, shift: 2c per FiLM of c channels) of the style head's last layer, by
+    the job of the convolution they modulate: inp, block{i}.{j}, up{i}, rgb."""
+    names = ["inp"] + [f"block{i}.{j}" for i in range(len(cfg.dec_dilations)) for j in (0, 1)]
+    names += [f"up{i}" for i in range(len(cfg.film_channels) - len(names) - cfg.rgb_film)]
     names += ["rgb"] if cfg.rgb_film else []
-    return list(zip(names, cfg.film_channels))
+    out, i = {}, 0
+    for name, c in zip(names, cfg.film_channels):
+        out[name] = slice(i, i + 2 * c)
+        i += 2 * c
+    return out
 
 
 @torch.no_grad()
@@ -53,43 +56,36 @@ def init_student(student: VAE, teacher: VAE) -> None:
     if differ:
         raise StyleRTError(f"the student's encoder differs from the teacher's ({', '.join(differ)}).",
                            "The distill stage keeps the teacher's encoder: change only --dec-dilations and --dec-head.")
-    t_sd, s_sd = teacher.state_dict(), student.state_dict()
-    for k, v in t_sd.items():
-        if k.startswith("encoder.") or k in ("decoder.style.code_scale", "decoder.style.net.0.weight"):
-            s_sd[k] = v.clone()
+    t_dil = teacher.cfg.dec_dilations  # each student block starts as the teacher's of the nearest dilation
+    src = [min(range(len(t_dil)), key=lambda j: abs(t_dil[j] - d)) for d in student.cfg.dec_dilations]
     same_head = student.cfg.dec_head == teacher.cfg.dec_head
-    for k in s_sd:  # the input conv, and the convs towards full size the two heads share
-        if (k.startswith(("decoder.inp.", "decoder.up.")) or (same_head and k.startswith("decoder.rgb."))) \
-                and k in t_sd and t_sd[k].shape == s_sd[k].shape:
-            s_sd[k] = t_sd[k].clone()
-    t_dil = list(teacher.cfg.dec_dilations)
-    for i, d in enumerate(student.cfg.dec_dilations):  # the teacher's block of the nearest dilation
-        j = min(range(len(t_dil)), key=lambda j: abs(t_dil[j] - d))
-        for k in s_sd:
-            if k.startswith(f"decoder.blocks.{i}."):
-                s_sd[k] = t_sd[k.replace(f"blocks.{i}.", f"blocks.{j}.", 1)].clone()
+
+    def source(k: str) -> str | None:  # the teacher's tensor a student tensor starts as, if any
+        if k.startswith("decoder.blocks."):
+            i, rest = k[len("decoder.blocks."):].split(".", 1)
+            return f"decoder.blocks.{src[int(i)]}.{rest}"
+        if k.startswith(("encoder.", "decoder.inp.", "decoder.up.", "decoder.style.code_scale", "decoder.style.net.0.")) \
+                or (same_head and k.startswith("decoder.rgb.")):
+            return k
+        return None
+
+    t_sd, s_sd = teacher.state_dict(), student.state_dict()
+    for k in s_sd:
+        t = source(k)
+        if t in t_sd and t_sd[t].shape == s_sd[k].shape:
+            s_sd[k] = t_sd[t].clone()
     if not same_head:  # a new head starts out painting mid-grey, not the noise of a random conv
         s_sd["decoder.rgb.weight"].mul_(0.01)
         s_sd["decoder.rgb.bias"].fill_(0.5)
-    # The style head's last layer: 2c rows (scale, shift) per FiLM, taken by slot name.
-    def rows(cfg):
-        out, i = {}, 0
-        for name, c in film_slots(cfg):
-            out[name] = slice(i, i + 2 * c)
-            i += 2 * c
-        return out
-
-    t_rows, key = rows(teacher.cfg), "decoder.style.net.2.weight"
-    t_dil_name = {f"block{d}": f"block{t_dil[min(range(len(t_dil)), key=lambda j: abs(t_dil[j] - d))]}"
-                  for d in student.cfg.dec_dilations}
-    for name, sl in rows(student.cfg).items():
-        src = name.split(".")[0]
-        src = t_dil_name.get(src, src) + name[len(src):]
-        if src in t_rows and t_rows[src].stop - t_rows[src].start == sl.stop - sl.start:
-            s_sd[key][sl] = t_sd[key][t_rows[src]]
+    key, t_rows = "decoder.style.net.2.weight", film_rows(teacher.cfg)
+    for name, rows in film_rows(student.cfg).items():
+        if name.startswith("block"):
+            i, j = name[len("block"):].split(".")
+            name = f"block{src[int(i)]}.{j}"
+        if name in t_rows and t_rows[name].stop - t_rows[name].start == rows.stop - rows.start:
+            s_sd[key][rows] = t_sd[key][t_rows[name]]
     student.load_state_dict(s_sd)
-    for p in student.encoder.parameters():
-        p.requires_grad_(False)
+    student.encoder.requires_grad_(False)
 
 
 def strengths(b: int, device) -> torch.Tensor:
@@ -102,13 +98,11 @@ def strengths(b: int, device) -> torch.Tensor:
 
 def distill_step(student: VAE, teacher: VAE, vgg, xc, xs) -> tuple[torch.Tensor, dict]:
     """One distillation loss on content crops xc and style crops xs (B, 3, H, W) in [0, 1]."""
-    c = student.cfg.latent_channels
     with torch.no_grad():
         z, cc = teacher.encoder.encode_with_style(xc)
         _, cs = teacher.encoder.encode_with_style(xs)
         a = strengths(xc.shape[0], xc.device)
-        k = cs.shape[1] // 2
-        t = adain_tensor(z, cs[:, :c, None, None], cs[:, k : k + c, None, None], a[:, None, None, None].to(z.dtype))
+        t = adain_torch(z, cs, student.cfg.latent_channels, a[:, None, None, None].to(z.dtype))
         off = (a[:, None] * (cs.float() - cc.float())).to(t.dtype)
         y_t = teacher.decoder.image(t, off)
         f_t = vgg(y_t)

@@ -77,11 +77,12 @@ def content_loss(fy: dict, fc: dict, tap: str = CONTENT_TAP) -> torch.Tensor:
     return (a - b).pow(2).flatten(1).mean(1) / (b.pow(2).flatten(1).mean(1) + 1e-6)
 
 
-def adain_torch(z, code, channels: int):
+def adain_torch(z, code, channels: int, strength=1.0):
     """AdaIN of latents z (B, C, h, w) to the latent part of style codes (B, 2K): the torch
-    runner's AdaIN (one definition of the statistics for training and inference)."""
+    runner's AdaIN (one definition of the statistics for training and inference); strength a
+    float or a tensor that broadcasts against z (one per image: (B, 1, 1, 1))."""
     k = code.shape[1] // 2
-    return adain_tensor(z, code[:, :channels, None, None], code[:, k : k + channels, None, None])
+    return adain_tensor(z, code[:, :channels, None, None], code[:, k : k + channels, None, None], strength)
 
 
 def style_step(vae: VAE, vgg: VGG16, xc, xs, w: dict, beta: float) -> tuple[torch.Tensor, dict]:

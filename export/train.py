@@ -252,7 +252,7 @@ def _pairs(pool: ImagePool, style_pool: ImagePool, rng, cfg: TrainConfig, device
     """A batch of content crops and one of style crops (turned and recoloured), on `device`."""
     xc = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min)
     xs = style_pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True, jitter=cfg.style_jitter)
-    return (x.to(device).contiguous(memory_format=torch.channels_last) for x in (xc, xs))
+    return tuple(x.to(device).contiguous(memory_format=torch.channels_last) for x in (xc, xs))
 
 
 def _distill_loss(model: VAE, teacher: VAE, lossnet, pool: ImagePool, style_pool: ImagePool, rng, cfg: TrainConfig,

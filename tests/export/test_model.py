@@ -84,7 +84,7 @@ def test_zero_offset_is_exactly_the_reconstruction_and_every_film_matters():
 
 def test_the_shuffle_head_paints_full_size_from_half_and_is_modulated():
     m = VAE(VAEConfig(**{**TINY, "dec_head": "shuffle"})).eval()
-    assert [c for c in m.decoder.up] and len(m.decoder.up) == 1 and m.decoder.rgb.out_channels == 12
+    assert len(m.decoder.up) == 1 and m.decoder.rgb.out_channels == 12
     assert sum(2 * c for c in m.cfg.film_channels) == m.decoder.style.net[-1].out_features
     x = torch.rand(2, 3, 40, 24)
     z, code = m.encoder.encode_with_style(x)
