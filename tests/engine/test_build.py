@@ -196,7 +196,7 @@ def test_auto_rule_for_the_shipped_model_builds_its_fastest_gated_engine_once(ti
     said = []
     got = fastest_engine(tiny_export, tmp_path, log=said.append)
     if not B.BACKENDS["openvino"].version() or not native_bf16():
-        assert got == tiny_export and not said
+        assert got == tiny_export and all(s.startswith("tip:") for s in said)
         return
     if got == tiny_export:  # the gate refused it: said so, and the export runs
         assert any("not used" in s for s in said)
@@ -205,3 +205,26 @@ def test_auto_rule_for_the_shipped_model_builds_its_fastest_gated_engine_once(ti
     assert (man["backend"], man["precision"]) == ("openvino", "bf16") and man["accuracy"]["sets"]["photos"]["passed"]
     said.clear()
     assert fastest_engine(tiny_export, tmp_path, log=said.append) == got and not said  # cached: no second build
+
+
+@pytest.mark.parametrize("features, tip", [(["avx512f", "avx512_bf16"], True), (["avx512f", "amx_bf16"], True),
+                                           (["avx2", "avx512f"], False)])
+def test_auto_rule_without_openvino_runs_the_export_and_says_when_openvino_would_help(tiny_export, tmp_path,
+                                                                                       monkeypatch, features, tip):
+    """Without OpenVINO the export runs on ONNX Runtime; on a CPU with native BF16 a tip says
+    how to install the faster backend, elsewhere nothing is said."""
+    import dataclasses
+    from stylert.engine import cuda_mix
+    from stylert.engine.backends import BACKENDS
+    from stylert.engine.frontend import fastest_engine
+
+    monkeypatch.setattr(cuda_mix, "cuda_device_count", lambda: 0)
+    monkeypatch.setitem(BACKENDS, "openvino", dataclasses.replace(BACKENDS["openvino"], library="stylert_no_such_module"))
+    monkeypatch.setattr(M, "cpu_info", lambda *a: {"type": "cpu", "model": "test", "arch": "x86_64", "features": features})
+    said = []
+    assert fastest_engine(tiny_export, tmp_path, log=said.append) == tiny_export
+    assert not list(tmp_path.iterdir())  # nothing built
+    if tip:
+        assert len(said) == 1 and "pip install 'stylert[openvino]'" in said[0]
+    else:
+        assert not said
