@@ -20,7 +20,8 @@ against the content and the style at --size:
 Methods: `new` (the model under test, as the runtime runs it), `decoder` (the same without the
 runtime's last step, the move to the style's palette: what the network alone paints),
 `previous` (another model: an export or engine folder run through the runtime, or a
-checkpoint), `colour` (each RGB channel's mean and std moved to
+checkpoint), `previous_decoder` (that model's network alone: how a model that shipped before
+the palette step painted), `colour` (each RGB channel's mean and std moved to
 the style's), `optimized` (the pixels optimized for --opt-steps Adam steps against VGG-16
 Grams and relu3_3 content, Gatys-style: the quality reference, minutes per image).
 """
@@ -41,7 +42,7 @@ from stylert.engine.images import atomic_write_bytes, load_image, save_image, to
 from .style import gram
 from .vgg import LPIPS, TAPS, VGG16, weights
 
-METHODS = ("colour", "optimized", "previous", "decoder", "new")
+METHODS = ("colour", "optimized", "previous_decoder", "previous", "decoder", "new")
 COLUMNS = ("style_vgg", "style_random", "colour_moved", "edges_kept", "lpips")
 
 
@@ -203,7 +204,7 @@ def style_report(contents: list[Path], styles: list[Path], model: str | os.PathL
             with torch.no_grad():
                 outs = dict(zip(("decoder", "new"), new.both(c, sp)), colour=colour_transfer(c, s))
                 if previous_method is not None:
-                    outs["previous"] = previous_method(c, sp)
+                    outs["previous_decoder"], outs["previous"] = previous_method.both(c, sp)
             if opt_steps and (ci, si) in optimized:
                 outs["optimized"] = optimize(net, c, s, opt_steps)
             with torch.no_grad():
@@ -270,8 +271,8 @@ def write_grids(contents: list[Path], styles: list[Path], out: Path, size: int) 
 
 
 def print_summary(report: dict, log=print) -> None:
-    log(f"\n{'method':<10} {'style moved':>12} {'(random filters)':>17} {'colour moved':>13} {'edges kept':>11} {'LPIPS':>6}  "
+    log(f"\n{'method':<16} {'style moved':>12} {'(random filters)':>17} {'colour moved':>13} {'edges kept':>11} {'LPIPS':>6}  "
         f"({len(report['contents'])} photos x {len(report['styles'])} styles at {report['size']} px)")
     for m, v in report["summary"].items():
-        log(f"{m:<10} {v['style_vgg']:>11.1f}% {v['style_random']:>16.1f}% {v['colour_moved']:>12.1f}% "
+        log(f"{m:<16} {v['style_vgg']:>11.1f}% {v['style_random']:>16.1f}% {v['colour_moved']:>12.1f}% "
             f"{v['edges_kept']:>11.2f} {v['lpips']:>6.3f}")

@@ -44,9 +44,10 @@ def test_report_scores_every_method_and_writes_images(tmp_path, tiny_checkpoint)
     assert all(v["pairs"] == 4 and set(sr.COLUMNS) <= set(v) for v in rep["summary"].values())
     rows = {(r["content"], r["style"], r["method"]): r for r in rep["rows"]}
     k = (contents[0].name, styles[0].name)
-    # --previous is the same model here: it must score exactly as `new`
+    # --previous is the same model here: it must score exactly as `new`, its network alone as `decoder`
     for col in sr.COLUMNS:
         assert rows[(*k, "previous")][col] == pytest.approx(rows[(*k, "new")][col])
+        assert rows[(*k, "previous_decoder")][col] == pytest.approx(rows[(*k, "decoder")][col])
     assert rows[(*k, "colour")]["colour_moved"] > 80 and rows[(*k, "colour")]["lpips"] > 0
     assert json.loads((out / "report.json").read_text())["summary"] == rep["summary"]
     assert (out / f"grid_{contents[0].stem}.jpg").is_file()
