@@ -38,8 +38,6 @@ NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
 # build-engine and its accuracy gate; where that build fails its gate, or OpenVINO or native
 # BF16 is missing, the export itself on ONNX Runtime (FP32). GPUs: the runtime's own rule
 # (Engine.load) on the export. Where only OpenVINO is missing, a tip says to install it.
-
-
 def fastest_engine(export: Path, cache: str | os.PathLike | None = None, log: Callable[[str], None] = print) -> Path:
     from .backends import BACKENDS
     from .cuda_mix import cuda_device_count
