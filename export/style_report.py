@@ -157,9 +157,6 @@ class RuntimeMethod:
         full = match_palettes(y, self.engine.palettes([code], np.ones(1), None, y.shape[1:]))
         return tuple(torch.from_numpy(np.ascontiguousarray(a))[None] for a in (y, full))
 
-    def __call__(self, c, style_path):
-        return self.both(c, style_path)[1]
-
 
 # ----------------------------------------------------------------------------- the report
 def _load(path, size: int):
