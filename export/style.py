@@ -10,6 +10,8 @@ code c, the style's code s, and t = AdaIN(z_c, s); the decoder paints y = D(t, s
             + their Gram matrices, relative                 (which features occur together:
                                                              strokes and patterns, not only
                                                              how strong each feature is)
+            + each 3x3 patch of y's relu3_3 and relu4_3     (CNNMRF: local shapes, the nearest
+              features against the nearest style patch       style patch's; weight 0 skips it)
             + the Grams of y and x_s at half size, relative (coarse: strokes and shapes
                                                              twice VGG's scale; weight 0 skips it)
             + the RGB means and stds, relative              (the palette, directly)
@@ -64,6 +66,29 @@ def gram_loss(fy: dict, fs: dict, taps: tuple[str, ...] = STYLE_TAPS) -> torch.T
     return total / len(taps)
 
 
+PATCH_TAPS = (("relu3_3", 2), ("relu4_3", 1))  # (tap, stride of the patch grid): 3x3 patches, about 400 per 160-px crop
+
+
+def patches(f, stride: int):  # (B, C, H, W) -> (B, P, C x 9): every 3x3 patch on a grid of `stride`
+    return F.unfold(f.float(), 3, stride=stride).transpose(1, 2)
+
+
+def patch_loss(fy: dict, fs: dict) -> torch.Tensor:
+    """CNNMRF's term (Li and Wand 2016) (B,): each 3x3 patch of the output's features is pulled
+    toward its nearest patch of the style's (normalized cross-correlation, chosen without
+    gradient), relative to the style patches' energy. Gram and mean/std terms say which
+    features occur and together; this says which local shapes: a lead line, a cell, a swirl's arc."""
+    total = 0.0
+    for tap, stride in PATCH_TAPS:
+        py, ps = patches(fy[tap], stride), patches(fs[tap], stride)  # (B, P, D), (B, Q, D)
+        with torch.no_grad():
+            sim = F.normalize(py, dim=2) @ F.normalize(ps, dim=2).transpose(1, 2)  # (B, P, Q)
+            nn_idx = sim.argmax(2)
+        target = torch.gather(ps, 1, nn_idx[:, :, None].expand(-1, -1, ps.shape[2]))
+        total = total + (py - target).pow(2).sum(2).mean(1) / (ps.pow(2).sum(2).mean(1) + 1e-6)
+    return total / len(PATCH_TAPS)
+
+
 def colour_loss(y, xs) -> torch.Tensor:
     """Relative squared error of the RGB means and stds (B,): the style's palette."""
     my, sy = mean_std(y.float())
@@ -87,7 +112,7 @@ def adain_torch(z, code, channels: int, strength=1.0):
 
 def style_step(vae: VAE, vgg: VGG16, xc, xs, w: dict, beta: float) -> tuple[torch.Tensor, dict]:
     """One style-stage loss on content crops xc and style crops xs (B, 3, H, W) in [0, 1].
-    w: weights of "style", "gram", "coarse", "colour", "content", "detail", "recon". Returns the loss and its
+    w: weights of "style", "gram", "patch", "coarse", "colour", "content", "detail", "recon". Returns the loss and its
     parts as floats for the progress bar."""
     mu, logvar, cc = vae.encoder.encode_with_style(xc, mu_logvar=True)
     _, cs = vae.encoder.encode_with_style(xs)
@@ -104,6 +129,8 @@ def style_step(vae: VAE, vgg: VGG16, xc, xs, w: dict, beta: float) -> tuple[torc
              "colour": colour_loss(y, xs).mean(), "content": content_loss(fy, fc).mean()}
     if w.get("detail", 0.0) > 0:
         parts["detail"] = content_loss(fy, fc, DETAIL_TAP).mean()
+    if w.get("patch", 0.0) > 0:
+        parts["patch"] = patch_loss(fy, fs).mean()
     if w.get("coarse", 0.0) > 0:
         with torch.no_grad():
             fs2 = vgg(F.avg_pool2d(xs, 2))

@@ -23,7 +23,10 @@ runtime's last step, the move to the style's palette: what the network alone pai
 checkpoint), `previous_decoder` (that model's network alone: how a model that shipped before
 the palette step painted), `colour` (each RGB channel's mean and std moved to
 the style's), `optimized` (the pixels optimized for --opt-steps Adam steps against VGG-16
-Grams and relu3_3 content, Gatys-style: the quality reference, minutes per image).
+Grams and relu3_3 content, Gatys-style: the quality reference, minutes per image), and the
+published peers when given (export/peers.py; references only, never trained with): `magenta`
+(Magenta's 2017 arbitrary stylization, mobile int8, --magenta) and `microast` (MicroAST, AAAI
+2023, --microast DIR).
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from stylert.engine.images import atomic_write_bytes, load_image, save_image, to
 from .style import gram
 from .vgg import LPIPS, TAPS, VGG16, weights
 
-METHODS = ("colour", "optimized", "previous_decoder", "previous", "decoder", "new")
+METHODS = ("colour", "optimized", "previous_decoder", "previous", "magenta", "microast", "decoder", "new")
+PEERS = ("magenta", "microast")  # the published methods (export/peers.py), rows when passed as `peers`
 COLUMNS = ("style_vgg", "style_random", "colour_moved", "edges_kept", "lpips")
 
 
@@ -170,14 +174,19 @@ def _load(path, size: int):
 
 def style_report(contents: list[Path], styles: list[Path], model: str | os.PathLike | None, previous: str | os.PathLike | None,
                  size: int = 384, opt_steps: int = 100, out_dir: str | os.PathLike | None = None, log=print,
-                 previous_margin: int = 0, opt_pairs: int | None = None) -> dict:
+                 previous_margin: int = 0, opt_pairs: int | None = None, peers: dict | None = None) -> dict:
     """Score every method on every (content, style) pair; returns the table and, with out_dir,
     writes each output image and report.json there. opt_pairs: run the (slow) optimization on
-    this many pairs only, spread over the contents and styles (None: all)."""
+    this many pairs only, spread over the contents and styles (None: all). peers: published
+    methods by row name ("magenta", "microast"): each a stylert.export.peers.Peer."""
     from stylert.export.checkpoint import DEFAULT_MODEL_DIR
 
     from .checkpoint import load_model
 
+    peers = dict(peers or {})
+    unknown = sorted(set(peers) - set(PEERS))
+    if unknown:
+        raise ValueError(f"unknown peer rows {unknown}: the report's are {PEERS}")
     model = model or DEFAULT_MODEL_DIR
     sha = load_model(model)[1]
     new = RuntimeMethod(model)
@@ -202,6 +211,8 @@ def style_report(contents: list[Path], styles: list[Path], model: str | os.PathL
                 outs = dict(zip(("decoder", "new"), new.both(c, sp)), colour=colour_transfer(c, s))
                 if previous_method is not None:
                     outs["previous_decoder"], outs["previous"] = previous_method.both(c, sp)
+                for name, peer in peers.items():
+                    outs[name] = peer.stylize(c, sp)
             if opt_steps and (ci, si) in optimized:
                 outs["optimized"] = optimize(net, c, s, opt_steps)
             with torch.no_grad():
@@ -230,7 +241,7 @@ def style_report(contents: list[Path], styles: list[Path], model: str | os.PathL
             summary[m] = {k: float(np.mean([r[k] for r in rs])) for k in COLUMNS}
             summary[m]["pairs"] = len(rs)
     report = {"size": size, "opt_steps": opt_steps, "opt_pairs": n_opt, "model_sha256": sha, "model": str(model),
-              "previous": str(previous) if previous else None, "contents": [p.name for p in contents],
+              "previous": str(previous) if previous else None, "peers": list(peers), "contents": [p.name for p in contents],
               "styles": [p.name for p in styles], "summary": summary, "rows": rows}
     if out is not None:
         atomic_write_bytes(out / "report.json", json.dumps(report, indent=2).encode())

@@ -136,3 +136,29 @@ def textures(n: int, seed: int, size: int = 256, source: list[np.ndarray] | None
     """n procedural style images, the same for the same seed (and source)."""
     rng = np.random.default_rng(seed)
     return [texture(rng, size, source, KINDS[i % len(KINDS)]) for i in range(n)]
+
+
+def sky(rng: np.random.Generator, size: int = 256) -> np.ndarray:
+    """One flat content (size, size, 3) uint8 of the kind where a stylizer's marks show most: a
+    sky's vertical gradient (sometimes with soft clouds, sometimes a plain wall) under a camera's
+    grain (0.5-3 levels). The drip probe (export/marks.py) found the shipped model turning this grain
+    into the same dark drips for every painting; with such contents in training, the style terms
+    judge what the decoder paints there."""
+    top, bottom = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    if rng.random() < 0.6:  # sky-like: blue above, paler below
+        top = np.array([rng.uniform(40, 140), rng.uniform(90, 180), rng.uniform(170, 250)])
+        bottom = np.clip(top + rng.uniform(30, 110), 0, 255)
+    if rng.random() < 0.2:  # a plain wall
+        bottom = top
+    y = np.linspace(0, 1, size, dtype=np.float32)[:, None, None] ** rng.uniform(0.5, 2.0)
+    img = top * (1 - y) + bottom * y + np.zeros((1, size, 1), np.float32)
+    if rng.random() < 0.3:  # soft clouds
+        img = img + (_smooth_noise(rng, size, int(rng.integers(3, 8)))[:, :, None] - 0.5) * rng.uniform(10, 60)
+    img = img + rng.normal(0, rng.uniform(0.5, 3.0), size=img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def skies(n: int, seed: int, size: int = 256) -> list[np.ndarray]:
+    """n flat contents (`sky`), the same for the same seed."""
+    rng = np.random.default_rng(seed + 7919)
+    return [sky(rng, size) for _ in range(n)]

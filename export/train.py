@@ -74,12 +74,22 @@ class ImagePool:
             self.images.append(np.asarray(img))
         if not self.images:
             raise StyleRTError("no readable training images.", "All files failed to load; see the warnings above.")
-        self.extra: list[np.ndarray] = []
-        self.extra_share = 0.0
+        self.extras: list[tuple[list[np.ndarray], float]] = []
 
     def add(self, images: list[np.ndarray], share: float) -> None:
-        """Draw `share` of every batch's images from `images`, the rest from the files."""
-        self.extra, self.extra_share = list(images), float(share)
+        """Draw `share` of every batch's images from `images` (beside groups added before), the
+        rest from the files."""
+        self.extras.append((list(images), float(share)))
+
+    def _group(self, rng: random.Random) -> list[np.ndarray]:
+        if not self.extras:
+            return self.images
+        u, acc = rng.random(), 0.0  # one draw whatever the number of groups: a run with one repeats exactly
+        for images, share in self.extras:
+            acc += share
+            if images and u < acc:
+                return images
+        return self.images
 
     def batch(self, rng: random.Random, n: int, crop: int, scale_min: float, rot90: bool = False,
               jitter: float = 0.0) -> torch.Tensor:
@@ -89,7 +99,7 @@ class ImagePool:
 
         out = np.empty((n, crop, crop, 3), np.uint8)
         for i in range(n):
-            group = self.extra if self.extra and rng.random() < self.extra_share else self.images
+            group = self._group(rng)
             a = group[rng.randrange(len(group))]
             h, w = a.shape[:2]
             s = rng.uniform(max(scale_min, crop / min(h, w)), 1.0)
@@ -143,16 +153,19 @@ def evaluate(model: VAE, x: torch.Tensor, device: torch.device) -> float:
 def init_from(model: VAE, folder: str | os.PathLike) -> None:
     """Load a trained model's weights into `model`, which must have the same configuration
     (the style stage starts from the VAE stage's model), or the same without the RGB output's
-    FiLM: that modulation then starts at zero (the head's new output rows), so the model
-    paints as before until training moves it."""
+    FiLM or the style-chosen filters (VAEConfig.style_kernels): the head's new output rows
+    start at zero, so the model paints as before until training moves it."""
     src, _ = load_model(folder)
-    if src.cfg != model.cfg and dataclasses.replace(src.cfg, rgb_film=model.cfg.rgb_film) == model.cfg \
-            and model.cfg.rgb_film:
-        state = src.state_dict()
-        key = "decoder.style.net.2.weight"
-        grown = torch.zeros_like(model.state_dict()[key])
+    grows = dataclasses.replace(src.cfg, rgb_film=model.cfg.rgb_film, style_kernels=model.cfg.style_kernels) == model.cfg \
+        and (model.cfg.rgb_film or not src.cfg.rgb_film) and (src.cfg.style_kernels in (0, model.cfg.style_kernels))
+    if src.cfg != model.cfg and grows:
+        state, mine = src.state_dict(), model.state_dict()
+        key = "decoder.style.net.2.weight"  # FiLM rows first, then the kernel mixes: the old rows are a prefix
+        grown = torch.zeros_like(mine[key])
         grown[: state[key].shape[0]] = state[key]
         state[key] = grown
+        for k, v in mine.items():  # the filters' kernels: fresh (their mix is zero)
+            state.setdefault(k, v)
         model.load_state_dict(state)
         return
     if src.cfg != model.cfg:
@@ -244,7 +257,7 @@ def _elbo_loss(model: VAE, pool: ImagePool, rng, cfg: TrainConfig, device, amp: 
 
 def style_weights(cfg: TrainConfig) -> dict:
     """The style stage's loss weights, as `style.style_step` takes them."""
-    return {"style": cfg.style_weight, "gram": cfg.gram_weight, "coarse": cfg.coarse_weight, "colour": cfg.colour_weight,
+    return {"style": cfg.style_weight, "gram": cfg.gram_weight, "patch": cfg.patch_weight, "coarse": cfg.coarse_weight, "colour": cfg.colour_weight,
             "content": cfg.content_weight, "detail": cfg.detail_weight, "recon": cfg.recon_weight}
 
 
@@ -303,7 +316,7 @@ def check_config(cfg: TrainConfig) -> None:
     """Every number a user can type, checked before any image is read: the value, the
     accepted range and what it means."""
     d = cfg.model.downsample
-    weights = ("style_weight", "gram_weight", "coarse_weight", "colour_weight", "content_weight", "detail_weight", "recon_weight", "beta")
+    weights = ("style_weight", "gram_weight", "patch_weight", "coarse_weight", "colour_weight", "content_weight", "detail_weight", "recon_weight", "beta")
     for bad, what, note in [
         (cfg.steps < 1, f"--steps {cfg.steps} trains nothing.", "Give the number of optimizer steps, 1 or more (e.g. 6000)."),
         (cfg.batch < 1, f"--batch {cfg.batch} is not a batch.", "Give the images per step, 1 or more (e.g. 8)."),
@@ -323,6 +336,10 @@ def check_config(cfg: TrainConfig) -> None:
         (cfg.textures < 0, f"--textures {cfg.textures} is negative.", "The number of generated style images: 0 or more."),
         (cfg.textures and not 0.0 <= cfg.texture_share <= 1.0, f"--texture-share {cfg.texture_share} is outside 0..1.",
          "It is the share of style crops drawn from the generated textures."),
+        (not 0.0 <= cfg.sky_share <= 1.0, f"--sky-share {cfg.sky_share} is outside 0..1.",
+         "It is the share of content crops that are generated skies."),
+        (cfg.content_paintings + cfg.sky_share > 1.0, f"--content-paintings {cfg.content_paintings} and --sky-share "
+         f"{cfg.sky_share} add up to more than all content crops.", "Lower one of them so they sum to 1 or less."),
         (not 0.0 <= cfg.content_paintings <= 1.0, f"--content-paintings {cfg.content_paintings} is outside 0..1.",
          "It is the share of content crops drawn from the paintings."),
         *[(not (getattr(cfg, w) >= 0 and math.isfinite(getattr(cfg, w))), f"--{w.replace('_', '-')} {getattr(cfg, w)} is invalid.",
@@ -406,6 +423,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, overwrit
         init_student(model, teacher)  # also freezes the student's encoder (the teacher's)
     if cfg.stage != "vae" and cfg.content_paintings:
         pool.add(style_pool.images, cfg.content_paintings)
+    if cfg.stage != "vae" and cfg.sky_share:
+        from .textures import skies
+
+        pool.add(skies(200, cfg.seed, max(256, cfg.crop)), cfg.sky_share)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     step, history = 0, []
     if resuming:

@@ -116,3 +116,33 @@ def test_the_shuffle_head_exports_to_depth_to_space(tmp_path):
     d2s = [n for n in dec.graph.node if n.op_type == "DepthToSpace"]
     assert len(d2s) == 1 and {a.name: a for a in d2s[0].attribute}["blocksize"].i == 2
 
+
+
+def test_style_filters_export_to_the_same_ops_and_match_torch(tmp_path):
+    """The style-chosen filters (VAEConfig.style_kernels) are a grouped Conv, a Mul by the
+    per-image mix and a grouped 1x1 Conv: no new op, a batch of different styles in one call,
+    and the export's own check holds them to PyTorch's output."""
+    import torch
+
+    from stylert.export.checkpoint import save_model
+    from stylert.export.model import VAE, VAEConfig
+
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(**{**TINY, "style_kernels": 3}))
+    torch.nn.init.normal_(model.decoder.style.net[-1].weight, std=0.3)
+    save_model(model, tmp_path / "ckpt")
+    export_onnx(tmp_path / "out", checkpoint=tmp_path / "ckpt", log=lambda *a: None)
+    m = read_export(tmp_path / "out", check_hashes=True)
+    assert m["verification"]["passed"]
+    dec = onnx.load(str(tmp_path / "out" / m["files"]["decoder"]["path"]))
+    assert {n.op_type for n in dec.graph.node} == EXPECTED_OPS["decoder"]
+    groups = sorted(a.i for n in dec.graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group")
+    assert groups.count(TINY["widths"][2]) == 2 * len(TINY["dec_dilations"])  # each block's basis and its sum
+    # two images with two different styles in one batch: each as it would be alone
+    sess = ort.InferenceSession(str(tmp_path / "out" / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    enc = ort.InferenceSession(str(tmp_path / "out" / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    z, s = enc.run(None, {"image": np.random.default_rng(0).random((2, 3, 32, 32), np.float32)})
+    both = sess.run(None, {"latent": z, "style": s[::-1].copy()})[0]
+    for i in range(2):
+        alone = sess.run(None, {"latent": z[i : i + 1], "style": s[::-1][i : i + 1].copy()})[0]
+        np.testing.assert_allclose(both[i : i + 1], alone, atol=1e-5)

@@ -38,8 +38,22 @@ def test_report_scores_every_method_and_writes_images(tmp_path, tiny_checkpoint)
     contents = sorted(_images(tmp_path / "c", n=2, size=(64, 48)).iterdir())
     styles = sorted(_images(tmp_path / "s", n=2, size=(40, 56)).iterdir())
     out = tmp_path / "report"
+    from stylert.export.peers import MicroAST, Peer
+
+    from .test_peers import random_microast
+
+    class Inverse(Peer):  # a stand-in for Magenta (its package is optional)
+        name = "magenta"
+
+        def encode_style(self, style_path):
+            return None
+
+        def paint(self, c, code):
+            return 1 - c
+
+    peers = {"magenta": Inverse(), "microast": MicroAST(random_microast(tmp_path / "microast"))}
     rep = sr.style_report(contents, styles, tiny_checkpoint, tiny_checkpoint, size=80, opt_steps=2, out_dir=out,
-                          log=lambda *_: None)
+                          log=lambda *_: None, peers=peers)
     assert set(rep["summary"]) == set(sr.METHODS)
     assert all(v["pairs"] == 4 and set(sr.COLUMNS) <= set(v) for v in rep["summary"].values())
     rows = {(r["content"], r["style"], r["method"]): r for r in rep["rows"]}
@@ -51,6 +65,9 @@ def test_report_scores_every_method_and_writes_images(tmp_path, tiny_checkpoint)
     assert rows[(*k, "colour")]["colour_moved"] > 80 and rows[(*k, "colour")]["lpips"] > 0
     assert json.loads((out / "report.json").read_text())["summary"] == rep["summary"]
     assert (out / f"grid_{contents[0].stem}.jpg").is_file()
+    assert rep["peers"] == ["magenta", "microast"] and len(peers["microast"]._codes) == 2  # each style encoded once
+    with pytest.raises(ValueError, match="unknown peer"):
+        sr.style_report(contents, styles, tiny_checkpoint, None, peers={"other": Inverse()})
     assert len(list(out.glob("*__*__*.png"))) == 2 * 2 * len(sr.METHODS)
 
 

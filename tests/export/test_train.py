@@ -283,3 +283,60 @@ def test_distill_starts_from_the_teacher_and_moves_only_the_decoder(tmp_path, ti
     assert not torch.equal(student["decoder.inp.weight"], before["decoder.inp.weight"])
     with pytest.raises(StyleRTError, match="learns from a trained model"):
         train(_cfg(tmp_path, data, stage="distill", styles=[str(styles)], out=str(tmp_path / "r2")), progress=False)
+
+
+def test_init_from_a_model_without_style_filters_paints_as_before(tmp_path):
+    """Model 3 starts from model 2: the filters' mix rows start at zero, so every style paints
+    as before until training moves them."""
+    import torch
+
+    from stylert.export.checkpoint import save_model
+    from stylert.export.model import VAE
+    from stylert.export.train import init_from
+
+    torch.manual_seed(0)
+    old = VAE(VAEConfig(**TINY)).eval()
+    torch.nn.init.normal_(old.decoder.style.net[-1].weight, std=0.05)
+    save_model(old, tmp_path / "old")
+    new = VAE(VAEConfig(**TINY, style_kernels=2)).eval()
+    init_from(new, tmp_path / "old")
+    x, s = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        z, own = old.encoder.encode_with_style(x)
+        d = old.encoder.encode_with_style(s)[1] - own
+        assert torch.equal(new.decoder(z, d), old.decoder(z, d))
+    save_model(new, tmp_path / "new")
+    with pytest.raises(StyleRTError, match="another model configuration"):
+        init_from(VAE(VAEConfig(**TINY)), tmp_path / "new")
+
+
+def test_patch_loss_finds_the_nearest_style_patch():
+    import torch
+
+    from stylert.export.style import PATCH_TAPS, patch_loss
+
+    torch.manual_seed(0)
+    f = {t: torch.rand(2, 4, 8, 8) for t, _ in PATCH_TAPS}
+    assert torch.allclose(patch_loss(f, f), torch.zeros(2), atol=1e-6)  # every patch is its own nearest
+    moved = {t: v.roll(3, dims=3) for t, v in f.items()}  # the same patches elsewhere: nearly free
+    other = {t: torch.rand(2, 4, 8, 8) for t in f}
+    assert (patch_loss(moved, f) < patch_loss(other, f)).all()
+
+
+def test_skies_join_the_content_crops_at_their_share(tmp_path, tiny_checkpoint, capsys):
+    import random
+
+    from stylert.export.textures import skies
+    from stylert.export.train import ImagePool, check_config
+
+    a, b = skies(3, seed=1, size=64), skies(3, seed=1, size=64)
+    assert all((x == y).all() for x, y in zip(a, b)) and a[0].shape == (64, 64, 3)
+    assert all(np.abs(np.diff(s.astype(float), axis=1)).mean() < 8 for s in a)  # flat: grain, no pattern
+    pool = ImagePool(sorted(_images(tmp_path / "data").glob("*.png")), 32)
+    pool.add([np.zeros((64, 64, 3), np.uint8)], 0.25)
+    pool.add([np.full((64, 64, 3), 255, np.uint8)], 0.5)
+    x = pool.batch(random.Random(0), 400, 32, 1.0)
+    flat_black, flat_white = (x.amax((1, 2, 3)) == 0).float().mean(), (x.amin((1, 2, 3)) == 1).float().mean()
+    assert abs(flat_black - 0.25) < 0.07 and abs(flat_white - 0.5) < 0.07
+    with pytest.raises(StyleRTError, match="add up to more"):
+        check_config(TrainConfig(data=["x"], content_paintings=0.6, sky_share=0.5))
