@@ -1,0 +1,49 @@
+"""The drip probe (export/marks.py) tells a stylizer's own marks from the painting's."""
+
+import zlib
+
+import numpy as np
+
+from stylert.export.marks import measure, periodicity, probe, probe_contents
+
+STYLES = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+
+
+def _grain_amplifier(c, style):  # every painting paints the content's grain: the drip failure
+    tint = np.array([zlib.crc32(style.encode()) % 7 / 7.0, 0.5, 0.3], np.float32)
+    return 0.5 * c + 0.5 * tint + 20 * (c - c.mean((0, 1)))
+
+
+def _own_marks(c, style):  # each painting its own texture, whatever the content
+    rng = np.random.default_rng(zlib.crc32(style.encode()))
+    return 0.5 * c + 0.2 * rng.random(c.shape[:2] + (1,), np.float32)
+
+
+def _vertical_drips(c, style):  # the same vertical marks every 16 px, for any painting
+    x = np.arange(c.shape[1])
+    drip = (np.sin(2 * np.pi * x / 16) > 0.7).astype(np.float32)[None, :, None]
+    return c * (1 - 0.3 * drip)
+
+
+def test_the_same_marks_for_every_painting_correlate_and_own_marks_do_not():
+    contents = {"gradient+grain": probe_contents(64)["gradient+grain"]}
+    same = probe(_grain_amplifier, STYLES, contents)["gradient+grain"]
+    own = probe(_own_marks, STYLES, contents)["gradient+grain"]
+    assert same["correlation"] > 0.9 and abs(own["correlation"]) < 0.1
+    assert len(same["outputs"]) == len(STYLES) and same["amplitude"] > 1
+
+
+def test_periodic_vertical_marks_are_found_and_grain_is_not():
+    c = probe_contents(128)["gradient+grain"]
+    drips = measure([_vertical_drips(c, s) for s in STYLES])
+    grain = measure([_own_marks(c, s) for s in STYLES])
+    assert drips["periodicity"] > 0.5 and drips["vertical"] > 3
+    assert grain["periodicity"] < 0.3 and 0.7 < grain["vertical"] < 1.4
+    assert periodicity(np.zeros((32, 32))) == (0.0, 0)
+    assert periodicity(_vertical_drips(c, "a")[..., 0] - 0.5)[1] in (15, 16, 17)
+
+
+def test_flat_content_gives_no_marks():
+    flat = probe_contents(32)["flat"]
+    r = measure([flat * 0.9, flat * 0.5])
+    assert r["amplitude"] < 1e-3 and r["correlation"] == 0.0 and r["periodicity"] == 0.0
