@@ -44,6 +44,7 @@ from PIL import Image
 
 from .errors import StyleRTError
 from . import mixing
+from .images import MAX_PIXELS_DEFAULT
 from .mixing import StyleCode, adain, check_strength
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".gif")
@@ -298,13 +299,68 @@ def _open(src: Path):
     return av, inp
 
 
+def _rotation(src: Path) -> int:
+    """The clip's display rotation, counter-clockwise degrees (a multiple of 90), from its first
+    frame's display matrix: phones store portrait video sideways and say so there."""
+    import av
+
+    try:
+        with av.open(os.fspath(src)) as c:
+            for frame in c.decode(video=0):
+                return int(round((frame.rotation or 0) / 90.0)) * 90 % 360
+    except (av.error.FFmpegError, OSError, ValueError, AttributeError):
+        pass
+    return 0
+
+
+def _free_name(dst: Path) -> Path:
+    for i in range(2, 10_000):
+        alt = dst.with_name(f"{dst.stem}-{i}{dst.suffix}")
+        if not alt.exists():
+            return alt
+    raise StyleRTError("has no free name beside it.", "Clean up the output folder.", path=dst)
+
+
+def _publish(tmp: Path, dst: Path, overwrite: bool) -> Path:
+    """Move the finished file to its name: replacing only with `overwrite`; otherwise created
+    exclusively at this moment (a hard link fails if the name exists), so a file another program
+    wrote under that name while the clip was stylized is kept and the result goes beside it."""
+    if overwrite:
+        os.replace(tmp, dst)
+        return dst
+    target = dst
+    while True:
+        try:
+            os.link(tmp, target)
+            break
+        except FileExistsError:
+            target = _free_name(dst)
+        except OSError:  # a file system without hard links: the name checked just before the rename
+            if target.exists():
+                target = _free_name(dst)
+                continue
+            os.rename(tmp, target)
+            return target
+    tmp.unlink(missing_ok=True)
+    return target
+
+
 def stylize_video(engine, src: str | os.PathLike, dst: str | os.PathLike, style: StyleCode, strength: float = 1.0,
                   temporal: float = 0.9, cut_threshold: float = 0.12, codec: str | None = None, crf: int = 20,
-                  batch: int = 8, overwrite: bool = False, progress: Callable[[int, int | None, float], None] | None = None) -> dict:
-    """Stylize the video file `src` into `dst`: the same frame count, frame rate, size and
-    timestamps, its audio streams copied unchanged. Returns what was done (frames, seconds,
-    frames/s, flicker ratio, cuts). `progress(frames done, total or None, seconds)` is called
-    after every batch."""
+                  batch: int = 8, overwrite: bool = False, progress: Callable[[int, int | None, float], None] | None = None,
+                  max_pixels: int | None = MAX_PIXELS_DEFAULT) -> dict:
+    """Stylize the video file `src` into `dst`: the same frame count, size, frame timestamps
+    (variable rates kept) and display orientation, its audio streams copied unchanged. Returns
+    what was done (frames, seconds, frames/s, flicker ratio, cuts, the path written: `dst`, or
+    a free name beside it when another program created `dst` meanwhile; `missing_frames` when
+    the file ended before the frames its header announces: a truncated file).
+    `progress(frames done, total or None, seconds)` is called after every batch. Frames larger
+    than `max_pixels` are refused before anything is decoded.
+
+    Threads: a decoder (frames and their optical flow), this one (the stylizer) and a muxer,
+    joined by bounded queues. Every wait is bounded and checks `stop`, so a failure in any of
+    them (an encoder the container refuses, a corrupt packet) or Ctrl-C ends all three at once;
+    the containers are closed only after the threads have left them."""
     src, dst = Path(src), Path(dst)
     if not src.is_file():
         raise StyleRTError("no such video file.", "Check the path.", path=src)
@@ -321,6 +377,16 @@ def stylize_video(engine, src: str | os.PathLike, dst: str | os.PathLike, style:
     if codec not in av.codecs_available:
         inp.close()
         raise StyleRTError(f"this PyAV has no encoder '{codec}'.", "Pass --codec libx264, libvpx-vp9, mpeg4 or gif.")
+    width, height = vin.codec_context.width, vin.codec_context.height
+    if max_pixels is not None and width * height > max_pixels:
+        inp.close()
+        raise StyleRTError(f"has {width}x{height} frames ({width * height:,} pixels), over the limit of {max_pixels:,}.",
+                           "A tiny file can declare a huge canvas (a decompression bomb). If the clip is genuine, pass "
+                           "--max-pixels with a larger limit.", path=src)
+    rotation = _rotation(src)
+    turns = rotation // 90  # frames are turned upright before stylization and written upright
+    if turns % 2:
+        width, height = height, width
     tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.partial{suffix}")
     frames_q: queue.Queue = queue.Queue(maxsize=2 * batch)  # decoded frames for the stylizer
     out_q: queue.Queue = queue.Queue(maxsize=2 * batch)  # stylized frames and audio packets for the muxer
@@ -329,15 +395,26 @@ def stylize_video(engine, src: str | os.PathLike, dst: str | os.PathLike, style:
     flick = Flicker()
     audio_in = [s for s in inp.streams.audio]
 
-    def put(q, item):
+    def put(q, item) -> bool:
         while not stop.is_set():
             try:
-                q.put(item, timeout=0.2)
-                return
+                q.put(item, timeout=0.1)
+                return True
             except queue.Full:
                 pass
+        return False
+
+    def get(q):
+        """The next item, or _END once anything has stopped the run: no wait is unbounded."""
+        while True:
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                if stop.is_set():
+                    return _END
 
     motion = Motion() if temporal > 0 else None
+    decode_failed: list[BaseException] = []
 
     def decode():
         last = None
@@ -351,45 +428,68 @@ def stylize_video(engine, src: str | os.PathLike, dst: str | os.PathLike, style:
                     continue
                 for frame in packet.decode():
                     arr = frame.to_ndarray(format="rgb24")
+                    if turns:
+                        arr = np.ascontiguousarray(np.rot90(arr, turns))
                     # the flow from the frame before, here: it overlaps with the stylization
                     flow = motion(last, arr) if motion is not None and motion.available and last is not None \
                         and last.shape == arr.shape else None
                     last = arr
                     put(frames_q, (arr, frame.pts, frame.time_base, flow))
         except BaseException as e:  # surfaced by the main thread
+            decode_failed.append(e)
             errors.append(e)
+            stop.set()
         finally:
             put(frames_q, _END)
 
-    out = av.open(os.fspath(tmp), mode="w")
+    try:
+        out = av.open(os.fspath(tmp), mode="w")
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        inp.close()
+        raise StyleRTError(f"cannot be written: {str(e).splitlines()[0]}.", "Check the folder exists and is writable.", path=dst) from None
     try:
         rate = vin.average_rate or vin.guessed_rate or 25
         vout = out.add_stream(codec, rate=rate)
-        vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
+        vout.width, vout.height = width, height
         if codec == "gif":
             vout.pix_fmt = "rgb8"
+        elif codec == "mjpeg":
+            vout.pix_fmt = "yuvj420p"
         else:
             even = vout.width % 2 == 0 and vout.height % 2 == 0
             vout.pix_fmt = "yuv420p" if even or codec != "libx264" else "yuv444p"
             if codec in ("libx264", "libvpx-vp9"):
                 vout.options = {"crf": str(crf), **({"b": "0"} if codec == "libvpx-vp9" else {})}
+        # the input's time base in the encoder too: each frame keeps its own timestamp (variable
+        # rates, GIF delays) instead of being rounded onto a 1/rate grid
         vout.time_base = vin.time_base
+        vout.codec_context.time_base = vin.time_base
         audio_map = {}
         for a in audio_in:
             try:
                 audio_map[a.index] = out.add_stream_from_template(a)
             except (ValueError, av.error.FFmpegError):
                 pass  # a container that cannot hold this audio codec: the video is still written
+        out.start_encoding()
+    except (av.error.FFmpegError, ValueError, OSError) as e:
+        out.close()
+        inp.close()
+        tmp.unlink(missing_ok=True)
+        raise StyleRTError(f"cannot hold '{codec}' video here: {str(e).splitlines()[0] if str(e) else type(e).__name__}.",
+                           f"Leave --codec out for {suffix}'s default ({DEFAULT_CODEC.get(suffix, 'libx264')}), or choose "
+                           "a container that holds it (.mkv holds most).", path=dst) from None
     except BaseException:
         out.close()
         inp.close()
         tmp.unlink(missing_ok=True)
         raise
 
+    last_pts = [None]
+
     def mux():
         try:
             while True:
-                item = out_q.get()
+                item = get(out_q)
                 if item is _END:
                     break
                 kind, payload = item
@@ -400,12 +500,16 @@ def stylize_video(engine, src: str | os.PathLike, dst: str | os.PathLike, style:
                         out.mux(payload)
                 else:
                     arr, pts, tb = payload
+                    if pts is not None and last_pts[0] is not None and pts <= last_pts[0]:
+                        pts = last_pts[0] + 1  # a repeated timestamp (some VFR files): one tick later
+                    last_pts[0] = pts
                     frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
                     frame.pts, frame.time_base = pts, tb
                     for p in vout.encode(frame):
                         out.mux(p)
-            for p in vout.encode():
-                out.mux(p)
+            if not stop.is_set():
+                for p in vout.encode():
+                    out.mux(p)
         except BaseException as e:
             errors.append(e)
             stop.set()
@@ -415,13 +519,14 @@ def stylize_video(engine, src: str | os.PathLike, dst: str | os.PathLike, style:
     threads = [threading.Thread(target=decode, daemon=True), threading.Thread(target=mux, daemon=True)]
     for t in threads:
         t.start()
+    finished = False
     try:
         st = TemporalStylizer(engine, style, strength, temporal, cut_threshold)
         end, pending = False, None
         while not end and not errors:
             items = []
             while len(items) < batch:
-                it, pending = (pending, None) if pending is not None else (frames_q.get(), None)
+                it, pending = (pending, None) if pending is not None else (get(frames_q), None)
                 if it is _END:
                     end = True
                     break
@@ -438,30 +543,38 @@ def stylize_video(engine, src: str | os.PathLike, dst: str | os.PathLike, style:
             done += len(items)
             if progress:
                 progress(done, total, time.time() - t0)
-        put(out_q, _END)
-        threads[1].join()
+        if not errors:
+            put(out_q, _END)
+            threads[1].join()
         if errors:
             e = errors[0]
             if isinstance(e, StyleRTError):
                 raise e
-            raise StyleRTError(f"could not be transcoded: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}.",
-                               "The file may be corrupt or use a codec FFmpeg cannot decode here.", path=src) from e
-        out.close()
-        os.replace(tmp, dst)  # complete: only now under its name
-    except BaseException:
-        stop.set()
-        try:
-            out.close()
-        except Exception:
-            pass
-        tmp.unlink(missing_ok=True)
-        raise
+            msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            if decode_failed and not isinstance(e, KeyboardInterrupt):
+                raise StyleRTError(f"could not be decoded past frame {done}" + (f" of {total}" if total else "") + f": {msg}.",
+                                   "The file is truncated or corrupt: copy or export it again.", path=src) from e
+            raise StyleRTError(f"could not be transcoded with '{codec}': {msg}.",
+                               "The file may be corrupt or use a codec FFmpeg cannot decode here; if the encoder failed, "
+                               f"leave --codec out for {suffix}'s default.", path=src) from e
+        if not done:
+            raise StyleRTError("holds no frame that could be decoded.", "The file is empty or corrupt.", path=src)
+        finished = True
     finally:
         stop.set()
-        for t in threads:
-            t.join(timeout=5)
+        for t in threads:  # every wait in them is bounded: they leave within ~0.1 s of `stop`
+            t.join(timeout=10)
+        try:
+            out.close()  # only now: no thread is inside the container any more
+        except Exception:
+            finished = False
         inp.close()
+        if not finished:
+            tmp.unlink(missing_ok=True)
+    published = _publish(tmp, dst, overwrite)
     secs = time.time() - t0
-    return {"src": str(src), "dst": str(dst), "frames": done, "seconds": round(secs, 2),
+    missing = (total - done) if total and done < total else 0
+    return {"src": str(src), "dst": str(published), "frames": done, "seconds": round(secs, 2),
             "frames_per_s": round(done / secs, 2) if secs > 0 else None, "flicker": flick.ratio, "cuts": st.cuts,
-            "temporal": temporal, "codec": codec, "audio_streams": len(audio_map)}
+            "temporal": temporal, "codec": codec, "audio_streams": len(audio_map), "rotation": rotation,
+            "missing_frames": missing}

@@ -3,6 +3,7 @@ through the CLI and the API; frame count, rate, size, duration and audio kept; s
 nothing half-written under the final name; bad files fail alone."""
 
 import os
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -262,3 +263,134 @@ def test_without_opencv_still_regions_are_kept(eng, monkeypatch):
     style = eng.encode_style(next(_frames(1, (48, 48), seed=3)))
     outs = list(stylize_frames(eng, frames, style))
     assert all(o.shape == frames[0].shape for o in outs)
+
+
+# ----------------------------------------------------------------------------- hostile files
+def _clip(path, n=12, size=(64, 48), rotation=None, pts=None, options=None, codec="libx264"):
+    out = av.open(str(path), "w", options=options or {})
+    v = out.add_stream(codec, rate=10)
+    v.width, v.height = size
+    v.pix_fmt = "yuv420p"
+    if pts is not None:
+        v.codec_context.time_base = v.time_base = Fraction(1, 1000)
+    if rotation:
+        v.set_display_rotation(rotation)
+    for i, img in enumerate(_frames(n, size)):
+        img[:, :6] = 255  # a white strip on the stored frame's left
+        f = av.VideoFrame.from_ndarray(img, format="rgb24")
+        if pts is not None:
+            f.pts, f.time_base = pts[i], Fraction(1, 1000)
+        for p in v.encode(f):
+            out.mux(p)
+    for p in v.encode():
+        out.mux(p)
+    out.close()
+    return path
+
+
+def _pts(path):
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return [round(float(f.pts * f.time_base), 3) for f in c.decode(s)]
+
+
+def test_a_file_created_under_the_output_name_meanwhile_is_kept(tmp_path, eng):
+    src = _clip(tmp_path / "c.mp4")
+    style = eng.encode_style(next(_frames(1, (48, 48), seed=3)))
+    dst = tmp_path / "out.mp4"
+
+    def other_program(done, total, secs):
+        if not dst.exists():
+            dst.write_bytes(b"another program's file")
+
+    r = stylize_video(eng, src, dst, style, batch=4, progress=other_program)
+    assert dst.read_bytes() == b"another program's file"
+    assert r["dst"] == str(tmp_path / "out-2.mp4") and len(_pts(r["dst"])) == 12
+    assert sorted(os.listdir(tmp_path)) == ["c.mp4", "out-2.mp4", "out.mp4"]
+
+
+def test_a_failing_encoder_ends_with_an_error_not_a_hang(tmp_path, eng, monkeypatch):
+    import time
+
+    src = _clip(tmp_path / "c.mp4", n=30)
+    style = eng.encode_style(next(_frames(1, (48, 48), seed=3)))
+    real = av.VideoFrame.from_ndarray
+    calls = {"n": 0}
+
+    def failing(*a, **k):  # the encoder side dies mid-clip (as a GPU encoder does without a GPU)
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise PermissionError("Operation not permitted: 'avcodec_open2(h264_nvenc)'")
+        return real(*a, **k)
+
+    monkeypatch.setattr(av.VideoFrame, "from_ndarray", staticmethod(failing))
+    t = time.monotonic()
+    with pytest.raises(StyleRTError, match="could not be transcoded"):
+        stylize_video(eng, src, tmp_path / "out.mp4", style, batch=4)
+    assert time.monotonic() - t < 30
+    assert sorted(os.listdir(tmp_path)) == ["c.mp4"]
+
+
+def test_ctrl_c_ends_promptly_and_cleanly(tmp_path, eng, monkeypatch):
+    import time
+
+    import stylert.engine.video as V
+
+    src = _clip(tmp_path / "c.mp4", n=40)
+    style = eng.encode_style(next(_frames(1, (48, 48), seed=3)))
+    real, calls = V.TemporalStylizer.__call__, {"n": 0}
+
+    def interrupted(self, frames, flows=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, frames, flows)
+
+    monkeypatch.setattr(V.TemporalStylizer, "__call__", interrupted)
+    t = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        stylize_video(eng, src, tmp_path / "out.mp4", style, batch=4)
+    assert time.monotonic() - t < 5
+    assert sorted(os.listdir(tmp_path)) == ["c.mp4"]
+
+
+def test_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path, eng):
+    src = _clip(tmp_path / "c.mp4")
+    style = eng.encode_style(next(_frames(1, (48, 48), seed=3)))
+    with pytest.raises(StyleRTError, match=r"(?s)64x48 frames .* over the limit.*--max-pixels"):
+        stylize_video(eng, src, tmp_path / "out.mp4", style, max_pixels=1000)
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_phone_video_s_rotation_is_applied(tmp_path, shipped):
+    eng = shipped  # at strength 0 it gives the photo back: the strip shows where it went
+    src = _clip(tmp_path / "c.mp4", rotation=90)
+    style = eng.encode_style(next(_frames(1, (48, 48), seed=3)))
+    r = stylize_video(eng, src, tmp_path / "out.mp4", style, strength=0.0, temporal=0.0)
+    assert r["rotation"] == 90
+    with av.open(r["dst"]) as c:
+        f = next(c.decode(video=0))
+        assert (f.width, f.height) == (48, 64) and (f.rotation or 0) == 0  # written upright
+        a = f.to_ndarray(format="rgb24").astype(float)
+    # the stored frame's left strip, turned counter-clockwise, is the displayed frame's bottom
+    assert a[-4:].mean() > a[:-8].mean() + 40
+
+
+def test_variable_frame_timing_is_kept(tmp_path, eng):
+    pts = [0, 100, 150, 400, 420, 900, 1000, 1030, 1500, 1600, 1700, 2500]
+    src = _clip(tmp_path / "c.mkv", pts=pts)
+    style = eng.encode_style(next(_frames(1, (48, 48), seed=3)))
+    r = stylize_video(eng, src, tmp_path / "out.mkv", style)
+    assert _pts(r["dst"]) == _pts(src) == [p / 1000 for p in pts]
+    r = stylize_video(eng, src, tmp_path / "out.mp4", style)
+    assert _pts(r["dst"]) == [p / 1000 for p in pts]
+
+
+def test_a_truncated_file_is_an_error_naming_it(tmp_path, eng):
+    src = _clip(tmp_path / "c.mp4", n=20, options={"movflags": "faststart"})
+    data = src.read_bytes()
+    src.write_bytes(data[: len(data) // 2])
+    style = eng.encode_style(next(_frames(1, (48, 48), seed=3)))
+    with pytest.raises(StyleRTError, match=r"(?s)could not be decoded past frame .* of 20.*truncated") as e:
+        stylize_video(eng, src, tmp_path / "out.mp4", style)
+    assert str(src) in str(e.value)
