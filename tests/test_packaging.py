@@ -1,5 +1,6 @@
-"""A wheel (non-editable install) must carry what the defaults use: the shipped model and the
-calibration images, at the paths the code looks for them (beside stylert/engine)."""
+"""A wheel (non-editable install) must carry what the defaults use: the shipped model, the
+calibration images and the service's page, at the paths the code looks for them (beside
+stylert/engine)."""
 
 import fnmatch
 import tomllib
@@ -29,6 +30,14 @@ def test_wheel_carries_the_shipped_model_and_calibration_images():
                if f.suffix in {".safetensors", ".json", ".jpg"}]
     assert len(shipped) > 10
     missing = {f.relative_to(PACKAGE_ROOT).as_posix() for f in shipped} - _wheel_files()
+    assert not missing, f"not in the wheel's package-data: {sorted(missing)}"
+
+
+def test_wheel_carries_the_page():
+    """The page `stylert serve` answers at / (engine/serve/page/), every file of it."""
+    page = [f.relative_to(PACKAGE_ROOT).as_posix() for f in (PACKAGE_ROOT / "engine" / "serve" / "page").iterdir()]
+    assert len(page) >= 3
+    missing = set(page) - _wheel_files()
     assert not missing, f"not in the wheel's package-data: {sorted(missing)}"
 
 

@@ -4,6 +4,9 @@
     app.mount("/style", create_app(Stylizer(ServeConfig(...))))  # inside another ASGI app
     stylert serve                                                # behind Ray Serve (batched)
 
+GET / is a page to try it in a browser (page/: plain HTML, CSS and JavaScript, nothing fetched
+from elsewhere) that uses only the endpoints below, so it is also their worked example.
+
 Images travel as bytes: the request body is the image (any Content-Type), or a
 multipart/form-data form with an `image` part and an optional `style_image` part; the answer
 to /v1/stylize is the image itself. Options go in the query string (or as form fields).
@@ -23,7 +26,7 @@ from dataclasses import fields
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -42,7 +45,9 @@ from .service import (
 log = logging.getLogger("stylert.serve")
 
 Submit = Callable[[Job], Awaitable[Result]]
-UNLIMITED = ("/healthz", "/readyz", "/metrics", "/v1/info")  # answered even under overload
+UNLIMITED = ("/healthz", "/readyz", "/metrics", "/v1/info", "page")  # answered even under overload
+PAGE_FILES = {"index.html": "text/html; charset=utf-8", "page.css": "text/css; charset=utf-8",
+              "page.js": "text/javascript; charset=utf-8"}
 
 
 def create_app(stylizer: Stylizer, submit: Submit | None = None) -> FastAPI:
@@ -143,7 +148,8 @@ def create_app(stylizer: Stylizer, submit: Submit | None = None) -> FastAPI:
     async def stylize(request: Request):
         """Body: the content image (or a multipart form with `image` and optionally
         `style_image`). Query: style=ID (repeat for several; ID:WEIGHT or weight=... to mix),
-        strength=0..1, format=png|jpeg|webp (else from Accept), quality=1..100."""
+        strength=0..1, format=png|jpeg|webp (else from Accept), quality=1..100,
+        preserve_color=true (keep the photo's colours: the paintings are recoloured to it)."""
         need_ready()
         deadline = time.monotonic() + _timeout(request, cfg)
         params, files = await _read(request, cfg)
@@ -156,17 +162,19 @@ def create_app(stylizer: Stylizer, submit: Submit | None = None) -> FastAPI:
             ids, weights = parse_styles(params.getlist("style"), [_float(w, "weight") for w in params.getlist("weight")] or None)
         except StyleRTError as e:
             raise HTTPError(400, e.what, e.note) from None
-        styles = [await asyncio.to_thread(stylizer.style, i) for i in ids]  # bank reads: off the event loop
+        preserve = _bool(params.get("preserve_color"), "preserve_color")
+        # bank reads: off the event loop; colour preservation recolours the style images themselves
+        styles = [await asyncio.to_thread(stylizer.style_picture if preserve else stylizer.style, i) for i in ids]
         if "style_image" in files:
             style_img = await asyncio.to_thread(stylizer.decode, files["style_image"], "style_image")
-            styles.append(await asyncio.to_thread(stylizer.engine.encode_style, style_img))
+            styles.append(style_img if preserve else await asyncio.to_thread(stylizer.engine.encode_style, style_img))
             if weights is not None and len(weights) == len(styles) - 1:
                 weights.append(_float(params.get("style_image_weight", "1"), "style_image_weight"))
         if not styles:
             raise HTTPError(400, "no style given.", "Pass ?style=ID (ids from GET /v1/styles) or a `style_image` form part.")
         strength, weights = stylizer.parse_request(params.get("strength"), weights, len(styles))
         image = await asyncio.to_thread(stylizer.decode, content, "image")
-        job = Job(image, styles, weights, strength, deadline)
+        job = Job(image, styles, weights, strength, deadline, preserve_color=preserve)
         try:
             result = await asyncio.wait_for(submit(job), timeout=max(0.0, deadline - time.monotonic()))
         except (asyncio.TimeoutError, TimeoutError):
@@ -204,6 +212,16 @@ def create_app(stylizer: Stylizer, submit: Submit | None = None) -> FastAPI:
         desc = await asyncio.to_thread(stylizer.bank.describe, sid)
         return {**desc, "code": {"mean": code.mean.tolist(), "std": code.std.tolist()}}
 
+    @app.get("/v1/styles/{sid}/image", response_class=Response,
+             responses={200: {"content": {"image/jpeg": {}}, "description": "the style's image"}})
+    async def style_image(sid: str, side: str | None = None):
+        """The style's image as the bank keeps it (JPEG, its longer side at most the style
+        scale); side=16..1024 shrinks it (thumbnails). 404 for a style stored without one."""
+        need_ready()
+        px = None if side in (None, "") else _int(side, "side", 16, 1024, 0)
+        data = await asyncio.to_thread(stylizer.style_image, sid, px)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})  # ids are content hashes
+
     @app.delete("/v1/styles/{sid}", status_code=204)
     async def delete_style(sid: str):
         need_ready()
@@ -211,7 +229,28 @@ def create_app(stylizer: Stylizer, submit: Submit | None = None) -> FastAPI:
         await asyncio.to_thread(stylizer.bank.delete, sid)
         return Response(status_code=204)
 
+    # ------------------------------------------------------------------ the page
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return _page_file("index.html")
+
+    @app.get("/page/{name}", include_in_schema=False)
+    async def page_asset(name: str):
+        if name not in PAGE_FILES or name == "index.html":
+            raise HTTPError(404, f"no page file '{name}'.", "Open / for the page.")
+        return _page_file(name)
+
     return app
+
+
+def _page_file(name: str) -> Response:
+    """A file of the page (package data beside this module), re-read on each request: small,
+    and an edited page shows on reload."""
+    from importlib.resources import files
+
+    data = (files(__package__) / "page" / name).read_bytes()
+    cls = HTMLResponse if name.endswith(".html") else Response
+    return cls(data, media_type=PAGE_FILES[name], headers={"Cache-Control": "no-cache"})
 
 
 # ============================================================================= batching without Ray
@@ -260,9 +299,11 @@ def _error(e: HTTPError) -> JSONResponse:
 
 
 def _endpoint(path: str) -> str:
-    """A metrics label: the route, with style ids folded into {id}."""
+    """A metrics label: the route, with style ids folded into {id}; the page's files are "page"."""
     if path.startswith("/v1/styles/"):
-        return "/v1/styles/{id}"
+        return "/v1/styles/{id}/image" if path.endswith("/image") else "/v1/styles/{id}"
+    if path == "/" or path.startswith("/page/"):
+        return "page"
     known = ("/v1/stylize", "/v1/styles", "/v1/info", "/healthz", "/readyz", "/metrics")
     return path if path in known else "other"
 
@@ -286,6 +327,17 @@ def _float(raw, name: str) -> float:
     if not math.isfinite(v):
         raise HTTPError(400, f"{name} {raw!r} is not a finite number.")
     return v
+
+
+def _bool(raw, name: str) -> bool:
+    if raw in (None, ""):
+        return False
+    v = str(raw).strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise HTTPError(400, f"{name} {raw!r} is not true or false.", "Use true or false (1 or 0).")
 
 
 def _int(raw, name: str, lo: int, hi: int, default: int) -> int:

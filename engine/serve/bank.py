@@ -1,4 +1,6 @@
-"""The style bank: StyleCodes by id, one JSON file per style in a folder.
+"""The style bank: StyleCodes by id, one JSON file per style in a folder, with the style's
+image beside it (`<id>.jpg`, its longer side at most the style scale) for thumbnails and for
+colour preservation, which recolours the style image to each photo before encoding it.
 
 The folder is the store: every replica that points at the same folder (a shared filesystem
 across machines: NFS, a mounted bucket) sees the same styles. Reads go to the folder when an
@@ -27,6 +29,7 @@ log = logging.getLogger("stylert.serve")
 
 ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 MAX_STYLE_FILE = 1 << 20  # a StyleCode JSON is ~20 KB; anything far larger is not one
+MAX_IMAGE_FILE = 4 << 20  # a kept style image is a JPEG at the style scale (512 px by default), ~50-150 KB
 NAME_PATTERN = re.compile(r"^[\w .,()+-]{1,64}$")
 
 
@@ -71,13 +74,19 @@ class StyleBank:
             self._codes[sid] = (code, name)
         return code, name
 
-    def add(self, code: StyleCode, name: str = "") -> tuple[str, bool]:
-        """Store `code`; returns (id, created). Adding the same style again is not an error."""
+    def add(self, code: StyleCode, name: str = "", image: bytes | None = None) -> tuple[str, bool]:
+        """Store `code` (and `image`, the style's JPEG bytes, when given and none is stored
+        yet); returns (id, created). Adding the same style again is not an error."""
         if name and not NAME_PATTERN.match(name):
             raise StyleRTError(f"style name {name!r} is not allowed.",
                                "Use up to 64 letters, digits, spaces and . , ( ) + - _")
         sid = style_id(code)
         doc = {"id": sid, "name": name, "code": json.loads(code.to_json())}
+        if image is not None:  # before the JSON: a replica that finds the style finds its image
+            try:
+                atomic_write_bytes(self.folder / f"{sid}.jpg", image, exclusive=True)
+            except FileExistsError:
+                pass
         try:
             atomic_write_bytes(self.folder / f"{sid}.json", json.dumps(doc).encode(), exclusive=True)
             created = True
@@ -100,15 +109,31 @@ class StyleBank:
             raise KeyError(sid)
         return hit
 
+    def image(self, sid: str) -> bytes | None:
+        """The style's stored JPEG, or None for a style stored without one (banks written
+        before images were kept, codes added from JSON). KeyError for an unknown style."""
+        self.get(sid)
+        try:
+            return read_regular_file(self.folder / f"{sid}.jpg", MAX_IMAGE_FILE)
+        except FileNotFoundError:
+            return None
+        except StyleRTError as e:
+            log.warning("style bank: skipping the image of %s: %s", sid, e)
+            return None
+
     def delete(self, sid: str) -> None:
         self.get(sid)
         (self.folder / f"{sid}.json").unlink(missing_ok=True)
+        (self.folder / f"{sid}.jpg").unlink(missing_ok=True)
         with self._lock:
             self._codes.pop(sid, None)
 
     def describe(self, sid: str) -> dict:
         code, name = self.get(sid)
-        return describe(sid, code, name)
+        return describe(sid, code, name, self._has_image(sid))
+
+    def _has_image(self, sid: str) -> bool:
+        return (self.folder / f"{sid}.jpg").is_file()
 
     def list(self) -> list[dict]:
         for f in self.folder.glob("*.json"):
@@ -116,9 +141,11 @@ class StyleBank:
                 self._read(f.stem)
         with self._lock:
             items = list(self._codes.items())
-        return [describe(sid, code, name) for sid, (code, name) in sorted(items)
+        return [describe(sid, code, name, self._has_image(sid)) for sid, (code, name) in sorted(items)
                 if (self.folder / f"{sid}.json").exists()]
 
 
-def describe(sid: str, code: StyleCode, name: str) -> dict:
-    return {"id": sid, "name": name, "model": code.model, "channels": code.channels, "sources": list(code.sources)}
+def describe(sid: str, code: StyleCode, name: str, image: bool) -> dict:
+    """A style as the API lists it; `image`: whether GET /v1/styles/{id}/image has one."""
+    return {"id": sid, "name": name, "model": code.model, "channels": code.channels, "sources": list(code.sources),
+            "image": image}

@@ -35,15 +35,16 @@ def add_parser(sub) -> None:
         "serve",
         help="serve the runtime over HTTP (Ray Serve: batched, scalable)",
         description=textwrap.dedent("""
-            Start the HTTP service: POST /v1/stylize (image in, stylized image out),
-            /v1/styles (the style bank), /healthz, /readyz, /metrics (Prometheus), /v1/info.
+            Start the HTTP service: a page to try it in a browser at /, POST /v1/stylize
+            (image in, stylized image out), /v1/styles (the style bank), /healthz, /readyz,
+            /metrics (Prometheus), /v1/info.
             By default a local Ray is started on this machine (one command, no cluster) and
             --replicas replicas each load the engine; --address joins an existing Ray cluster
             instead. Requests are batched per replica by Ray Serve (--max-batch-size,
             --batch-wait-ms). --no-ray serves the same app with plain uvicorn in this process
             (batched in-process, one replica). Listens on 127.0.0.1 unless --host says otherwise.""").strip(),
         epilog="example:\n" + textwrap.indent(textwrap.dedent("""
-            stylert serve --port 8000 --replicas 2
+            stylert serve --port 8000 --replicas 2                       # then open http://127.0.0.1:8000/
             curl -s --data-binary @painting.jpg 'http://127.0.0.1:8000/v1/styles?name=painting'   # -> {"id": ...}
             curl -s --data-binary @photo.jpg 'http://127.0.0.1:8000/v1/stylize?style=ID&format=jpeg' -o out.jpg
             """).strip(), "  "),
@@ -132,6 +133,7 @@ def run(a) -> int:
 
         stylizer = Stylizer(cfg)
         stylizer.load()  # here, not in the background: a service that cannot load exits non-zero with the reason
+        print(f"serving on http://{a.host}:{a.port}/ (open it in a browser to try it); Ctrl-C stops", flush=True)
         uvicorn.run(create_app(stylizer), host=a.host, port=a.port, timeout_graceful_shutdown=30)
         return 0
     return _run_ray(cfg, a)
@@ -257,8 +259,8 @@ def _run_ray(cfg: ServeConfig, a) -> int:
                                "Fix what the replica reports (on a cluster: the model and --styles-dir must exist on "
                                "every node) and rerun.") from None
         n = f"1 to {replicas[1]} (autoscaling)" if isinstance(replicas, tuple) else replicas
-        print(f"serving on http://{a.host}:{a.port}{a.route_prefix.rstrip('/')} ({n} replica(s), application "
-              f"{a.name!r}); Ctrl-C or SIGTERM drains and stops", flush=True)
+        print(f"serving on http://{a.host}:{a.port}{a.route_prefix.rstrip('/')}/ ({n} replica(s), application "
+              f"{a.name!r}; open it in a browser to try it); Ctrl-C or SIGTERM drains and stops", flush=True)
         try:
             stop.wait()
         except KeyboardInterrupt:

@@ -99,15 +99,16 @@ class Job:
     """One stylize request: the content image, its styles with weights, strength, deadline."""
 
     image: object  # PIL RGB
-    styles: list[StyleCode]
+    styles: list  # StyleCodes; with preserve_color the style images (PIL RGB), recoloured per photo
     weights: list[float] | None
     strength: float
     deadline: float  # time.monotonic()
     queued: float = field(default_factory=time.monotonic)
+    preserve_color: bool = False
 
     def key(self) -> tuple:
         """Jobs with the same key go through the engine in one call (one style mix)."""
-        return (tuple(id(s) for s in self.styles), tuple(self.weights or ()), self.strength)
+        return (tuple(id(s) for s in self.styles), tuple(self.weights or ()), self.strength, self.preserve_color)
 
 
 @dataclass
@@ -205,13 +206,43 @@ class Stylizer:
             raise HTTPError(404, f"unknown style '{sid}'.", "List the styles with GET /v1/styles, or add one with POST /v1/styles.") from None
 
     def add_style(self, image, name: str) -> tuple[dict, bool]:
+        """Encode a style image into the bank, and keep the image beside its code at the
+        scale the encoder reads it (style_side; max_side when styles are read as uploaded)."""
         code = self.engine.encode_style(image)
         code.sources = [name or "upload"]
+        kept = _shrunk(image, self.cfg.style_side or self.cfg.max_side)
         try:
-            sid, created = self.bank.add(code, name)
+            sid, created = self.bank.add(code, name, self.encode_image(kept, "jpeg", 90))
         except StyleRTError as e:
             raise HTTPError(400, e.what, e.note) from None
-        return describe(sid, code, name), created
+        return describe(sid, code, name, image=True), created
+
+    def style_image(self, sid: str, side: int | None = None) -> bytes:
+        """The style's stored JPEG, shrunk to `side` pixels on its longer side when given
+        (thumbnails); HTTPError 404 for an unknown style or one stored without its image."""
+        self.style(sid)
+        data = self.bank.image(sid)
+        if data is None:
+            raise HTTPError(404, f"style '{sid}' was stored without its image.",
+                            "Add the painting again (POST /v1/styles) to keep its image; its id stays the same.")
+        if side is None:
+            return data
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            return self.encode_image(_shrunk(img.convert("RGB"), side), "jpeg", 85)
+
+    def style_picture(self, sid: str):
+        """The style's stored image as PIL RGB, for colour preservation (which recolours the
+        painting to each photo before encoding it, so a StyleCode alone cannot do it)."""
+        from PIL import Image
+
+        self.style(sid)
+        data = self.bank.image(sid)
+        if data is None:
+            raise HTTPError(400, f"style '{sid}' was stored without its image: colours cannot be preserved with it.",
+                            "Add the painting again (POST /v1/styles) to keep its image, or stylize without preserve_color.")
+        return Image.open(io.BytesIO(data)).convert("RGB")
 
     @staticmethod
     def parse_request(strength: str | None, weights: Sequence[str] | None, n_styles: int) -> tuple[float, list[float] | None]:
@@ -272,7 +303,8 @@ class Stylizer:
         for idx in groups.values():
             job = jobs[idx[0]]
             try:
-                images = self.engine.stylize([jobs[i].image for i in idx], job.styles, job.weights, job.strength)
+                images = self.engine.stylize([jobs[i].image for i in idx], job.styles, job.weights, job.strength,
+                                             preserve_color=job.preserve_color)
             except StyleRTError as e:
                 for i in idx:
                     results[i].error = HTTPError(400, e.what, e.note)
@@ -302,3 +334,12 @@ class Stylizer:
                          "batch_wait_ms": self.cfg.batch_wait_ms},
             "formats": list(FORMATS), "styles": len(self.bank.list()), "pid": os.getpid(), "replica": self.replica,
         }
+
+
+def _shrunk(img, side: int):
+    """A copy of PIL `img` with its longer side at most `side` pixels (never enlarged)."""
+    from PIL import Image
+
+    img = img.copy()
+    img.thumbnail((side, side), Image.LANCZOS)
+    return img

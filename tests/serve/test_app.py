@@ -4,6 +4,7 @@ that bad input never gives a 500 or stops the replica."""
 import asyncio
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 from fastapi.testclient import TestClient
-from stylert.engine.serve.app import create_app
+from stylert.engine.serve.app import PAGE_FILES, create_app
 from stylert.engine.serve.service import HTTPError, Result, ServeConfig, Stylizer
 
 from tests.engine.test_inputs import _png_claiming
@@ -152,6 +153,67 @@ def test_style_bank_lifecycle_and_persistence(client, loaded, tiny_checkpoint):
         other.style(desc["id"])  # deleted through the first replica: gone for the second too
     _err(client.get("/v1/styles/..%2F..%2Fetc"), 404)
     _err(client.post("/v1/styles?name=" + "x" * 100, content=img), 400, "name")
+
+
+def test_style_images_thumbnails_and_colour_preservation(client, loaded):
+    painting = _image_bytes(300, 200, seed=12, tint=(0.9, 0.2, 0.1))
+    desc = client.post("/v1/styles?name=kept", content=painting).json()
+    assert desc["image"] is True and [s["image"] for s in client.get("/v1/styles").json()["styles"] if s["id"] == desc["id"]] == [True]
+    r = client.get(f"/v1/styles/{desc['id']}/image")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    kept = Image.open(io.BytesIO(r.content))
+    assert max(kept.size) == min(300, loaded.cfg.style_side) and kept.size[0] < kept.size[1]  # the scale it is read at
+    assert max(Image.open(io.BytesIO(client.get(f"/v1/styles/{desc['id']}/image?side=32").content)).size) == 32
+    _err(client.get(f"/v1/styles/{desc['id']}/image?side=5"), 400, "side")
+    _err(client.get("/v1/styles/0123456789abcdef/image"), 404, "unknown style")
+
+    # preserve_color recolours the kept image to each photo (the runtime's own preserve_color)
+    content = _image_bytes(40, 48, seed=13)
+    r = client.post(f"/v1/stylize?style={desc['id']}&preserve_color=true", content=content)
+    assert r.status_code == 200, r.text
+    want = loaded.engine.stylize(Image.open(io.BytesIO(content)).convert("RGB"), kept.convert("RGB"), preserve_color=True)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.content))), np.asarray(want))
+    assert r.content != client.post(f"/v1/stylize?style={desc['id']}", content=content).content
+    r = client.post("/v1/stylize", files={"image": ("c.png", content), "style_image": ("s.png", painting)},
+                    data={"preserve_color": "1"})
+    assert r.status_code == 200, r.text
+    _err(client.post(f"/v1/stylize?style={desc['id']}&preserve_color=maybe", content=content), 400, "preserve_color")
+
+    # a style stored without its image (codes from JSON, older banks): no thumbnail, no colour preservation
+    code = loaded.engine.encode_style(Image.open(io.BytesIO(_image_bytes(32, 32, seed=14))).convert("RGB"))
+    bare, _ = loaded.bank.add(code, "bare")
+    assert client.get(f"/v1/styles/{bare}").json()["image"] is False
+    _err(client.get(f"/v1/styles/{bare}/image"), 404, "without its image")
+    _err(client.post(f"/v1/stylize?style={bare}&preserve_color=true", content=content), 400, "colours cannot be preserved")
+    assert client.delete(f"/v1/styles/{desc['id']}").status_code == 204
+    assert not (loaded.bank.folder / f"{desc['id']}.jpg").exists()
+
+
+def test_the_page_is_served_at_the_root_and_under_a_prefix(loaded):
+    from fastapi import FastAPI
+
+    outer = FastAPI()
+    outer.mount("/style", create_app(loaded))
+    # no `with`: no lifespan, whose shutdown would mark the shared stylizer not ready
+    c, m = TestClient(create_app(loaded)), TestClient(outer)
+    for client, root in ((c, ""), (m, "/style")):
+        r = client.get(root + "/")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        assert 'src="page/page.js"' in r.text and 'href="page/page.css"' in r.text  # relative: any prefix works
+        for name, ctype in (("page.js", "text/javascript"), ("page.css", "text/css")):
+            r = client.get(f"{root}/page/{name}")
+            assert r.status_code == 200 and r.headers["content-type"].startswith(ctype) and len(r.content) > 1000
+    assert m.get("/style", follow_redirects=False).status_code in (307, 308)  # to /style/
+    _err(c.get("/page/app.py"), 404, "page")
+    _err(c.get("/page/index.html"), 404)
+    # every file of the page is served; it uses the public API only, and only endpoints that exist
+    folder = Path(create_app.__code__.co_filename).parent / "page"
+    assert {f.name for f in folder.iterdir()} == set(PAGE_FILES)
+    js = (folder / "page.js").read_text()
+    paths = {r.path for r in create_app(loaded).routes}
+    for used in ("v1/info", "v1/styles", "v1/stylize", "v1/styles/{sid}/image"):
+        assert "/" + used in paths and used.replace("{sid}", "${s.id}") in js, used
+    assert "http://" not in js and "https://" not in js  # nothing fetched from elsewhere
 
 
 def test_bank_skips_bad_files(loaded, tiny_checkpoint, tmp_path):

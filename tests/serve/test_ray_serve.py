@@ -61,7 +61,8 @@ def test_stylert_serve_answers_curl_like_requests_and_drains(tiny_checkpoint, tm
         r = httpx.post(url + f"/v1/stylize?style={{sid}}&format=webp", content=img(2), timeout=60)
         out = {{"status": r.status_code, "type": r.headers["content-type"], "size": Image.open(io.BytesIO(r.content)).size,
                "missing": httpx.post(url + "/v1/stylize?style=0123456789abcdef", content=img(2)).status_code,
-               "info": httpx.get(url + "/v1/info").json()["batching"]["mode"]}}
+               "info": httpx.get(url + "/v1/info").json()["batching"]["mode"],
+               "page": [httpx.get(url + p).headers["content-type"].split(";")[0] for p in ("/", "/page/page.js")]}}
         # a request in flight when SIGTERM comes is answered before the server stops
         import threading
         big = io.BytesIO(); Image.fromarray((np.random.default_rng(3).random((2048, 2048, 3)) * 255).astype(np.uint8)).save(big, "BMP")
@@ -88,7 +89,7 @@ def test_stylert_serve_answers_curl_like_requests_and_drains(tiny_checkpoint, tm
     assert r.returncode == 0 and line, r.stdout[-3000:] + r.stderr[-3000:]
     out = json.loads(line[0][7:])
     assert out == {"status": 200, "type": "image/webp", "size": [56, 40], "missing": 404,
-                   "info": "ray serve @serve.batch", "exit": 0, "in_flight_status": 200,
+                   "info": "ray serve @serve.batch", "page": ["text/html", "text/javascript"], "exit": 0, "in_flight_status": 200,
                    "answered_after_sigterm": True}, out
     assert list((tmp_path / "bank").glob("*.json")), "the style bank was not persisted"
 
