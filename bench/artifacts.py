@@ -30,7 +30,20 @@ def engine_folder(export: Path, precision: str, cache: Path, size: int = 256, lo
                     hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]])
     out = Path(cache) / key / (f"engine-{precision}" if backend == "onnxruntime" else f"engine-{backend}-{precision}")
     if (out / "engine.json").is_file():
-        return out, f"cached build-engine output ({out})"
+        from stylert.engine.errors import StyleRTError
+        from stylert.engine.manifest import backend_version, check_engine, current_device, read_engine_manifest
+
+        try:
+            # the slot is named after the export; the engine's record of its source must agree
+            # (another model's engine left there would be measured as this one's)
+            em = read_engine_manifest(out)
+            check_engine(em, backend_version(em["backend"], (em.get("device") or {}).get("flavour")),
+                         current_device(em["backend"]), export_manifest=man, folder=out)
+            return out, f"cached build-engine output ({out})"
+        except StyleRTError as e:
+            log(f"  the cached engine {out} is not this export's to run ({e.what}); rebuilding it")
+        except Exception as e:  # noqa: BLE001 (no device for a cached GPU engine: rebuilt as a miss)
+            log(f"  the cached engine {out} cannot be checked here ({e}); rebuilding it")
     log(f"  build-engine {export} --precision {precision} --backend {backend} -> {out} ...")
-    build_engine(replace(cfg, out=str(out)), log=lambda m: log("    " + m))
+    build_engine(replace(cfg, out=str(out), overwrite=True), log=lambda m: log("    " + m))
     return out, f"built with build-engine ({out})"

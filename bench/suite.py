@@ -25,7 +25,7 @@ from stylert.engine.artifacts import DEV_DATA_DIR, SAMPLE_PHOTOS, SAMPLE_STYLE, 
 from stylert.engine.frontend import cache_root, model_folder
 
 from . import harness
-from .configs import ACCURACY_GATE_DB, BASELINE, Config, Context, cpu_flags, cpu_model, default_threads, discover, select
+from .configs import BASELINE, Config, Context, accuracy_gate, cpu_flags, cpu_model, default_threads, discover, select
 
 SCHEMA = 1
 TARGET_RATIO = 3.0  # the engine's promise: the best accurate configuration >= 3x PyTorch eager FP32
@@ -75,14 +75,26 @@ def resolve_model(model: str | None, cache: Path, log=print) -> Path:
         return model_folder(model, "onnxruntime", cache=cache.parent, log=log)
     from stylert.engine.artifacts import sha256_file
 
-    out = cache.parent / "exports" / sha256_file(src / "model.safetensors")[:16]
-    if not (out / "manifest.json").is_file():
+    sha = sha256_file(src / "model.safetensors")
+    out = cache.parent / "exports" / sha[:16]
+    if not (out / "manifest.json").is_file() or _export_sha(out) != sha:  # the slot's export must be of these weights
         from stylert.export.onnx_export import export_onnx
 
         log(f"exporting {src} to {out} (once)")
         out.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(out, checkpoint=src, log=lambda *a: None, overwrite=True)  # the cache is ours
     return out
+
+
+def _export_sha(folder: Path) -> str | None:
+    """The checkpoint sha256 an export folder records (None when it is not a valid export)."""
+    from stylert.engine.artifacts import read_export
+    from stylert.engine.errors import StyleRTError
+
+    try:
+        return read_export(folder, check_hashes=True)["checkpoint"]["sha256"]
+    except (StyleRTError, KeyError, TypeError):
+        return None
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -250,7 +262,7 @@ def run_bench(opt: BenchOptions, log=print) -> dict:
         row["configuration"] = cfg.to_dict()
         row["cold_start"] = {"load_s": (t1 - t0) / 1e9, "first_inference_s": (t2 - t1) / 1e9}
         cmp = compare(np.asarray(y, np.float32), ref)
-        gate = ACCURACY_GATE_DB.get(cfg.precision, 30.0)
+        gate = accuracy_gate(cfg)
         acc = cmp.to_dict()
         acc.update(gate_psnr_db=gate, passed=bool(cmp.max_abs == 0.0 or cmp.psnr_db >= gate),
                    reference="PyTorch eager FP32, float output before uint8 rounding")

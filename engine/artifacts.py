@@ -61,6 +61,31 @@ def cache_root(override: str | os.PathLike | None = None) -> Path:
     return Path(override or os.environ.get("STYLERT_CACHE") or Path.home() / ".cache" / "stylert")
 
 
+class CacheWarning(UserWarning):
+    """The cache folder cannot be written: the run goes on without it."""
+
+
+def writable_dir(path: str | os.PathLike, warn: bool = True) -> Path | None:
+    """`path`, created if missing, when a file can be written in it; else None, with a
+    CacheWarning (warn) that says what to do. A cache is a speed-up: one that cannot be used
+    (read-only, a file in its place, a full disk) is skipped, never fatal."""
+    import tempfile
+    import warnings
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+        return path
+    except OSError as e:
+        if warn:
+            warnings.warn(f"{path}: the cache folder cannot be written ({e.strerror or e}); running without it. "
+                          "Set STYLERT_CACHE to a writable folder to keep compiled models between runs.",
+                          CacheWarning, stacklevel=2)
+        return None
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

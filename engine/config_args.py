@@ -67,10 +67,22 @@ def add_fields(p: argparse.ArgumentParser, cls, help: dict[str, str], *, skip=()
 
 
 def from_args(cls, a: argparse.Namespace, **given):
-    """The dataclass from parsed options: every field the parser has, then `given`."""
+    """The dataclass from parsed options: every field the parser has, then `given`. A value
+    the dataclass refuses (its __post_init__ raises ValueError) is a user's mistake: a
+    StyleRTError whose message names the option (--dec-dilations, not dec_dilations)."""
+    import re
+
+    from .errors import StyleRTError
+
     values = {f.name: getattr(a, f.name) for f in dataclasses.fields(cls) if hasattr(a, f.name)}
     hints = typing.get_type_hints(cls)
     for k, v in values.items():
         if _kind(hints[k])[0] is tuple and v is not None:
             values[k] = tuple(v)
-    return cls(**{**values, **given})
+    try:
+        return cls(**{**values, **given})
+    except ValueError as e:
+        names = sorted(values, key=len, reverse=True)
+        msg = re.sub(r"\b(" + "|".join(map(re.escape, names)) + r")\b", lambda m: "--" + m.group(1).replace("_", "-"), str(e)) \
+            if names else str(e)
+        raise StyleRTError(f"{msg}.", "See the option's meaning and range in --help.") from None

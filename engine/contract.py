@@ -52,6 +52,12 @@ class ModelContract:
     # entry the encoder gave on the calibration images at export. Finite but absurd
     # statistics (means of 50, stds of 1e6) would otherwise render a black image silently.
     style_limit: float = 0.0
+    # The encoder's own range of style codes, one row per statistics level (style_channels'
+    # order): (lowest mean, highest mean, largest RMS of the level's means, largest std,
+    # largest RMS of the level's stds) over the export's probe images (the calibration images
+    # and generated extremes: flat colours, noise, stripes). StyleCode.out_of_range reads it;
+    # () (exports made before it existed): style_limit alone.
+    style_ranges: tuple[tuple[float, ...], ...] = ()
     checkpoint_sha256: str = ""
     stylert_version: str = __version__
 
@@ -70,6 +76,8 @@ class ModelContract:
              f"style_limit {self.style_limit!r} is not a finite number >= 0"),
             (not (isinstance(self.export_tolerance, (int, float)) and self.export_tolerance == self.export_tolerance),
              f"export_tolerance {self.export_tolerance!r} is not a number"),
+            (bool(self.style_ranges) and not _ranges_ok(self.style_ranges, len(self.style_channels)),
+             f"style_ranges {self.style_ranges!r} are not one row of 5 finite numbers (rms and std >= 0) per style level"),
         ]
         for bad, what in problems:
             if bad:
@@ -85,6 +93,7 @@ class ModelContract:
             if k in d:
                 d[k] = TensorSpec(**{**d[k], "value_range": _tuple(d[k].get("value_range"))})
         d["style_channels"] = tuple(d.get("style_channels", ()))
+        d["style_ranges"] = tuple(tuple(r) if isinstance(r, (list, tuple)) else r for r in d.get("style_ranges", ()))
         return cls(**d)
 
     @classmethod
@@ -128,6 +137,16 @@ class ModelContract:
 
 def _tuple(v):
     return None if v is None else tuple(v)
+
+
+def _ranges_ok(rows, levels: int) -> bool:
+    import math
+
+    def num(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    return len(rows) == levels and all(
+        isinstance(r, tuple) and len(r) == 5 and all(num(v) for v in r) and r[0] <= r[1] and min(r[2:]) >= 0 for r in rows)
 
 
 # The key under which the contract is stored in ONNX `metadata_props` and in manifests.

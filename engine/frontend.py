@@ -61,21 +61,32 @@ def fastest_engine(export: Path, cache: str | os.PathLike | None = None, log: Ca
     m = read_export(export)
     key = m["files"]["encoder"]["sha256"][:12] + m["files"]["decoder"]["sha256"][:12]
     out = cache_root(cache) / "engines" / key / "openvino-bf16"
+    stale: list[str] = []
 
     def usable() -> bool:
         if not (out / ENGINE_MANIFEST).is_file():
             return False
         try:
-            check_engine(read_engine_manifest(out), backend_version("openvino"), cpu_info(), folder=out)
+            # export_manifest: the slot is named after this export, but only the engine's own
+            # record of its source says which export it was built from (another model's engine
+            # copied or left there must not run in its place)
+            check_engine(read_engine_manifest(out), backend_version("openvino"), cpu_info(), export_manifest=m, folder=out)
             return True
-        except StyleRTError:
-            return False  # built by another OpenVINO or CPU: rebuilt below
+        except StyleRTError as e:
+            stale[:] = [e.what]
+            return False  # built from another export, by another OpenVINO or CPU: rebuilt below
 
     if usable():
         return out
+    from .artifacts import writable_dir
     from .build import BuildConfig, build_engine
 
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if writable_dir(out.parent, warn=False) is None:
+        log(f"note: the engine cache {out.parent} cannot be written; running the export on ONNX Runtime without it "
+            "(set STYLERT_CACHE to a writable folder for the faster OpenVINO BF16 engine)")
+        return export
+    if stale:
+        log(f"the cached engine in {out} is not this model's to run ({stale[0]}); rebuilding it")
     # several processes may start at once (the replicas of `stylert serve` on one node): one
     # builds, the others wait for it and load what it built
     with _locked(out.parent / ".build.lock"):
@@ -152,11 +163,22 @@ def parse_styles(specs: list[str], weights: list[float] | None) -> tuple[list[st
     return paths, (ws if given else None)
 
 
+# A StyleCode file is ~12 KB (512 numbers); more is not one, and is not read whole.
+STYLE_CODE_MAX_BYTES = 1 << 20
+
+
 def read_style(path: str | os.PathLike, max_pixels: int | None = MAX_PIXELS_DEFAULT):
-    """A style argument: a StyleCode from a .json file, else an image (PIL) to encode."""
+    """A style argument: a StyleCode from a .json file, else an image (PIL) to encode. A .json
+    that is a FIFO, a device or a huge file is refused before it is read (it would block or
+    fill memory); its bytes must be UTF-8 JSON (StyleCode.from_json)."""
+    from .images import read_regular_file
+
     if str(path).lower().endswith(".json"):
         try:
-            return StyleCode.from_json(Path(path).read_text())
+            return StyleCode.from_json(read_regular_file(path, STYLE_CODE_MAX_BYTES))
+        except FileNotFoundError:
+            raise StyleRTError("file does not exist.", "Pass a StyleCode .json written by --save-style, or a style image.",
+                               path=path) from None
         except OSError as e:
             raise StyleRTError(f"cannot read: {e.strerror}.", path=path) from None
         except StyleRTError as e:

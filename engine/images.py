@@ -16,7 +16,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import StyleRTError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm",
+                  ".heic", ".heif", ".hif", ".avif"}
+
+# The formats phones write are ISO BMFF files ("ftyp" + a brand in bytes 4..12): HEIC/HEIF
+# (iPhones, most Androids) through pillow-heif, AVIF through Pillow itself (11.3 and newer).
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"mif2", b"msf1"}
+AVIF_BRANDS = {b"avif", b"avis"}
+_heif_opener: bool | None = None  # registered with Pillow: None not yet tried, False not installed
 
 # Pillow's decompression-bomb guard stays on; we raise our own error with a remedy instead of
 # its DecompressionBombWarning/Error. 20000 x 20000 is refused by default.
@@ -40,10 +47,56 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
+def _register_heif() -> bool:
+    """pillow-heif's HEIC/HEIF opener registered with Pillow, once; False when it is not
+    installed. Done on the first such file, not at import: its import costs 50 ms that a run
+    of JPEGs need not pay. (It turns the picture upright by the file's own rotation and sets
+    the EXIF orientation to 1, so to_rgb's exif_transpose never turns it twice.)"""
+    global _heif_opener
+    if _heif_opener is None:
+        try:
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
+            _heif_opener = True
+        except ImportError:
+            _heif_opener = False
+    return _heif_opener
+
+
+def _brand(head: bytes) -> bytes | None:
+    """An ISO BMFF file's major brand (b"heic", b"avif", ...), or None."""
+    return head[8:12] if len(head) >= 12 and head[4:8] == b"ftyp" else None
+
+
+def _to_srgb(img: Image.Image) -> Image.Image:
+    """Pixels described by an embedded ICC profile other than sRGB (a phone's Display P3)
+    converted to sRGB, which the model was trained on and every viewer assumes for the output:
+    read as they are, wide-gamut colours would come out dull. Unchanged when there is no
+    profile, it is sRGB already, or the conversion is not possible (an unusual mode)."""
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in ("RGB", "RGBA"):
+        return img
+    import io
+
+    try:
+        from PIL import ImageCms
+    except ImportError:  # a Pillow built without littlecms
+        return img
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" in ImageCms.getProfileDescription(src).replace(" ", "").lower():
+            return img
+        out = ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode=img.mode)
+        return out if out is not None else img
+    except (OSError, ValueError, TypeError, ImageCms.PyCMSError):
+        return img
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Any Pillow mode -> 8-bit RGB: EXIF rotation applied, alpha composited on white,
-    16-bit scaled down, palette and CMYK converted."""
-    img = ImageOps.exif_transpose(img)
+    """Any Pillow mode -> 8-bit RGB: EXIF rotation applied, an embedded colour profile turned
+    into sRGB, alpha composited on white, 16-bit scaled down, palette and CMYK converted."""
+    img = _to_srgb(ImageOps.exif_transpose(img))
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         a = np.asarray(img, dtype=np.float64)
         hi = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
@@ -95,6 +148,14 @@ def load_image_bytes(data: bytes, name: str = "image", max_pixels: int | None = 
 
 
 def _decode(source, name, max_pixels: int | None) -> Image.Image:
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            head = f.read(12)
+    else:
+        head = source.getvalue()[:12]
+    brand = _brand(head)
+    if brand is not None:
+        _register_heif()
     try:
         with Image.open(source) as im:
             w, h = im.size
@@ -111,6 +172,13 @@ def _decode(source, name, max_pixels: int | None) -> Image.Image:
     except StyleRTError:
         raise
     except UnidentifiedImageError:
+        if brand in HEIF_BRANDS and not _heif_opener:
+            raise NotAnImage("is a HEIC/HEIF image and pillow-heif, which reads them, is not installed.",
+                             "pip install pillow-heif (a dependency of stylert: reinstall it), or convert the file to JPEG.",
+                             path=name) from None
+        if brand in AVIF_BRANDS:
+            raise NotAnImage("is an AVIF image and this Pillow was built without AVIF.",
+                             "pip install -U 'pillow>=11.3' (its wheels read AVIF), or convert the file to JPEG.", path=name) from None
         raise NotAnImage("is not an image Pillow can read.", "Check the file's format and extension.", path=name) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageTooLarge(f"could not be decoded: {e}.", "Downscale it first.", path=name) from None
@@ -171,8 +239,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, exclusive: bool = F
         raise
 
 
-def save_image(img: Image.Image, path: str | os.PathLike, exclusive: bool = False, **kwargs) -> None:
-    """Save atomically; the format comes from the suffix. exclusive: see atomic_write_bytes."""
+def encode_image(img: Image.Image, path: str | os.PathLike, **kwargs) -> bytes:
+    """The bytes of `img` in the format `path`'s suffix names (kwargs: the encoder's, e.g. quality)."""
     import io
 
     path = Path(path)
@@ -181,7 +249,13 @@ def save_image(img: Image.Image, path: str | os.PathLike, exclusive: bool = Fals
         raise StyleRTError(f"unknown image format '{path.suffix}'.", "Use .png, .jpg or .webp.", path=path)
     buf = io.BytesIO()
     img.save(buf, format=fmt, **kwargs)
-    atomic_write_bytes(path, buf.getvalue(), exclusive=exclusive)
+    return buf.getvalue()
+
+
+def save_image(img: Image.Image, path: str | os.PathLike, exclusive: bool = False, **kwargs) -> None:
+    """Save atomically; the format comes from the suffix. exclusive: see atomic_write_bytes.
+    A run's outputs go through outputs.RunOutputs, which names them and applies --overwrite."""
+    atomic_write_bytes(path, encode_image(img, path, **kwargs), exclusive=exclusive)
 
 
 def _box(a: np.ndarray, r: int) -> np.ndarray:
@@ -234,7 +308,7 @@ def read_regular_file(path: str | os.PathLike, max_bytes: int) -> bytes:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise StyleRTError("is not a regular file (a pipe, device or socket).", "Pass a regular file.", path=path)
+            raise StyleRTError("is not a regular file (a folder, pipe, device or socket).", "Pass a regular file.", path=path)
         if st.st_size > max_bytes:
             raise StyleRTError(f"is {st.st_size} bytes, over the {max_bytes}-byte limit for it.", "Pass the right file.", path=path)
         with os.fdopen(fd, "rb", closefd=False) as f:

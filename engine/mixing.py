@@ -31,6 +31,17 @@ import numpy as np
 from .errors import StyleRTError
 
 EPS = 1e-5
+# How far a StyleCode may lie beyond the encoder's own range (ModelContract.style_ranges) and
+# still be read as one: any single entry up to RANGE_FACTOR x the level's extreme, each level
+# as a whole (the RMS of its means, of its stds) up to RMS_FACTOR x the largest the encoder
+# gave. Measured on the shipped model: codes of 300 paintings and photographs and 60
+# generated images it never saw all pass. What renders one flat colour or black is entries
+# moving together (all means of every level at their largest, each entry inside its own
+# range, is black): the RMS bound refuses that; codes crafted to move every feature mean
+# together by less still can (docs/bad-input.md: a value check cannot see the decoder's
+# response to every direction).
+RANGE_FACTOR = 3.0
+RMS_FACTOR = 1.5
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -111,12 +122,47 @@ class StyleCode:
         if self.rgb_mean is not None:
             self.rgb_mean = np.asarray(self.rgb_mean, dtype=np.float64).reshape(-1)
             self.rgb_cov = np.asarray(self.rgb_cov, dtype=np.float64)
-            c = self.rgb_cov
-            if self.rgb_mean.shape != (3,) or c.shape != (3, 3) or not (np.all(np.isfinite(self.rgb_mean)) and np.all(np.isfinite(c))) \
-                    or np.abs(self.rgb_mean).max() > 2.0 or not np.allclose(c, c.T, atol=1e-6) \
-                    or np.linalg.eigvalsh(c).min() < -1e-6 or np.abs(c).max() > 4.0:
-                raise StyleRTError("StyleCode's palette is not an RGB mean (3 numbers in [0, 1]) and covariance "
-                                   "(a symmetric positive semi-definite 3 x 3).", "Re-encode the style.")
+            if not _is_palette(self.rgb_mean, self.rgb_cov):
+                raise StyleRTError("StyleCode's palette is not the RGB statistics of an image: a mean of 3 numbers in "
+                                   "[0, 1] and a symmetric positive semi-definite 3 x 3 covariance whose variances are at "
+                                   "most m (1 - m) (pixels lie in [0, 1]).", "Re-encode the style from its image.")
+
+    def out_of_range(self, contract) -> str | None:
+        """Why this code is one the model's encoder could never give (None: it could), against
+        `contract` (a ModelContract of the same channel count): a std below sqrt(EPS) (the
+        encoder's least: sigma = sqrt(var + EPS)); with contract.style_ranges, an entry beyond
+        RANGE_FACTOR x its level's range or a level whose RMS exceeds RMS_FACTOR x the
+        encoder's largest; without them, an entry over contract.style_limit."""
+        floor = float(np.sqrt(EPS, dtype=np.float32)) * (1 - 1e-4)
+        if float(self.std.min()) < floor:
+            return (f"StyleCode has a std of {float(self.std.min()):.3g}, outside the range this model's codes take "
+                    f"(at least sqrt({EPS:g}) = {floor:.5f}, the least the encoder computes).")
+        levels, ranges = tuple(contract.style_channels), tuple(contract.style_ranges)
+        if ranges and sum(levels) == self.channels:
+            top = max(max(abs(r[0]), abs(r[1]), r[2], r[3], r[4]) for r in ranges)
+            i = 0
+            for lvl, (c, (lo, hi, mrms, shi, srms)) in enumerate(zip(levels, ranges)):
+                m, sd = self.mean[i:i + c].astype(np.float64), self.std[i:i + c].astype(np.float64)
+                i += c
+                where = "the latent" if lvl == 0 else f"feature level {lvl}"
+                checks = [
+                    (float(m.min()), RANGE_FACTOR * min(lo, 0.0) - 1e-6, "lowest mean", lo, -1),
+                    (float(m.max()), RANGE_FACTOR * max(hi, 0.0) + 1e-6, "highest mean", hi, 1),
+                    (float(sd.max()), RANGE_FACTOR * shi + 1e-6, "largest std", shi, 1),
+                    (float(np.sqrt((m * m).mean())), RMS_FACTOR * max(mrms, 1e-3 * top), "RMS of the means", mrms, 1),
+                    (float(np.sqrt((sd * sd).mean())), RMS_FACTOR * max(srms, 1e-3 * top), "RMS of the stds", srms, 1),
+                ]
+                for got, bound, what, enc, sign in checks:
+                    if sign * (got - bound) > 0:
+                        return (f"StyleCode's {what} at {where} is {got:.4g}, outside the range this model's codes take "
+                                f"(the encoder's on its probe images: {enc:.4g}; accepted {'down' if sign < 0 else 'up'} "
+                                f"to {bound:.4g}).")
+            return None
+        lim = contract.style_limit
+        peak = max(float(np.abs(self.mean).max()), float(self.std.max()))
+        if lim and peak > lim:
+            return f"StyleCode statistics reach {peak:.4g}, outside the range this model's codes take (up to {lim:.3g})."
+        return None
 
     @property
     def palette(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -138,13 +184,20 @@ class StyleCode:
         return json.dumps({"kind": "stylert-style", **d}, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "StyleCode":
+    def from_json(cls, text: str | bytes) -> "StyleCode":
+        """A StyleCode from its JSON (str, or bytes in UTF-8). Anything else, malformed,
+        nested past Python's recursion limit or of the wrong types: StyleRTError."""
         try:
+            if isinstance(text, (bytes, bytearray)):
+                text = bytes(text).decode("utf-8")
             d = json.loads(text)
             if not isinstance(d, dict):
                 raise ValueError(f"the top level is a {type(d).__name__}, not an object")
             if d.pop("kind", None) != "stylert-style":
                 raise ValueError("kind is not 'stylert-style'")
+            for k in ("mean", "std"):
+                if not (isinstance(d[k], list) and all(_is_number(v) for v in d[k])):
+                    raise ValueError(f"{k} must be a flat list of numbers")
             mean, std = (np.asarray(d[k], dtype=np.float32) for k in ("mean", "std"))
             if mean.ndim != 1 or std.ndim != 1 or mean.size == 0:
                 raise ValueError(f"mean and std must be flat lists of numbers (got shapes {mean.shape} and {std.shape})")
@@ -153,6 +206,12 @@ class StyleCode:
             rgb = [None if d.get(k) is None else np.asarray(d[k], dtype=np.float64) for k in ("rgb_mean", "rgb_cov")]
             return cls(mean=mean, std=std, model=d.get("model", ""), sources=[str(x) for x in d.get("sources", [])],
                        rgb_mean=rgb[0], rgb_cov=rgb[1])
+        except UnicodeDecodeError as e:
+            raise StyleRTError(f"not a valid StyleCode JSON: not UTF-8 text (byte {e.start}).",
+                               "Write it with StyleCode.to_json() (stylize --save-style).") from None
+        except RecursionError:
+            raise StyleRTError("not a valid StyleCode JSON: nested too deeply to be one.",
+                               "Write it with StyleCode.to_json() (stylize --save-style).") from None
         except (ValueError, KeyError, TypeError, OverflowError) as e:
             raise StyleRTError(f"not a valid StyleCode JSON: {e}.", "Write it with StyleCode.to_json() (stylize --save-style).") from None
 
@@ -172,6 +231,21 @@ class StyleCode:
     def vector(self) -> np.ndarray:
         """(2K,) float32: the decoder's style input layout, means then stds."""
         return np.concatenate([self.mean, self.std]).astype(np.float32)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_palette(mean: np.ndarray, cov: np.ndarray, tol: float = 1e-5) -> bool:
+    """Whether (mean, cov) can be the RGB mean and covariance of pixels in [0, 1]: the mean in
+    [0, 1], cov symmetric positive semi-definite, and each variance at most m (1 - m) (the
+    most a variable in [0, 1] with mean m can vary: Bhatia-Davis). A mix of palettes
+    (mix_palettes, the moments of the pixels pooled) is one again."""
+    if mean.shape != (3,) or cov.shape != (3, 3) or not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
+        return False
+    return bool(mean.min() >= -tol and mean.max() <= 1 + tol and np.allclose(cov, cov.T, atol=1e-6)
+                and np.linalg.eigvalsh((cov + cov.T) / 2).min() >= -1e-6 and np.all(np.diag(cov) <= mean * (1 - mean) + tol))
 
 
 def combine(codes: Sequence[StyleCode], weights: Sequence[float] | None = None) -> StyleCode:
@@ -293,6 +367,9 @@ def mix_arrays(z: np.ndarray, own: np.ndarray, style: np.ndarray, strength: floa
 
 
 def check_strength(strength: float) -> None:
+    if not isinstance(strength, (int, float, np.integer, np.floating)) or isinstance(strength, bool):
+        raise StyleRTError(f"strength {strength!r} is a {type(strength).__name__}, not a number.",
+                           "Pass a number in [0, 1]: 0 keeps the content, 1 is full style.")
     if not (0.0 <= float(strength) <= 1.0):
         raise StyleRTError(f"strength {strength} is outside [0, 1].", "0 keeps the content, 1 is full style.")
 

@@ -184,6 +184,10 @@ class Engine:
         the host."""
         codes = [style] if isinstance(style, StyleCode) else list(style)
         self.check_codes(codes)
+        return self._mix(z, code, codes, weights, strength, masks)
+
+    def _mix(self, z, code, codes: list, weights, strength, masks):
+        """mix() for checked codes (Engine.stylize's: those it encoded itself are not checked)."""
         z, code = _as_float_array(z, "latent"), _as_float_array(code, "content codes")
         if not (np.all(np.isfinite(z)) and np.all(np.isfinite(code))):
             raise StyleRTError("latent or content codes hold NaN or infinite values.", "Pass the outputs of Engine.encode.")
@@ -196,9 +200,12 @@ class Engine:
     def stylize_batch(self, x: np.ndarray, style: StyleCode, strength: float = 1.0) -> np.ndarray:
         """Fused encode -> mix -> decode of a padded batch (the device path on GPUs)."""
         self.check_codes([style])
+        return self._stylize_batch(x, style, strength)
+
+    def _stylize_batch(self, x, style: StyleCode, strength: float) -> np.ndarray:
         x = _as_float_array(x, "image batch")
         if x.ndim == 4 and max(x.shape[2:]) > self.tile:
-            return self.decode(*self.mix(*self.encode(x), style, strength=strength))
+            return self.decode(*self._mix(*self.encode(x), [style], None, strength, None))
         return self._batched(lambda b: self.runner.stylize_batch(b, style.vector, strength), x)
 
     # ------------------------------------------------------------------ styles
@@ -211,7 +218,9 @@ class Engine:
         return codes[0] if len(codes) == 1 else mixing.combine(codes, weights)
 
     def check_codes(self, codes: Sequence[StyleCode]) -> None:
-        """Raise StyleRTError when a StyleCode was not made by this model (size or sha256)."""
+        """Raise StyleRTError when a StyleCode was not made by this model (size or sha256) or
+        holds values its encoder could never give (StyleCode.out_of_range: they would render
+        one flat colour or black)."""
         for c in codes:
             if not isinstance(c, StyleCode):
                 raise StyleRTError(f"a style is a {type(c).__name__}, not a StyleCode.",
@@ -222,12 +231,10 @@ class Engine:
             if c.model and self.contract.checkpoint_sha256 and c.model != self.contract.checkpoint_sha256:
                 raise StyleRTError("StyleCode was encoded by a different model (checkpoint sha256 differs).",
                                    "Re-encode the style with this engine (encode_style).")
-            lim = self.contract.style_limit
-            if lim and (float(np.abs(c.mean).max()) > lim or float(c.std.max()) > lim):
-                raise StyleRTError(f"StyleCode statistics reach {max(float(np.abs(c.mean).max()), float(c.std.max())):.4g}, "
-                                   f"outside the range this model's codes take (up to {lim:.3g}).",
-                                   "Re-encode the style from its image with this engine (encode_style); "
-                                   "an edited or foreign code would render a wrong image.")
+            why = c.out_of_range(self.contract)
+            if why:
+                raise StyleRTError(why, "Re-encode the style from its image with this engine (encode_style); "
+                                        "an edited or foreign code would render a wrong image (one flat colour or black).")
 
     # ------------------------------------------------------------------ the whole path
     def stylize(self, contents, style, weights: Sequence[float] | None = None, strength: float = 1.0,
@@ -252,10 +259,11 @@ class Engine:
         style_arrays = [None if isinstance(s, StyleCode) else self._fit_style(as_array(s, _name_of(s, i, "style")))
                         for i, s in enumerate(styles)]
         codes = None
+        # the codes given are checked; those encoded here from style images are the encoder's own
+        self.check_codes([s for s in styles if isinstance(s, StyleCode)])
         if not preserve_color:
             codes = [s if isinstance(s, StyleCode) else self._code_of(a, _name_of(s, i, "style"))
                      for i, (s, a) in enumerate(zip(styles, style_arrays))]
-            self.check_codes(codes)
         mask_arrays = None if masks is None else [as_mask(m, f"mask #{i}") for i, m in enumerate(masks)]
 
         arrays = [as_array(c, _name_of(c, i)) for i, c in enumerate(items)]
@@ -274,12 +282,12 @@ class Engine:
                 codes = [self._code_of(mixing.coral(sa, fitted[0]), _name_of(styles[k], k, "style"))
                          for k, sa in enumerate(style_arrays)]
             if mask_arrays is None:
-                y = self.stylize_batch(x, mixing.combine(codes, w), strength)
+                y = self._stylize_batch(x, mixing.combine(codes, w), strength)
             else:
                 d = self.contract.downsample
                 ml = [_downsample(pad_to_multiple(reflect_pad(_resize_mask(mk, fitted[0].shape[1:])[None], m)[0], d), d)
                       for mk in mask_arrays]
-                y = self.decode(*self.mix(*self.encode(x), codes, w, strength, ml))
+                y = self.decode(*self._mix(*self.encode(x), codes, w, strength, ml))
             palettes = self.palettes(codes, w, mask_arrays, fitted[0].shape[1:]) if self.palette else []
             for j, i in enumerate(idx):
                 h, w_ = fitted[j].shape[1:]
@@ -326,6 +334,13 @@ class Engine:
         """Images along the latent path from image a to image b (same size) at each t in ts."""
         if method not in ("lerp", "slerp"):
             raise StyleRTError(f"unknown interpolation '{method}'.", "Use 'lerp' or 'slerp'.")
+        try:
+            ts = [float(t) for t in ts]
+        except (TypeError, ValueError):
+            raise StyleRTError(f"ts is {ts!r}, not a list of numbers.", "Pass the points to render, e.g. [0, 0.5, 1].") from None
+        if not ts or not all(np.isfinite(ts)):
+            raise StyleRTError(f"ts {ts} holds no points or non-finite ones.",
+                               "Pass one or more finite points, e.g. [0, 0.5, 1] (0 is a, 1 is b).")
         x, sizes = preprocess([a, b], self.contract.downsample)
         za, zb = np.split(self.encode(x)[0], 2)
         f = mixing.slerp if method == "slerp" else mixing.lerp

@@ -113,8 +113,10 @@ def add_parser(sub) -> None:
             styles by weight (--style-weights, or PATH:WEIGHT); --mask gives each style a
             region; --preserve-color keeps the content's colours. Outputs keep the input's
             size and go to --out as NAME.FORMAT, written atomically; existing files are
-            skipped unless --overwrite. A file that fails is reported with its reason at the
-            end (exit 1) and every other file is still written. Without --model the shipped
+            skipped unless --overwrite, and no two outputs of one run share a name (a.png
+            and a.jpg give a.png and a_2.png; the --grid sheet keeps grid.FORMAT). A file
+            that fails is reported with its reason at the end (exit 1) and every other file
+            is still written. HEIC and AVIF photos are read upright and in sRGB. Without --model the shipped
             model runs (its ONNX export ships with it; on CPUs with native BF16 and OpenVINO
             installed, its OpenVINO engine is built once into the cache).""").strip(),
         epilog="example:\n" + textwrap.indent(textwrap.dedent("""
@@ -226,8 +228,9 @@ def run(a) -> int:
 
     from .errors import StyleRTError
     from .frontend import model_folder, parse_styles, read_style
-    from .images import load_image, save_image
+    from .images import load_image
     from .mixing import StyleCode
+    from .outputs import RunOutputs, check_output, write_output
     from .runtime import Engine
 
     check_options(a)
@@ -240,12 +243,14 @@ def run(a) -> int:
     normalize_weights(weights, len(style_paths))  # bad weights fail here, before any work
     out = Path(a.out)
     check_out_folder(out, a.content, contents)
-    inputs = {p.resolve() for p in contents} | {Path(p).resolve() for p in style_paths + (a.mask or [])}
+    inputs = [*contents, *style_paths, *(a.mask or [])]
+    # every output of this run is named by `outs`, in this order: --save-style, the grid, videos,
+    # frame folders, images (the first to ask keeps a name; outputs.py)
+    outs = RunOutputs(out, a.overwrite, inputs)
     if a.save_style:
-        if Path(a.save_style).resolve() in inputs:
-            raise StyleRTError("--save-style names one of the inputs.", "Write the StyleCode to a new .json file.", path=a.save_style)
-        if Path(a.save_style).exists() and not a.overwrite:
-            raise StyleRTError("--save-style would replace an existing file.", "Pick a new name, or pass --overwrite.", path=a.save_style)
+        if a.preserve_color:
+            raise StyleRTError("--save-style cannot be combined with --preserve-color (the code depends on each content).")
+        outs.claim(check_output(a.save_style, a.overwrite, inputs, "--save-style", made=out))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -275,19 +280,16 @@ def run(a) -> int:
         for s, p in zip(styles, style_paths):
             s.sources = [p]
     if a.save_style:
-        from .images import atomic_write_bytes
         from .mixing import combine
 
-        if a.preserve_color:
-            raise StyleRTError("--save-style cannot be combined with --preserve-color (the code depends on each content).")
-        atomic_write_bytes(a.save_style, combine(styles, weights).to_json().encode(), exclusive=not a.overwrite)
+        write_output(a.save_style, combine(styles, weights).to_json().encode(), a.overwrite, inputs, "--save-style")
 
     ext = FORMATS[a.format]
     save_kw = {} if a.format == "png" else {"quality": a.quality}
     failures: list[tuple[str, str]] = []
-    skipped, written, names = [], [], set()
     grid_rows = []
     todo = []
+    gpath = outs.name("grid", ext) if a.grid else None
     videos = [c for c in contents if _is_clip(c)]
     if videos or a.frames:
         if a.mask or a.preserve_color:
@@ -296,22 +298,16 @@ def run(a) -> int:
         from .mixing import combine
 
         one = combine(styles, weights)
-        names |= {c.stem for c in videos}
-        _stylize_clips(eng, videos, one, a, out, written, skipped, failures)
+        _stylize_clips(eng, [(c, outs.name(c.stem, c.suffix)) for c in videos], one, a, outs.written, outs.skipped, failures)
         if a.frames:
-            _stylize_sequences(eng, a.content, one, a, out, ext, save_kw, written, skipped, failures)
+            _stylize_sequences(eng, a.content, one, a, outs, ext, save_kw, failures)
             contents = []
     for c in contents:
         if c in videos:
             continue
-        name = c.stem
-        k = 2
-        while name in names:  # same stem from two folders
-            name, k = f"{c.stem}_{k}", k + 1
-        names.add(name)
-        dst = out / f"{name}{ext}"
-        if dst.exists() and not a.overwrite and not a.grid:
-            skipped.append(str(dst))
+        dst = outs.name(c.stem, ext)  # a.png and a.jpg, or a.jpg from two folders: a.png and a_2.png
+        if outs.exists(dst) and not a.grid:  # there before this run: kept, not stylized again
+            outs.skipped.append(str(dst))
             continue
         todo.append((c, dst))
 
@@ -321,10 +317,7 @@ def run(a) -> int:
 
     def finish(c, dst, saving) -> None:
         try:
-            saving.result()
-            written.append(str(dst))
-        except FileExistsError:
-            skipped.append(str(dst))
+            saving.result()  # written or skipped: outs counts it
         except (StyleRTError, OSError, MemoryError) as e:
             failures.append((str(c), str(e).replace("\n", " ")))
         bar.update()
@@ -344,7 +337,7 @@ def run(a) -> int:
                 y = eng.stylize(img, styles, weights=weights, strength=a.strength, mask=masks, preserve_color=a.preserve_color)
                 # exclusive unless --overwrite: another stylize writing into the same folder
                 # a moment ago keeps its file
-                saving.append((c, dst, pool.submit(save_image, y, dst, exclusive=not a.overwrite, **save_kw)))
+                saving.append((c, dst, pool.submit(outs.save_image, y, dst, **save_kw)))
                 if a.grid:
                     cols = [eng.stylize(img, [s], strength=a.strength, preserve_color=a.preserve_color) for s in styles] \
                         if len(styles) > 1 else [y]
@@ -359,14 +352,12 @@ def run(a) -> int:
     bar.close()
 
     if a.grid and grid_rows:
-        gpath = out / f"grid{ext}"
         try:
-            save_image(contact_sheet(grid_rows, style_thumbs), gpath, exclusive=not a.overwrite, **save_kw)
-            written.append(str(gpath))
-        except FileExistsError:
-            skipped.append(str(gpath))
+            outs.save_image(contact_sheet(grid_rows, style_thumbs), gpath, **save_kw)
+        except (StyleRTError, OSError, MemoryError) as e:
+            failures.append((str(gpath), str(e).replace("\n", " ")))
 
-    print(f"wrote {len(written)} file(s) to {out}" + (f"; skipped {len(skipped)} existing (use --overwrite)" if skipped else ""))
+    print(outs.summary())
     if failures:
         print(f"{len(failures)} file(s) failed:", file=sys.stderr)
         for name, why in failures:  # a StyleRTError's message already starts with the file
@@ -398,14 +389,13 @@ def _progress_bar(a, desc: str, total):
     return tqdm(total=total, unit="frame", desc=desc, disable=a.no_progress, file=sys.stderr, dynamic_ncols=True)
 
 
-def _stylize_clips(eng, videos, style, a, out: Path, written, skipped, failures) -> None:
-    """Each video file -> out/NAME.SUFFIX (same container), one at a time; a file that fails
-    is reported and the others still run."""
+def _stylize_clips(eng, clips, style, a, written, skipped, failures) -> None:
+    """Each (video file, its output path: out/NAME.SUFFIX, the same container, named by the
+    run's RunOutputs), one at a time; a file that fails is reported and the others still run."""
     from .errors import StyleRTError
     from .video import stylize_video
 
-    for c in videos:
-        dst = out / c.name
+    for c, dst in clips:
         if dst.exists() and not a.overwrite:
             skipped.append(str(dst))
             continue
@@ -427,14 +417,15 @@ def _stylize_clips(eng, videos, style, a, out: Path, written, skipped, failures)
             bar.close()
 
 
-def _stylize_sequences(eng, items, style, a, out: Path, ext, save_kw, written, skipped, failures) -> None:
+def _stylize_sequences(eng, items, style, a, outs, ext, save_kw, failures) -> None:
     """--frames: each content folder is one clip of numbered frames -> out/FOLDER/ under the
-    same names, steady across frames (video.stylize_frames)."""
+    same names (frames a.png and a.jpg: a.png and a_2.png; two folders of one name: FOLDER and
+    FOLDER_2, named by the run's RunOutputs), steady across frames (video.stylize_frames)."""
     import numpy as np
     from PIL import Image
 
     from .errors import StyleRTError
-    from .images import IMAGE_SUFFIXES, load_image, save_image
+    from .images import IMAGE_SUFFIXES, load_image
     from .video import Flicker, stylize_frames
 
     for it in items:
@@ -443,22 +434,22 @@ def _stylize_sequences(eng, items, style, a, out: Path, ext, save_kw, written, s
             failures.append((it, "--frames takes folders of numbered frames"))
             continue
         files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        dst_dir = out / folder.name
-        if not a.overwrite and files and all((dst_dir / f"{f.stem}{ext}").exists() for f in files):
-            skipped += [str(dst_dir / f"{f.stem}{ext}") for f in files]  # done before: not stylized again
+        dst_dir = outs.name(folder.name, "")
+        dsts = [outs.name(f.stem, ext, dst_dir) for f in files]
+        if files and all(outs.exists(d) for d in dsts):
+            outs.skipped.extend(str(d) for d in dsts)  # done before: not stylized again
             continue
-        dst_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            dst_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            failures.append((str(folder), f"{dst_dir}: cannot create the output folder: {e.strerror}"))
+            continue
         flick = Flicker()
         bar = _progress_bar(a, folder.name, len(files))
         try:
             frames = (np.asarray(load_image(f, max_pixels=a.max_pixels)) for f in files)
-            for f, y in zip(files, stylize_frames(eng, frames, style, a.strength, a.temporal, a.cut_threshold, flicker=flick)):
-                dst = dst_dir / f"{f.stem}{ext}"
-                try:
-                    save_image(Image.fromarray(y), dst, exclusive=not a.overwrite, **save_kw)
-                    written.append(str(dst))
-                except FileExistsError:
-                    skipped.append(str(dst))
+            for dst, y in zip(dsts, stylize_frames(eng, frames, style, a.strength, a.temporal, a.cut_threshold, flicker=flick)):
+                outs.save_image(Image.fromarray(y), dst, **save_kw)
                 bar.update(1)
             if flick.ratio is not None:
                 bar.write(f"{folder.name}: {len(files)} frames, flicker {flick.ratio:.2f}x the input's")

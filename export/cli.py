@@ -167,7 +167,8 @@ def run_evaluate(a) -> int:
 
     import torch
 
-    from stylert.engine.images import atomic_write_bytes, list_images
+    from stylert.engine.images import list_images
+    from stylert.engine.outputs import check_output, write_output
     from stylert.export.checkpoint import DEFAULT_MODEL_DIR, load_model
     from stylert.export.train import center_crops, psnr
 
@@ -186,17 +187,26 @@ def run_evaluate(a) -> int:
     if (a.microast or a.magenta) and not a.styles:
         raise StyleRTError("--microast and --magenta are rows of the style report.", "Add --styles STYLE ... to run it.")
     files = expand(a.images)
+    style_files = expand(a.styles) if a.styles else []
+    inputs = files + style_files
+    if a.styles and a.out:
+        _check_report_folder(Path(a.out), [*a.images, *a.styles], files, style_files, a.overwrite)
+        if a.json and Path(a.out).resolve() in Path(a.json).resolve().parents:
+            raise StyleRTError("--json lies inside the style report's --out, whose files the report names itself "
+                               "(it writes report.json there).", "Write --json elsewhere, or read --out/report.json.", path=a.json)
+    if a.json:  # before the work: a report must never replace an input (nor a file, without --overwrite)
+        check_output(a.json, a.overwrite, inputs, "--json")
     if a.styles:
         from stylert.export.peers import make_peers
         from stylert.export.style_report import print_summary, style_report
 
         peers = make_peers(a.microast, a.magenta)  # before the run: a missing model fails at once
-        report = style_report(files, expand(a.styles), a.checkpoint, a.previous, size=a.size or 384,
+        report = style_report(files, style_files, a.checkpoint, a.previous, size=a.size or 384,
                               opt_steps=a.opt_steps, out_dir=a.out, previous_margin=a.previous_margin, opt_pairs=a.opt_pairs,
                               peers=peers)
         print_summary(report)
         if a.json:
-            atomic_write_bytes(Path(a.json), json.dumps(report, indent=2).encode())
+            write_output(a.json, json.dumps(report, indent=2).encode(), a.overwrite, inputs, "--json")
         return 0
     a.size = a.size or 256
     model, sha = load_model(a.checkpoint)
@@ -210,5 +220,26 @@ def run_evaluate(a) -> int:
     print(f"{mean:7.2f} dB  mean PSNR over {len(rows)} images at {a.size}x{a.size} "
           f"(checkpoint {a.checkpoint or DEFAULT_MODEL_DIR}, sha256 {sha[:12]})")
     if a.json:
-        atomic_write_bytes(Path(a.json), json.dumps({"mean_psnr_db": mean, "per_image": rows, "size": a.size, "checkpoint_sha256": sha}, indent=2).encode())
+        write_output(a.json, json.dumps({"mean_psnr_db": mean, "per_image": rows, "size": a.size, "checkpoint_sha256": sha},
+                                        indent=2).encode(), a.overwrite, inputs, "--json")
     return 0
+
+
+def _check_report_folder(out, items, contents, styles, overwrite: bool) -> None:
+    """The style report's --out, before any work: not an input folder nor one holding inputs
+    (stylize's rule), empty unless --overwrite (its files are replaced by name), and no two
+    contents or styles of one name (their outputs, CONTENT__STYLE__METHOD.png, would collide)."""
+    from stylert.engine.stylize import check_out_folder
+
+    check_out_folder(out, items, contents + styles)
+    if out.exists() and not out.is_dir():
+        raise StyleRTError("--out is a file, not a folder.", "Pass a folder for the style report.", path=out)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise StyleRTError("--out already holds files; the style report would replace its own names there.",
+                           "Pass --overwrite, or choose an empty or new --out.", path=out)
+    for what, group in (("contents", contents), ("styles", styles)):
+        stems = [p.stem for p in group]
+        twice = sorted({s for s in stems if stems.count(s) > 1})
+        if twice:
+            raise StyleRTError(f"two {what} share the name {twice[0]!r}: their outputs in --out would collide.",
+                               "Rename one, or pass them in separate runs.", path=out)

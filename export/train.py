@@ -174,7 +174,8 @@ def init_from(model: VAE, folder: str | os.PathLike) -> None:
     model.load_state_dict(src.state_dict())
 
 
-def _save_state(folder: Path, model: VAE, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig, history: list) -> None:
+def _save_state(folder: Path, model: VAE, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig, history: list,
+                teacher: str | None = None) -> None:
     """The resume state (weights, Adam's tensors flattened into safetensors: no pickle, and the
     config with the step) as one atomic step: written whole into `ckpt-STEP/` beside `folder`,
     then `folder` (a symbolic link) is swapped to it with one rename. An interrupt at any
@@ -191,7 +192,8 @@ def _save_state(folder: Path, model: VAE, opt: torch.optim.Optimizer, step: int,
     tmp = Path(tempfile.mkdtemp(prefix=f".ckpt-{step}.", dir=root))
     try:
         save_file(tensors, str(tmp / "optimizer.safetensors"))
-        save_model(model, tmp, extra={"train": _jsonable(cfg), "step": step, "optimizer_scalars": scalars, "history": history})
+        save_model(model, tmp, extra={"train": _jsonable(cfg), "step": step, "optimizer_scalars": scalars, "history": history,
+                                      **({"teacher_sha256": teacher} if teacher else {})})
         make_readable(tmp)
         final = root / f"ckpt-{step}"
         if final.exists():  # a rerun of this step (after --no-resume --overwrite): not the live one
@@ -238,6 +240,37 @@ def _load_state(folder: Path, model: VAE, opt: torch.optim.Optimizer) -> tuple[i
         raise StyleRTError(f"cannot resume from it: {str(e).splitlines()[0] if str(e) else type(e).__name__}.",
                            "The checkpoint is truncated or from another model configuration. Start over with "
                            "--no-resume --overwrite, or point --out at a new folder.", path=folder) from None
+
+
+def _check_resume(folder: Path, cfg: TrainConfig, teacher_sha: str | None) -> None:
+    """Refuse to continue the run in `folder` (OUT/last) under another model configuration,
+    stage or (distill) teacher than this command's: it would go on silently towards another
+    target. A config.json that is not the one train wrote is refused with the remedy too."""
+    again = "Continue it with its own command (its config.json has it), or start over with --no-resume --overwrite, or choose another --out."
+    path = folder / "config.json"
+    try:
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        if not isinstance(saved, dict) or not isinstance(saved.get("train", {}), dict):
+            raise ValueError("it is not the object train writes")
+        same_model = "model" not in saved or VAEConfig.from_dict(saved["model"]) == cfg.model
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, RecursionError) as e:
+        raise StyleRTError(f"cannot resume from it: its config.json is unreadable ({str(e).splitlines()[0] if str(e) else type(e).__name__}).",
+                           "The checkpoint is damaged. Start over with --no-resume --overwrite, or point --out at a new folder.",
+                           path=folder) from None
+    train = saved.get("train", {})
+    if not same_model or train.get("stage", cfg.stage) != cfg.stage:
+        raise StyleRTError("holds a run of another model configuration or stage than this command's.", again, path=folder)
+    if cfg.stage == "distill":
+        # the teacher is read at every step: another one would change what the run learns
+        had, had_init = saved.get("teacher_sha256"), train.get("init")
+        other = (had != teacher_sha) if had else (had_init is not None and cfg.init is not None
+                                                  and Path(had_init).resolve() != Path(cfg.init).resolve())
+        if other:
+            raise StyleRTError(f"holds a distill run from another teacher (--init {had_init}"
+                               + (f", sha256 {had[:12]}" if had else "") + f"; this command's --init {cfg.init}"
+                               + (f", sha256 {teacher_sha[:12]}" if teacher_sha else "") + ").",
+                               f"Resume with its own teacher (--init {had_init}), or start over with --no-resume --overwrite, "
+                               "or choose another --out.", path=folder)
 
 
 def _jsonable(cfg: TrainConfig) -> dict:
@@ -409,6 +442,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, overwrit
     val = center_crops(val_files, cfg.eval_size)
     # channels_last: oneDNN's and cuDNN's fast convolution layout (no reorders per layer)
     model = VAE(cfg.model).to(device, memory_format=torch.channels_last).train()
+    teacher_sha = None  # distill: the teacher's weights' sha256, kept in every checkpoint (a resume checks it)
     if cfg.stage == "style":
         from .style import LossNet
 
@@ -418,7 +452,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, overwrit
         from .vgg import VGG16
 
         lossnet = VGG16(taps=TAPS).to(device, memory_format=torch.channels_last)
-        teacher, _ = load_model(cfg.init)
+        teacher, teacher_sha = load_model(cfg.init)
         teacher = teacher.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
         init_student(model, teacher)  # also freezes the student's encoder (the teacher's)
     if cfg.stage != "vae" and cfg.content_paintings:
@@ -430,12 +464,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, overwrit
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     step, history = 0, []
     if resuming:
-        saved = json.loads((out / "last" / "config.json").read_text()) if (out / "last" / "config.json").is_file() else {}
-        same_model = "model" not in saved or VAEConfig.from_dict(saved["model"]) == cfg.model
-        if not same_model or saved.get("train", {}).get("stage", cfg.stage) != cfg.stage:
-            raise StyleRTError("holds a run of another model configuration or stage than this command's.",
-                               "Continue it with its own command (its config.json has it), or start over with "
-                               "--no-resume --overwrite, or choose another --out.", path=out / "last")
+        _check_resume(out / "last", cfg, teacher_sha)
         step, history = _load_state(out / "last", model, opt)
         rng = random.Random(cfg.seed * 1_000_003 + step)  # a fresh, still repeatable stream
         torch.manual_seed(cfg.seed * 1_000_003 + step)
@@ -483,7 +512,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, overwrit
             if val is not None:
                 entry["heldout_psnr"] = evaluate(model, val, device)
             history.append(entry)
-            _save_state(out / "last", model, opt, step, cfg, history)
+            _save_state(out / "last", model, opt, step, cfg, history, teacher=teacher_sha)
             bar.write(json.dumps(entry))
     bar.close()
     summary = {"steps": step, "seconds": round(time.time() - t0, 1), "train_loss": ema_loss,

@@ -181,8 +181,15 @@ class Runner:
 
     def _check_out(self, y, shape, what: str) -> np.ndarray:
         y = np.asarray(y)
-        # An invariant of the backend, not a user mistake: a wrong shape is a bug.
-        assert tuple(y.shape) == tuple(shape), f"{self.name}.{what} returned {y.shape}, expected {tuple(shape)}"
+        # The contract comes from a manifest beside the graphs, a file a user can edit: a graph
+        # whose outputs disagree with it (an edited downsample or channel count) is refused here,
+        # for every backend, whatever its load-time checks saw.
+        if tuple(y.shape) != tuple(shape):
+            raise StyleRTError(f"the {self.name} {what} returned shape {tuple(y.shape)} where the model's contract "
+                               f"(downsample {self.contract.downsample}, {self.contract.latent_channels} latent channels, "
+                               f"style code of {self.contract.style_size}) promises {tuple(shape)}.",
+                               "The folder's manifest (manifest.json / engine.json) was edited or belongs to other files: "
+                               "re-export with `stylert export-onnx` (and rebuild engines).")
         return y.astype(np.float32, copy=False)
 
 

@@ -227,6 +227,8 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
     precisions.check_backend(cfg.precision, backend)
     log(f"backend: {backend} ({why})")
     out = Path(cfg.out) if cfg.out else cfg.default_out()
+    if out.exists() and not out.is_dir():
+        raise StyleRTError("--out is a file, not a folder.", "Pass a folder for the engine (it is created if missing).", path=out)
     if out.exists() and not (out / M.ENGINE_MANIFEST_FILE).is_file() and any(out.iterdir()):
         raise StyleRTError("output folder exists and is not an engine folder.",
                            "Pick another --out: nothing that is not an engine is replaced.", path=out)

@@ -140,3 +140,26 @@ def test_images_option_names_the_folder(tmp_path):
     assert suite.content_dir(suite.BenchOptions(images=str(tmp_path))) == tmp_path
     with pytest.raises(StyleRTError, match="not a folder"):
         suite.content_dir(suite.BenchOptions(images=str(tmp_path / "missing")))
+
+
+def test_a_cached_engine_or_export_of_another_model_is_not_used(tiny_export, tiny_checkpoint, tmp_path):
+    """bench's caches are named after what they hold (the export's, the weights' sha256); the
+    entry's own record must agree, else it is rebuilt: another model is never measured as this one."""
+    from stylert.bench.artifacts import engine_folder
+
+    said = []
+    out, why = engine_folder(tiny_export, "fp32", tmp_path / "engines", size=64, log=said.append)
+    assert why.startswith("built") and engine_folder(tiny_export, "fp32", tmp_path / "engines", size=64)[1].startswith("cached")
+    man = json.loads((out / "engine.json").read_text())
+    man["source"]["decoder"]["sha256"] = "0" * 64  # what another export's engine left in the slot records
+    (out / "engine.json").write_text(json.dumps(man))
+    assert engine_folder(tiny_export, "fp32", tmp_path / "engines", size=64, log=said.append)[1].startswith("built")
+    assert any("not this export's to run" in s for s in said), said
+    # a cached export of a checkpoint: its manifest must record these weights
+    cache = tmp_path / "bench"
+    first = suite.resolve_model(str(tiny_checkpoint), cache, log=said.append)
+    m = json.loads((first / "manifest.json").read_text())
+    m["checkpoint"]["sha256"] = "0" * 64
+    (first / "manifest.json").write_text(json.dumps(m))
+    assert suite.resolve_model(str(tiny_checkpoint), cache, log=said.append) == first
+    assert json.loads((first / "manifest.json").read_text())["checkpoint"]["sha256"] != "0" * 64  # exported again

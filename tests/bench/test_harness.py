@@ -76,3 +76,15 @@ def test_throughput_is_images_over_the_measured_window():
     s = harness.Series(e2e=[250_000_000, 250_000_000, 500_000_000])  # 1 s in all
     assert harness.throughput(16, s) == pytest.approx(48.0)
     assert harness.throughput(16, harness.Series()) == 0.0
+
+
+def test_each_row_gets_its_own_gate():
+    """The torch BF16 peer keeps its 35 dB gate; OpenVINO's BF16 engine keeps build-engine's
+    (the precision table): one key shared by both must not let one replace the other."""
+    from stylert.bench.configs import PEER_GATE_DB, Config, accuracy_gate
+    from stylert.engine.precisions import PRECISIONS
+
+    assert accuracy_gate(Config("torch-eager-bf16", "torch", "bf16")) == PEER_GATE_DB["bf16"] == 35.0
+    assert accuracy_gate(Config("openvino-bf16", "openvino", "bf16")) == PRECISIONS["bf16"].min_psnr
+    assert accuracy_gate(Config("onnxruntime-int8", "onnxruntime", "int8")) == PRECISIONS["int8"].min_psnr
+    assert accuracy_gate(Config("torch-eager-fp32", "torch", "fp32")) == PRECISIONS["fp32"].min_psnr

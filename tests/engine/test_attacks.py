@@ -1,6 +1,7 @@
 """Bad input from a hostile or careless user, each case with its exact behaviour: the message
 (what is named), the exit code, and the files left. Every file here is made by the test."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -232,3 +233,248 @@ def test_a_fifo_where_a_style_or_content_file_belongs_fails_at_once(work, tiny_e
     assert sorted(p.name for p in (work / "out").iterdir()) == ["a.png", "b.png"]
     assert _stylize(work, tiny_export, content=work / "in" / "c.png") == 2  # named: refused at once
     assert "not a regular file" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- one run's outputs never collide
+# One namer (engine/outputs.py, RunOutputs): the first output to ask for a name keeps it, a later
+# one of the same run gets NAME_2; "skipped" is only ever a file that was there before the run.
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_content_named_grid_and_the_grid_sheet_are_both_kept(work, tiny_export, capsys, overwrite):
+    shutil.copy(work / "in" / "a.png", work / "in" / "grid.png")
+    assert _stylize(work, tiny_export, "--grid", *(["--overwrite"] if overwrite else [])) == 0
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in (work / "out").iterdir()) == ["a.png", "b.png", "grid.png", "grid_2.png"]
+    assert Image.open(work / "out" / "grid.png").size == (2 * 192, 4 * 192)  # the sheet: 3 contents x 1 style
+    assert Image.open(work / "out" / "grid_2.png").size == (32, 24)  # the content grid.png's result
+    assert "wrote 4 file(s)" in out and "skipped" not in out and "grid.png -> grid_2.png" in out
+
+
+def test_one_name_from_two_folders_and_two_formats_each_keep_their_result(work, tiny_export, capsys):
+    (work / "in2").mkdir()
+    Image.new("RGB", (40, 16), (9, 99, 200)).save(work / "in2" / "a.png")
+    Image.open(work / "in" / "b.png").save(work / "in" / "a.jpg", quality=95)
+    args = ["stylize", str(work / "in"), str(work / "in2"), "--style", str(work / "style.png"), "--model", str(tiny_export),
+            "--out", str(work / "out"), "--no-progress"]
+    for extra in (["--overwrite"], []):
+        assert main(args + extra) == 0
+        out = capsys.readouterr().out
+        # in/a.jpg, in/a.png, in/b.png, in2/a.png: none replaces another, with or without --overwrite
+        assert sorted(p.name for p in (work / "out").iterdir()) == ["a.png", "a_2.png", "a_3.png", "b.png"]
+        assert Image.open(work / "out" / "a_3.png").size == (40, 16)
+    assert "wrote 0 file(s)" in out and "skipped 4 that existed before this run" in out  # the rerun: counts right
+
+
+def test_frames_of_one_name_in_two_formats_both_kept(work, tiny_export):
+    pytest.importorskip("av", reason="--frames runs the video pipeline: pip install 'stylert[video]'")
+    seq = work / "seq"
+    seq.mkdir()
+    shutil.copy(work / "in" / "a.png", seq / "0001.png")
+    Image.open(work / "in" / "b.png").save(seq / "0001.jpg", quality=95)
+    assert main(["stylize", str(seq), "--frames", "--style", str(work / "style.png"), "--model", str(tiny_export),
+                 "--out", str(work / "out"), "--no-progress", "--overwrite"]) == 0
+    assert sorted(p.name for p in (work / "out" / "seq").iterdir()) == ["0001.png", "0001_2.png"]
+
+
+def test_save_style_inside_out_keeps_its_name_and_never_lands_on_an_image(work, tiny_export, capsys):
+    out = work / "out"
+    assert _stylize(work, tiny_export, "--save-style", str(out / "a.png")) == 2  # JSON where an image belongs
+    assert "names an image or video file" in capsys.readouterr().err and not out.exists()
+    assert _stylize(work, tiny_export, "--save-style", str(out / "code.json")) == 0  # --out is made by the run
+    assert StyleCode.from_json((out / "code.json").read_text()).channels > 0
+
+
+@pytest.mark.parametrize("where,words", [("missing/code.json", "does not exist"), ("", "is a folder"), ("out", "--out")])
+def test_save_style_into_a_missing_folder_or_onto_a_folder(work, tiny_export, capsys, where, words):
+    target = work / where if where else work / "in"  # "out": the run's --out, made by the run
+    assert _stylize(work, tiny_export, "--save-style", str(target)) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and not (work / "out").exists()
+
+
+# ----------------------------------------------------------------------------- style codes
+def _shipped_like_code(eng):
+    """An encoded code of this engine's model (a real one, then edited by the tests)."""
+    return eng.encode_style(np.random.default_rng(3).random((48, 48, 3)).astype(np.float32))
+
+
+def test_codes_just_inside_the_old_limit_and_impossible_palettes_are_refused(api):
+    eng, st = api[0], api[1]
+    c = eng.contract
+    assert c.style_ranges and len(c.style_ranges) == len(c.style_channels)  # the export measured them
+    k = st.channels
+    cases = {
+        "means at 0.99 x the old limit": StyleCode(np.full(k, 0.99 * c.style_limit), st.std),
+        "stds at 0.99 x the old limit": StyleCode(st.mean, np.full(k, 0.99 * c.style_limit)),
+        "a std below sqrt(EPS)": StyleCode(st.mean, np.r_[st.std[:-1], 1e-4]),
+        "a feature mean below 0 (after ReLU)": StyleCode(np.r_[st.mean[:-1], -0.5], st.std),
+        "every latent mean at 2x its level's largest RMS": StyleCode(
+            np.r_[np.full(c.latent_channels, 2 * c.style_ranges[0][2]), st.mean[c.latent_channels:]], st.std),
+    }
+    for name, code in cases.items():
+        with pytest.raises(StyleRTError, match="outside the range") as e:
+            eng.stylize(np.zeros((16, 16, 3), np.float32), code)
+        assert "\nNote: Re-encode" in str(e.value), name
+    with pytest.raises(StyleRTError, match="palette"):
+        StyleCode(st.mean, st.std, rgb_mean=[-2.0, 0.5, 0.5], rgb_cov=np.eye(3) * 0.01)
+    with pytest.raises(StyleRTError, match="palette"):  # a variance no pixels in [0, 1] can have
+        StyleCode(st.mean, st.std, rgb_mean=[0.5, 0.5, 0.5], rgb_cov=np.eye(3) * 0.3)
+
+
+def test_codes_the_encoder_gives_and_their_mixes_pass_the_value_check(api):
+    eng, st = api[0], api[1]
+    rng = np.random.default_rng(5)
+    styles = [np.zeros((32, 32, 3), np.float32), np.ones((32, 32, 3), np.float32), rng.random((64, 48, 3)).astype(np.float32),
+              np.kron(rng.random((4, 4, 3)), np.ones((16, 16, 1))).astype(np.float32)]
+    codes = [eng.encode_style(s) for s in styles] + [st]
+    from stylert.engine.mixing import combine
+
+    for code in codes + [combine(codes, rng.random(len(codes)) + 0.1)]:
+        assert code.out_of_range(eng.contract) is None
+        eng.check_codes([StyleCode.from_json(code.to_json())])  # a saved code reads back and runs
+
+
+@pytest.mark.parametrize("data,words", [
+    (b'{"kind": "stylert-style", "mean": [1], "std": [1], "sources": ["\xff\xfe"]}', "not UTF-8"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"kind": "stylert-style", "mean": [true], "std": [1]}', "flat list of numbers"),
+])
+def test_stylecode_bytes_that_are_not_utf8_json_or_numbers(work, tiny_export, capsys, data, words):
+    with pytest.raises(StyleRTError, match=words):
+        StyleCode.from_json(data)
+    (work / "bad.json").write_bytes(data)
+    rc = main(["stylize", str(work / "in"), "--style", str(work / "bad.json"), "--model", str(tiny_export),
+               "--out", str(work / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "bad.json" in err and words in err and "Traceback" not in err
+
+
+def test_a_fifo_or_a_huge_file_as_a_stylecode_fails_at_once(work, tiny_export, capsys):
+    os.mkfifo(work / "x.json")  # read as a StyleCode it would wait for a writer for ever
+    (work / "huge.json").write_bytes(b" " * (2 << 20))
+    (work / "dir.json").mkdir()
+    for name, words in (("x.json", "not a regular file"), ("huge.json", "over the"), ("dir.json", "a folder")):
+        assert main(["stylize", str(work / "in"), "--style", str(work / name), "--model", str(tiny_export),
+                     "--out", str(work / "out"), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert name in err and words in err
+
+
+# ----------------------------------------------------------------------------- build-engine, manifests, caches
+def test_build_engine_out_naming_a_file(tiny_export, tmp_path, capsys):
+    (tmp_path / "f").write_text("mine")
+    assert main(["build-engine", str(tiny_export), "--fp32", "--backend", "onnxruntime", "--out", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "Traceback" not in err and (tmp_path / "f").read_text() == "mine"
+
+
+@pytest.mark.parametrize("field,value", [("downsample", 8), ("downsample", 2), ("latent_channels", 3)])
+def test_an_edited_contract_in_a_manifest_is_refused_with_the_remedy(tiny_export, tmp_path, field, value):
+    from stylert.engine.runtime import Engine
+
+    copy = tmp_path / "export"
+    shutil.copytree(tiny_export, copy)
+    m = json.loads((copy / "manifest.json").read_text())
+    m["contract"][field] = value
+    if field == "latent_channels":
+        m["contract"]["style_channels"][0] = value
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(StyleRTError, match=f"exported with {field}|manifest.json") as e:
+        eng = Engine.load(copy)
+        eng.stylize(np.zeros((32, 32, 3), np.float32), np.zeros((32, 32, 3), np.float32))
+    assert "re-export" in str(e.value)
+
+
+def test_a_graph_that_disagrees_with_its_contract_is_an_error_not_an_assert(tiny_export):
+    from stylert.engine.runtime import Engine
+
+    eng = Engine.load(tiny_export)
+    eng.runner.contract = dataclasses.replace(eng.contract, downsample=eng.contract.downsample * 2)  # what a backend trusts
+    with pytest.raises(StyleRTError, match="promises") as e:
+        eng.runner.encode(np.zeros((1, 3, 32, 32), np.float32))
+    assert "manifest" in str(e.value)
+
+
+def test_an_openvino_engine_of_a_model_whose_style_head_is_still_zero_loads(tiny_checkpoint, tmp_path):
+    pytest.importorskip("openvino", reason="the openvino backend needs OpenVINO: pip install 'stylert[openvino]'")
+    import torch
+
+    from stylert.engine.build import stage as B
+    from stylert.engine.runtime import Engine
+    from stylert.export.checkpoint import load_model, save_model
+    from stylert.export.onnx_export import export_onnx
+
+    vae, _ = load_model(tiny_checkpoint)
+    torch.nn.init.zeros_(vae.decoder.style.net[-1].weight)  # as `train --stage vae` leaves it
+    save_model(vae, tmp_path / "vae")
+    export_onnx(tmp_path / "export", checkpoint=tmp_path / "vae", log=lambda *a: None, verify_outputs=False)
+    B.build_engine(B.BuildConfig(export_dir=str(tmp_path / "export"), out=str(tmp_path / "e"), precision="fp32",
+                                 backend="openvino", calib_count=2, calib_size=64, eval_count=1), log=lambda *a: None)
+    eng = Engine.load(tmp_path / "e")  # passed its gate: it must load (OpenVINO names `style` "mul" too)
+    assert eng.stylize(np.zeros((16, 16, 3), np.float32), np.ones((16, 16, 3), np.float32)).shape == (16, 16, 3)
+
+
+def test_another_exports_engine_in_the_cache_slot_is_not_used(tiny_export, tmp_path, monkeypatch):
+    pytest.importorskip("openvino", reason="the openvino backend needs OpenVINO: pip install 'stylert[openvino]'")
+    import stylert.engine.backends.openvino.runner as ovr
+    import stylert.engine.build as build
+    from stylert.engine import frontend
+    from stylert.engine.artifacts import read_export
+
+    m = read_export(tiny_export)
+    slot = tmp_path / "cache" / "engines" / (m["files"]["encoder"]["sha256"][:12] + m["files"]["decoder"]["sha256"][:12])
+    build.build_engine(build.BuildConfig(str(tiny_export), precision="fp32", backend="openvino", out=str(slot / "openvino-bf16"),
+                                         calib_count=2, calib_size=64, eval_count=1), log=lambda *a: None)
+    # what another model's engine, copied into this export's slot, records as its source
+    man = json.loads((slot / "openvino-bf16" / "engine.json").read_text())
+    man["source"]["encoder"]["sha256"] = "0" * 64
+    (slot / "openvino-bf16" / "engine.json").write_text(json.dumps(man))
+    monkeypatch.setattr(ovr, "native_bf16", lambda *a, **k: True)  # the CPUs on which the auto rule takes the cache
+    built, said = [], []
+    monkeypatch.setattr(build, "build_engine", lambda cfg, log=None: built.append(cfg))
+    frontend.fastest_engine(tiny_export, tmp_path / "cache", log=said.append)
+    assert built and built[0].export_dir == str(tiny_export)  # rebuilt from this export, not used
+    assert any("not this model's to run" in s and "changed since the build" in s for s in said), said
+
+
+def test_a_cache_folder_that_cannot_be_written_runs_without_it(tiny_export, tmp_path, monkeypatch):
+    pytest.importorskip("openvino", reason="the openvino backend needs OpenVINO: pip install 'stylert[openvino]'")
+    from stylert.engine.artifacts import CacheWarning
+    from stylert.engine.runtime import Engine
+
+    (tmp_path / "cache").write_text("a file where the cache folder belongs")
+    monkeypatch.setenv("STYLERT_CACHE", str(tmp_path / "cache"))
+    with pytest.warns(CacheWarning, match="cannot be written"):
+        eng = Engine.load(tiny_export, backend="openvino")
+    assert eng.stylize(np.zeros((16, 16, 3), np.float32), np.ones((16, 16, 3), np.float32)).shape == (16, 16, 3)
+
+
+# ----------------------------------------------------------------------------- more of the Python API
+@pytest.mark.parametrize("call,words", [
+    (lambda e, x: e.interpolate(x, x, []), "no points"),
+    (lambda e, x: e.interpolate(x, x, [float("nan")]), "non-finite"),
+    (lambda e, x: e.interpolate(x, x, 0.5), "not a list of numbers"),
+    (lambda e, x: e.stylize(x, x, strength=None), "not a number"),
+    (lambda e, x: e.stylize(x, x, strength="0.5"), "not a number"),
+])
+def test_api_values_that_used_to_raise_raw_exceptions(api, call, words):
+    x = np.random.default_rng(2).random((16, 16, 3)).astype(np.float32)
+    with pytest.raises(StyleRTError, match=words) as e:
+        call(api[0], x)
+    assert "\nNote:" in str(e.value)
+
+
+def test_two_videos_of_one_name_from_two_folders_both_kept(work, tiny_export, capsys):
+    pytest.importorskip("av", reason="video files need PyAV: pip install 'stylert[video]'")
+    from .test_video import make_clip
+
+    for d, n in (("v1", 6), ("v2", 8)):
+        (work / d).mkdir()
+        make_clip(work / d / "clip.mp4", n=n, audio=False, cut_at=None)
+    assert main(["stylize", str(work / "v1"), str(work / "v2"), "--style", str(work / "style.png"), "--model", str(tiny_export),
+                 "--out", str(work / "out"), "--no-progress", "--overwrite"]) == 0
+    assert sorted(p.name for p in (work / "out").iterdir()) == ["clip.mp4", "clip_2.mp4"]
+    import av
+
+    with av.open(str(work / "out" / "clip_2.mp4")) as c:  # v2's clip, not replaced by v1's nor replacing it
+        assert sum(1 for _ in c.decode(video=0)) == 8
+    assert "wrote 2 file(s)" in capsys.readouterr().out

@@ -80,8 +80,9 @@ def test_contract(engine, reference, rng):
     assert np.abs(engine.decode(z, np.zeros_like(s)) - reference.decode(z)).max() <= TOL
     # the fused path equals encode -> NumPy mix -> decode
     k = c.style_size // 2
-    # a code the model could give (within its style_limit), not its own: another image's, moved
-    code = mixing.StyleCode(sr[0, :k] * rng.uniform(0.5, 1.5, k), sr[0, k:] * rng.uniform(0.5, 1.5, k))
+    # a code the model could give (StyleCode.out_of_range accepts it), not any image's own: a mix of two
+    w = rng.uniform(0.2, 0.8)
+    code = mixing.StyleCode(w * sr[0, :k] + (1 - w) * sr[1, :k], w * sr[0, k:] + (1 - w) * sr[1, k:])
     fused = engine.stylize_batch(x, code, strength=0.7)
     ref = reference.decode(*reference.mix(zr, sr, code, strength=0.7))
     assert np.abs(fused - ref).max() <= 1e-3

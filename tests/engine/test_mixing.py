@@ -188,3 +188,60 @@ def test_stylecode_from_codes_averages_and_the_latent_part_comes_first(rng):
     # the latent's AdaIN reads the first C entries of a longer code
     z = rng.standard_normal((1, 2, 4, 4)).astype(np.float32)
     np.testing.assert_allclose(mixing.mix(z, c), mixing.adain(z, c.mean[:2], c.std[:2]), rtol=1e-5, atol=1e-6)
+
+
+def test_the_value_check_at_its_edges():
+    """StyleCode.out_of_range against a contract's style_ranges: every bound is accepted just
+    inside and refused just outside; a weighted mix of accepted codes is accepted (each bound
+    is convex)."""
+    from stylert.engine.contract import ModelContract
+
+    F, R, eps = mixing.RANGE_FACTOR, mixing.RMS_FACTOR, 1e-3
+
+    def contract(rms):  # two levels of 2 channels: the latent (means of either sign), a ReLU level (means >= 0)
+        return ModelContract(latent_channels=2, style_channels=(2, 2), style_limit=40.0,
+                             style_ranges=((-1.0, 2.0, rms, 3.0, rms), (0.0, 4.0, rms, 0.5, rms)))
+
+    wide, tight = contract(100.0), contract(1.0)  # RMS bounds out of the way, then in the way
+    base_std = [1.0, 1.0, 0.2, 0.2]
+    single = {  # one entry just inside / just outside its level's bound
+        "the latent's lowest mean": (([F * -1.0 + eps, 0, 0, 0], base_std), ([F * -1.0 - eps, 0, 0, 0], base_std)),
+        "the latent's highest mean": (([F * 2.0 - eps, 0, 0, 0], base_std), ([F * 2.0 + eps, 0, 0, 0], base_std)),
+        "a ReLU level's mean below 0": (([0, 0, 0, 0], base_std), ([0, 0, -eps, 0], base_std)),
+        "a ReLU level's highest mean": (([0, 0, F * 4.0 - eps, 0], base_std), ([0, 0, F * 4.0 + eps, 0], base_std)),
+        "a level's largest std": (([0, 0, 0, 0], [1, 1, F * 0.5 - eps, .2]), ([0, 0, 0, 0], [1, 1, F * 0.5 + eps, .2])),
+    }
+    for name, (inside, outside) in single.items():
+        assert StyleCode(*inside).out_of_range(wide) is None, name
+        assert "outside the range" in StyleCode(*outside).out_of_range(wide), name
+    # the RMS of a level: both entries at the bound's RMS
+    assert StyleCode([R - eps, R - eps, 0, 0], [.5, .5, .2, .2]).out_of_range(tight) is None
+    assert "RMS of the means at the latent" in StyleCode([R + eps, R + eps, 0, 0], [.5, .5, .2, .2]).out_of_range(tight)
+    assert StyleCode([0, 0, 0, 0], [R - eps, R - eps, .2, .2]).out_of_range(tight) is None
+    assert "RMS of the stds at the latent" in StyleCode([0, 0, 0, 0], [R + eps, R + eps, .2, .2]).out_of_range(tight)
+    # the least std the encoder computes: sqrt(EPS)
+    floor = float(np.sqrt(np.float32(EPS)))
+    assert StyleCode([0, 0, 0, 0], [floor] * 4).out_of_range(tight) is None
+    assert "least the encoder computes" in StyleCode([0, 0, 0, 0], [floor / 2, 1, 1, 1]).out_of_range(tight)
+    # mixes of accepted codes stay accepted
+    rng = np.random.default_rng(0)
+    codes = [StyleCode(*single[k][0]) for k in single]
+    for _ in range(20):
+        assert mixing.combine(codes, rng.random(len(codes)) + 1e-3).out_of_range(wide) is None
+    # an export made before the ranges existed: style_limit alone
+    old = ModelContract(latent_channels=2, style_channels=(2, 2), style_limit=4.0)
+    assert StyleCode([3.9, 0, 0, 0], [1, 1, 1, 1]).out_of_range(old) is None
+    assert "up to 4" in StyleCode([4.1, 0, 0, 0], [1, 1, 1, 1]).out_of_range(old)
+    with pytest.raises(ValueError, match="style_ranges"):
+        ModelContract(latent_channels=2, style_channels=(2, 2), style_ranges=((0.0, 1.0, 1.0, 1.0, 1.0),))
+    assert ModelContract.from_json(tight.to_json()) == tight
+
+
+def test_palettes_hold_only_what_pixels_in_0_1_can_have():
+    code = StyleCode(np.zeros(4), np.ones(4))
+    ok = (np.array([0.2, 0.5, 0.9]), np.diag([0.2 * 0.8, 0.25, 0.09]) * 0.99)
+    assert StyleCode(code.mean, code.std, rgb_mean=ok[0], rgb_cov=ok[1]).palette is not None
+    for mean, cov in (([-2.0, 0.5, 0.5], np.eye(3) * 0.01), ([1.5, 0.5, 0.5], np.eye(3) * 0.01),
+                      ([0.5, 0.5, 0.5], np.eye(3) * 0.26), ([0.1, 0.5, 0.5], np.diag([0.1, 0.01, 0.01]))):
+        with pytest.raises(StyleRTError, match="palette"):
+            StyleCode(code.mean, code.std, rgb_mean=mean, rgb_cov=cov)

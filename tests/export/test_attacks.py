@@ -100,3 +100,95 @@ def test_export_never_replaces_files_without_overwrite(tiny_checkpoint, tmp_path
     (tmp_path / "file").write_text("x")
     assert main(["export-onnx", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "file")]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- hostile pass 3 (issue 36)
+@pytest.mark.parametrize("option,value,words", [
+    ("--dec-dilations", "0", "--dec-dilations needs at least one block"), ("--widths", "0 0 0", "--widths [0, 0, 0]"),
+    ("--latent-channels", "0", "--latent-channels 0"), ("--style-kernels", "-1", "--style-kernels must be"),
+])
+def test_model_options_the_model_refuses_are_clear_errors(tmp_path, capsys, option, value, words):
+    data = _images(tmp_path / "data", n=2)
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), "--no-progress", option, *value.split()]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Note:" in err and "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("damage", [b"{not json", b"\xff\xfe", b"[1, 2]", b'{"model": {"widths": "x"}}'])
+def test_a_damaged_config_json_on_resume_is_a_clear_error(tmp_path, capsys, damage):
+    data = _images(tmp_path / "data", n=2)
+    assert _train(data, tmp_path / "run", "--steps", "2", "--checkpoint-every", "1") == 0
+    (tmp_path / "run" / "last" / "config.json").write_bytes(damage)
+    capsys.readouterr()
+    assert _train(data, tmp_path / "run", "--steps", "4") == 2
+    err = capsys.readouterr().err
+    assert "cannot resume" in err and "--no-resume --overwrite" in err and "Traceback" not in err
+
+
+def test_resuming_a_distill_run_with_another_teacher_is_refused(tmp_path, tiny_checkpoint):
+    from ..conftest import TINY, vgg_weights
+
+    vgg_weights()
+    import shutil
+
+    from stylert.engine.errors import StyleRTError
+    from stylert.export.checkpoint import load_model, save_model
+    from stylert.export.model import VAEConfig
+    from stylert.export.train import train
+
+    from .test_train import _cfg
+
+    data, styles = _images(tmp_path / "data", n=2), _images(tmp_path / "styles", n=2)
+    other = tmp_path / "other"
+    vae = load_model(tiny_checkpoint)[0]
+    vae.decoder.inp.weight.data.mul_(0.5)  # another teacher of the same design
+    save_model(vae, other)
+    shutil.copytree(tiny_checkpoint, tmp_path / "same")  # the same teacher at another path: not another one
+
+    def run(init, **kw):
+        return train(_cfg(tmp_path, data, stage="distill", init=str(init), styles=[str(styles)], steps=3, checkpoint_every=1,
+                          batch=2, model=VAEConfig(**{**TINY, "dec_dilations": (2,)}), **kw), progress=False)
+
+    run(tiny_checkpoint, stop_after=1)
+    with pytest.raises(StyleRTError, match="another teacher") as e:
+        run(other)
+    assert str(tiny_checkpoint) in str(e.value) and "--no-resume --overwrite" in str(e.value)
+    assert run(tmp_path / "same")["steps"] == 3  # the same weights: resumed to the end
+
+
+def test_evaluate_never_writes_its_report_over_an_input_or_a_file(tiny_checkpoint, tmp_path, capsys):
+    img = _images(tmp_path / "data", n=2)
+    a, b = img / "img0.png", img / "img1.png"
+    before = a.read_bytes()
+    # `--json a.png b.png`: argparse takes a.png as the report's name
+    assert main(["evaluate", "--json", str(a), str(b), "--checkpoint", str(tiny_checkpoint)]) == 2
+    assert "names an image or video file" in capsys.readouterr().err and a.read_bytes() == before
+    assert main(["evaluate", str(b), "--json", str(b.with_suffix(".json")), "--checkpoint", str(tiny_checkpoint)]) == 0
+    report = b.with_suffix(".json").read_bytes()
+    for extra, words in (([], "would replace an existing file"), (["--json", str(tmp_path / "no" / "r.json")], "does not exist")):
+        args = ["evaluate", str(b), "--json", str(b.with_suffix(".json")), "--checkpoint", str(tiny_checkpoint), *extra]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err
+    assert b.with_suffix(".json").read_bytes() == report
+    assert main(["evaluate", str(b), "--json", str(b.with_suffix(".json")), "--checkpoint", str(tiny_checkpoint),
+                 "--overwrite"]) == 0
+
+
+def test_the_style_report_refuses_a_folder_of_files_and_contents_of_one_name(tiny_checkpoint, tmp_path, capsys):
+    img = _images(tmp_path / "data", n=2)
+    (tmp_path / "data2").mkdir()
+    (tmp_path / "data2" / "img0.png").write_bytes((img / "img0.png").read_bytes())
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("mine")
+    base = ["evaluate", "--checkpoint", str(tiny_checkpoint), "--styles", str(img / "img1.png"), "--opt-steps", "0"]
+    assert main([*base[:1], str(img / "img0.png"), *base[1:], "--out", str(tmp_path / "out")]) == 2
+    assert "already holds files" in capsys.readouterr().err and (tmp_path / "out" / "mine.txt").read_text() == "mine"
+    assert main([*base[:1], str(img / "img0.png"), str(tmp_path / "data2" / "img0.png"), *base[1:],
+                 "--out", str(tmp_path / "new")]) == 2
+    assert "share the name 'img0'" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    assert main([*base[:1], str(img), *base[1:], "--out", str(img / "report")]) == 2
+    assert "inside the input folder" in capsys.readouterr().err
+    assert main([*base[:1], str(img / "img0.png"), *base[1:], "--out", str(tmp_path / "new"),
+                 "--json", str(tmp_path / "new" / "report.json")]) == 2  # the report's own report.json
+    assert "inside the style report's --out" in capsys.readouterr().err and not (tmp_path / "new").exists()

@@ -223,9 +223,9 @@ def test_stop_after_gives_the_model_a_longer_run_holds_at_that_step(tmp_path, mo
     seen = {}
     save = tr._save_state
 
-    def keep(folder, model, opt, step, cfg, history):  # what the long run holds at each checkpoint
+    def keep(folder, model, opt, step, cfg, history, **kw):  # what the long run holds at each checkpoint
         seen[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        save(folder, model, opt, step, cfg, history)
+        save(folder, model, opt, step, cfg, history, **kw)
 
     monkeypatch.setattr(tr, "_save_state", keep)
     train(_cfg(tmp_path, data, out=str(tmp_path / "long"), steps=12, checkpoint_every=6), progress=False)

@@ -70,9 +70,11 @@ class OnnxRuntimeRunner(Runner):
                 raise StyleRTError(f"ONNX Runtime cannot load the {role}: {str(e).splitlines()[0]}.",
                                    "The file is corrupt or not an ONNX model; re-export it.", path=path) from None
             meta = contract_from_onnx_metadata(sess.get_modelmeta().custom_metadata_map, path)
-            if meta.latent_channels != self.contract.latent_channels:
-                raise StyleRTError(f"{role} has {meta.latent_channels} latent channels, the manifest says "
-                                   f"{self.contract.latent_channels}.", "The folder mixes files of two models; re-export.", path=path)
+            for field in ("latent_channels", "downsample", "style_channels"):  # what shapes the graph's tensors
+                if getattr(meta, field) != getattr(self.contract, field):
+                    raise StyleRTError(f"{role} was exported with {field} {getattr(meta, field)}, the manifest says "
+                                       f"{getattr(self.contract, field)}.",
+                                       "The manifest was edited, or the folder mixes files of two models; re-export it.", path=path)
             want_in, want_out = ([t.name for t in specs] for specs in self.contract.io(role))
             got_in, got_out = [i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()]
             if (got_in, got_out) != (want_in, want_out):

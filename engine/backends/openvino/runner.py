@@ -46,6 +46,22 @@ def float_hint(precision: str, core=None, device: str = "CPU") -> str:
     return "f32"
 
 
+def check_io(compiled, contract: ModelContract, role: str, path) -> tuple[list[str], list[str]]:
+    """The (input, output) names of a compiled model as the contract names them, or
+    StyleRTError. A tensor has a set of names in OpenVINO: when the graph folds a constant into
+    an input (the decoder of a model whose style head is still zero, as the VAE stage leaves
+    it, multiplies `style` by zeros), `style` gains a second name ("mul"), so the contract's
+    name is looked for in the set, not compared with whichever name comes first. build-engine's
+    gate and the runtime both check here, so an engine that passes its gate loads."""
+    want_in, want_out = ([t.name for t in specs] for specs in contract.io(role))
+    got_in = [w if w in p.get_names() else p.get_any_name() for p, w in zip(compiled.inputs, want_in + [""] * len(compiled.inputs))]
+    got_out = [w if w in p.get_names() else p.get_any_name() for p, w in zip(compiled.outputs, want_out + [""] * len(compiled.outputs))]
+    if (got_in, got_out) != (want_in, want_out):
+        raise StyleRTError(f"{role} has inputs {got_in} and outputs {got_out}, expected {want_in} and {want_out}.",
+                           "Re-export with `stylert export-onnx`.", path=path)
+    return got_in, got_out
+
+
 class OpenVINORunner(Runner):
     name = "openvino"
     thread_safe = True
@@ -82,13 +98,14 @@ class OpenVINORunner(Runner):
             import openvino as ov
         except ImportError:
             raise StyleRTError("the openvino backend needs OpenVINO, which is not installed.", INSTALL) from None
-        from ...artifacts import cache_root
+        from ...artifacts import cache_root, writable_dir
 
         core = ov.Core()
         if self.cache != "":
-            folder = Path(self.cache) if self.cache else cache_root() / "openvino"
-            folder.mkdir(parents=True, exist_ok=True)
-            core.set_property({"CACHE_DIR": os.fspath(folder)})
+            # a cache folder that cannot be written: compiled at every start instead (a warning says so)
+            folder = writable_dir(Path(self.cache) if self.cache else cache_root() / "openvino")
+            if folder is not None:
+                core.set_property({"CACHE_DIR": os.fspath(folder)})
         if self.ov_device not in core.available_devices:
             raise StyleRTError(f"OpenVINO has no device {self.ov_device!r} here (it has {', '.join(core.available_devices)}).",
                                "Use ov_device='CPU'.")
@@ -105,14 +122,9 @@ class OpenVINORunner(Runner):
             except RuntimeError as e:
                 raise StyleRTError(f"OpenVINO cannot load the {role}: {str(e).strip().splitlines()[0]}.",
                                    "The file is corrupt or not an ONNX model; re-export it.", path=path) from None
-            want_in, want_out = ([t.name for t in specs] for specs in self.contract.io(role))
-            got_in = [p.get_any_name() for p in compiled.inputs]
-            got_out = [p.get_any_name() for p in compiled.outputs]
-            if (got_in, got_out) != (want_in, want_out):
-                raise StyleRTError(f"{role} has inputs {got_in} and outputs {got_out}, expected {want_in} and {want_out}.",
-                                   "Re-export with `stylert export-onnx`.", path=path)
-            dims = {p.get_any_name(): [d.get_length() if d.is_static else None for d in p.get_partial_shape()]
-                    for p in (*compiled.inputs, *compiled.outputs)}
+            got_in, got_out = check_io(compiled, self.contract, role, path)
+            dims = {name: [d.get_length() if d.is_static else None for d in p.get_partial_shape()]
+                    for name, p in zip(got_in + got_out, (*compiled.inputs, *compiled.outputs))}
             check_graph_shapes(self.contract, role, dims, path)
             self._compiled[role] = compiled
         self._load_seconds = time.perf_counter() - t0
@@ -154,13 +166,16 @@ class Session:
     """An OpenVINO compiled model behind the one method build-engine's accuracy check and
     precision.run_batched call on ONNX Runtime sessions: run(None, feeds) -> outputs."""
 
-    def __init__(self, path: str | os.PathLike, hint: str, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, hint: str, threads: int | None = None,
+                 contract: ModelContract | None = None, role: str | None = None):
         import openvino as ov
 
         config = {"INFERENCE_PRECISION_HINT": hint}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self._compiled = ov.Core().compile_model(os.fspath(path), "CPU", config)
+        if contract is not None:  # the runtime's own check: what passes the gate loads
+            check_io(self._compiled, contract, role, path)
         self._req = self._compiled.create_infer_request()
 
     def run(self, _names, feeds: dict) -> list[np.ndarray]:
