@@ -91,7 +91,11 @@ def test_init_starts_from_a_model_of_the_same_configuration_only(tmp_path, tiny_
     assert "initialized from" in capsys.readouterr().out
 
 
-def test_init_from_a_model_without_the_rgb_film_paints_as_before(tmp_path):
+@pytest.mark.parametrize("old_kw, new_kw", [({"rgb_film": False}, {}), ({}, {"style_kernels": 2})],
+                         ids=["rgb_film", "style_filters"])
+def test_init_from_a_model_without_a_new_part_paints_as_before(tmp_path, old_kw, new_kw):
+    """A model grown by the RGB output's FiLM or by the style-chosen filters (model 3 from
+    model 2): the new head rows start at zero, so every style paints as before."""
     import torch
 
     from stylert.export.checkpoint import save_model
@@ -99,10 +103,10 @@ def test_init_from_a_model_without_the_rgb_film_paints_as_before(tmp_path):
     from stylert.export.train import init_from
 
     torch.manual_seed(0)
-    old = VAE(VAEConfig(**TINY, rgb_film=False)).eval()
+    old = VAE(VAEConfig(**{**TINY, **old_kw})).eval()
     torch.nn.init.normal_(old.decoder.style.net[-1].weight, std=0.05)
     save_model(old, tmp_path / "old")
-    new = VAE(VAEConfig(**TINY)).eval()
+    new = VAE(VAEConfig(**{**TINY, **new_kw})).eval()
     init_from(new, tmp_path / "old")
     x, s = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
     with torch.no_grad():
@@ -111,7 +115,7 @@ def test_init_from_a_model_without_the_rgb_film_paints_as_before(tmp_path):
         assert torch.equal(new.decoder(z, d), old.decoder(z, d))
     save_model(new, tmp_path / "new")
     with pytest.raises(StyleRTError, match="another model configuration"):  # no way back: the rows would be lost
-        init_from(VAE(VAEConfig(**TINY, rgb_film=False)), tmp_path / "new")
+        init_from(VAE(VAEConfig(**{**TINY, **old_kw})), tmp_path / "new")
 
 
 def test_precision_choice():
@@ -283,31 +287,6 @@ def test_distill_starts_from_the_teacher_and_moves_only_the_decoder(tmp_path, ti
     assert not torch.equal(student["decoder.inp.weight"], before["decoder.inp.weight"])
     with pytest.raises(StyleRTError, match="learns from a trained model"):
         train(_cfg(tmp_path, data, stage="distill", styles=[str(styles)], out=str(tmp_path / "r2")), progress=False)
-
-
-def test_init_from_a_model_without_style_filters_paints_as_before(tmp_path):
-    """Model 3 starts from model 2: the filters' mix rows start at zero, so every style paints
-    as before until training moves them."""
-    import torch
-
-    from stylert.export.checkpoint import save_model
-    from stylert.export.model import VAE
-    from stylert.export.train import init_from
-
-    torch.manual_seed(0)
-    old = VAE(VAEConfig(**TINY)).eval()
-    torch.nn.init.normal_(old.decoder.style.net[-1].weight, std=0.05)
-    save_model(old, tmp_path / "old")
-    new = VAE(VAEConfig(**TINY, style_kernels=2)).eval()
-    init_from(new, tmp_path / "old")
-    x, s = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
-    with torch.no_grad():
-        z, own = old.encoder.encode_with_style(x)
-        d = old.encoder.encode_with_style(s)[1] - own
-        assert torch.equal(new.decoder(z, d), old.decoder(z, d))
-    save_model(new, tmp_path / "new")
-    with pytest.raises(StyleRTError, match="another model configuration"):
-        init_from(VAE(VAEConfig(**TINY)), tmp_path / "new")
 
 
 def test_patch_loss_finds_the_nearest_style_patch():
