@@ -26,16 +26,28 @@ def _frames(n=24, size=(96, 64), seed=0, cut_at=None):
         yield np.clip(img + rng.integers(0, 12, img.shape), 0, 255).astype(np.uint8)
 
 
-def make_clip(path, n=24, size=(96, 64), fps=12, audio=True, codec="libx264", cut_at=12):
-    out = av.open(str(path), "w")
+def make_clip(path, n=24, size=(96, 64), fps=12, audio=True, codec="libx264", cut_at=12, rotation=None, pts=None,
+              options=None):
+    """A clip of `_frames`; `rotation`: a display rotation (and a white strip on the stored
+    frames' left to see where it went); `pts`: each frame's timestamp in ms (variable rate)."""
+    out = av.open(str(path), "w", options=options or {})
     v = out.add_stream(codec, rate=fps)
     v.width, v.height = size
     v.pix_fmt = "rgb8" if codec == "gif" else "yuv420p"
+    if pts is not None:
+        v.codec_context.time_base = v.time_base = Fraction(1, 1000)
+    if rotation:
+        v.set_display_rotation(rotation)
     if audio:
         a = out.add_stream("aac", rate=16000)
         a.layout = "mono"
-    for img in _frames(n, size, cut_at=cut_at):
-        for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+    for i, img in enumerate(_frames(n, size, cut_at=cut_at)):
+        if rotation:
+            img[:, :6] = 255
+        f = av.VideoFrame.from_ndarray(img, format="rgb24")
+        if pts is not None:
+            f.pts, f.time_base = pts[i], Fraction(1, 1000)
+        for p in v.encode(f):
             out.mux(p)
     for p in v.encode():
         out.mux(p)
@@ -266,26 +278,8 @@ def test_without_opencv_still_regions_are_kept(eng, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- hostile files
-def _clip(path, n=12, size=(64, 48), rotation=None, pts=None, options=None, codec="libx264"):
-    out = av.open(str(path), "w", options=options or {})
-    v = out.add_stream(codec, rate=10)
-    v.width, v.height = size
-    v.pix_fmt = "yuv420p"
-    if pts is not None:
-        v.codec_context.time_base = v.time_base = Fraction(1, 1000)
-    if rotation:
-        v.set_display_rotation(rotation)
-    for i, img in enumerate(_frames(n, size)):
-        img[:, :6] = 255  # a white strip on the stored frame's left
-        f = av.VideoFrame.from_ndarray(img, format="rgb24")
-        if pts is not None:
-            f.pts, f.time_base = pts[i], Fraction(1, 1000)
-        for p in v.encode(f):
-            out.mux(p)
-    for p in v.encode():
-        out.mux(p)
-    out.close()
-    return path
+def _clip(path, n=12, size=(64, 48), **kw):  # a short silent clip without a cut
+    return make_clip(path, n, size, fps=10, audio=False, cut_at=None, **kw)
 
 
 def _pts(path):
