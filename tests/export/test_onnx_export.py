@@ -26,6 +26,22 @@ EXPECTED_OPS = {"encoder": {"Pad", "Conv", "Relu", "Add", "ReduceMean", "Sub", "
                 "decoder": {"Pad", "Conv", "Relu", "Add", "Resize", "Clip", "Gemm", "Mul", "Slice", "Unsqueeze"}}
 
 
+def _export_variant(tmp_path, std: float, **cfg) -> dict:
+    """A tiny model of another design (its style head random, std `std`) exported into
+    tmp_path/out; returns its manifest."""
+    import torch
+
+    from stylert.export.checkpoint import save_model
+    from stylert.export.model import VAE, VAEConfig
+
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(**{**TINY, **cfg}))
+    torch.nn.init.normal_(model.decoder.style.net[-1].weight, std=std)
+    save_model(model, tmp_path / "ckpt")
+    export_onnx(tmp_path / "out", checkpoint=tmp_path / "ckpt", log=lambda *a: None)
+    return read_export(tmp_path / "out", check_hashes=True)
+
+
 def test_files_manifest_and_ops(tiny_export):
     m = read_export(tiny_export, check_hashes=True)
     for role in ("encoder", "decoder"):
@@ -99,17 +115,7 @@ def test_tampered_onnx_detected(tiny_export, tmp_path):
 def test_the_shuffle_head_exports_to_depth_to_space(tmp_path):
     """The PixelShuffle head adds one op, DepthToSpace: native in ONNX Runtime, OpenVINO and
     TensorRT; the export's own check holds it to PyTorch's output."""
-    import torch
-
-    from stylert.export.checkpoint import save_model
-    from stylert.export.model import VAE, VAEConfig
-
-    torch.manual_seed(0)
-    model = VAE(VAEConfig(**{**TINY, "dec_head": "shuffle"}))
-    torch.nn.init.normal_(model.decoder.style.net[-1].weight, std=1.0)
-    save_model(model, tmp_path / "ckpt")
-    export_onnx(tmp_path / "out", checkpoint=tmp_path / "ckpt", log=lambda *a: None)
-    m = read_export(tmp_path / "out", check_hashes=True)
+    m = _export_variant(tmp_path, std=1.0, dec_head="shuffle")
     assert m["verification"]["passed"]
     dec = onnx.load(str(tmp_path / "out" / m["files"]["decoder"]["path"]))
     assert {n.op_type for n in dec.graph.node} == EXPECTED_OPS["decoder"] | {"DepthToSpace"}
@@ -122,17 +128,7 @@ def test_style_filters_export_to_the_same_ops_and_match_torch(tmp_path):
     """The style-chosen filters (VAEConfig.style_kernels) are a grouped Conv, a Mul by the
     per-image mix and a grouped 1x1 Conv: no new op, a batch of different styles in one call,
     and the export's own check holds them to PyTorch's output."""
-    import torch
-
-    from stylert.export.checkpoint import save_model
-    from stylert.export.model import VAE, VAEConfig
-
-    torch.manual_seed(0)
-    model = VAE(VAEConfig(**{**TINY, "style_kernels": 3}))
-    torch.nn.init.normal_(model.decoder.style.net[-1].weight, std=0.3)
-    save_model(model, tmp_path / "ckpt")
-    export_onnx(tmp_path / "out", checkpoint=tmp_path / "ckpt", log=lambda *a: None)
-    m = read_export(tmp_path / "out", check_hashes=True)
+    m = _export_variant(tmp_path, std=0.3, style_kernels=3)
     assert m["verification"]["passed"]
     dec = onnx.load(str(tmp_path / "out" / m["files"]["decoder"]["path"]))
     assert {n.op_type for n in dec.graph.node} == EXPECTED_OPS["decoder"]
