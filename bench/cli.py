@@ -76,6 +76,7 @@ def add_parser(sub) -> None:
     p.add_argument("--list", action="store_true", help="list the configurations and whether they can run here, then exit")
     p.add_argument("--json", default=None, metavar="FILE", help="write the full result as JSON")
     p.add_argument("--plot", default=None, metavar="PNG", help="write the plot (images/s and per-stage breakdown; the sweep too)")
+    p.add_argument("--overwrite", action="store_true", help="let --json and --plot replace existing files")
     p.add_argument("--sweep-batches", type=int, nargs="+", default=None, metavar="N", help="batch sizes for --sweep (implies it)")
     p.add_argument("--compare", default=None, metavar="BASELINE_JSON", help="gate against a saved `--json` run; exit 1 on a regression")
     p.add_argument("--max-regression", type=_percent, default=0.10, metavar="PCT", help="allowed slowdown for --compare (default: 10%%)")
@@ -93,6 +94,11 @@ def run(a) -> int:
             print(f"{c.name:34s} {'default' if c.default else 'extra':8s} {state}")
         return 0
     old = load_json(a.compare) if a.compare else None  # fail before a long run
+    from stylert.engine.outputs import check_output
+
+    for option, path in (("--json", a.json), ("--plot", a.plot)):
+        if path:  # before a long run, not after it
+            check_output(path, a.overwrite, [a.compare] if a.compare else [], option, data=option == "--json")
     from stylert.engine.config_args import from_args
 
     opt = from_args(BenchOptions, a, sweep=a.sweep or bool(a.sweep_batches),
@@ -104,9 +110,9 @@ def run(a) -> int:
         rc = 0 if result["compare"]["passed"] else 1
     print(table(result))
     if a.json:
-        write_json(result, a.json)
+        write_json(result, a.json, a.overwrite)
         print(f"wrote {a.json}")
     if a.plot:
-        plot(result, a.plot)
+        plot(result, a.plot, a.overwrite)
         print(f"wrote {a.plot}")
     return rc

@@ -45,7 +45,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="gpu-check.json", help="where the figures go (default: %(default)s)")
     ap.add_argument("--no-bench", action="store_true", help="tests only")
+    ap.add_argument("--overwrite", action="store_true", help="let --out replace an existing file")
     a = ap.parse_args(argv)
+    from stylert.engine.errors import StyleRTError
+    from stylert.engine.outputs import check_output
+
+    try:  # before the long run, not after it
+        if a.out:
+            check_output(a.out, a.overwrite, option="--out")
+    except StyleRTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     from stylert.engine.cuda_mix import cuda_device_count
 
     root = Path(__file__).resolve().parent.parent
@@ -57,7 +67,9 @@ def main(argv=None) -> int:
         from .suite import BenchOptions, run_bench
 
         result["bench"] = run_bench(BenchOptions(batch=16, configs=["all"]))
-    Path(a.out).write_text(json.dumps(result, indent=2, default=str))
+    from stylert.engine.outputs import write_output
+
+    write_output(a.out, json.dumps(result, indent=2, default=str).encode(), a.overwrite, option="--out")
     print(f"wrote {a.out}: tests exit code {result['tests']['exit_code']}")
     return 0 if result["tests"]["exit_code"] in (0, 5) else 1  # 5: every test deselected or skipped
 

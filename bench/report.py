@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -99,11 +100,12 @@ def _grid(rows) -> list[str]:
     return out
 
 
-def write_json(result: dict, path: str | os.PathLike) -> None:
-    from stylert.engine.images import atomic_write_bytes
+def write_json(result: dict, path: str | os.PathLike, overwrite: bool = False) -> None:
+    """The result as JSON, under the project's rule for outputs (engine/outputs.py): created
+    whole and exclusively; an existing file is replaced only with `overwrite`."""
+    from stylert.engine.outputs import write_output
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, json.dumps(result, indent=2, default=_jsonable).encode())
+    write_output(path, json.dumps(result, indent=2, default=_jsonable).encode(), overwrite, option="--json")
 
 
 def _jsonable(o):
@@ -116,7 +118,7 @@ def _jsonable(o):
     return str(o)
 
 
-def plot(result: dict, path: str | os.PathLike) -> None:
+def plot(result: dict, path: str | os.PathLike, overwrite: bool = False) -> None:
     """images/s per configuration (ratio to the baseline on each bar) and the per-stage
     breakdown of the median iteration; a third panel with the sweep when there is one."""
     import matplotlib
@@ -164,8 +166,9 @@ def plot(result: dict, path: str | os.PathLike) -> None:
         ax.set_title("throughput against latency (labels: batch size)", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
+    from stylert.engine.outputs import write_output
+
+    write_output(path, buf.getvalue(), overwrite, option="--plot")

@@ -244,8 +244,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backends", nargs="+", default=["auto"], help="backends to run (default: auto, the CLI's choice)")
     ap.add_argument("--temporal", type=float, nargs="+", default=[0.9, 0.0], help="smoothing settings (default: 0.9 0)")
     ap.add_argument("--json", default=None, help="write the rows here")
+    ap.add_argument("--overwrite", action="store_true", help="let --json replace an existing file")
     ap.add_argument("--no-synthetic", action="store_true", help="skip the synthetic clips with known motion")
     a = ap.parse_args(argv)
+    from stylert.engine.errors import StyleRTError
+    from stylert.engine.outputs import check_output
+
+    try:  # before the long run, not after it
+        if a.json:
+            check_output(a.json, a.overwrite, option="--json")
+    except StyleRTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
     from stylert.engine.artifacts import DEV_DATA_DIR, SAMPLE_STYLE, sample_photo_dir
     from stylert.engine.errors import StyleRTError
@@ -290,7 +300,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
     if a.json:
-        Path(a.json).write_text(json.dumps({"clip": str(clip), "seconds": a.seconds, "rows": rows}, indent=1))
+        from stylert.engine.outputs import write_output
+
+        write_output(a.json, json.dumps({"clip": str(clip), "seconds": a.seconds, "rows": rows}, indent=1).encode(),
+                     a.overwrite, option="--json")
     return 0
 
 

@@ -18,6 +18,7 @@ from .errors import StyleRTError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm",
                   ".heic", ".heif", ".hif", ".avif"}
+READABLE = "PNG, JPEG, WebP, BMP, TIFF, GIF, PPM, HEIC/HEIF or AVIF"  # IMAGE_SUFFIXES, in words
 
 # The formats phones write are ISO BMFF files ("ftyp" + a brand in bytes 4..12): HEIC/HEIF
 # (iPhones, most Androids) through pillow-heif, AVIF through Pillow itself (11.3 and newer).
@@ -179,7 +180,7 @@ def _decode(source, name, max_pixels: int | None) -> Image.Image:
         if brand in AVIF_BRANDS:
             raise NotAnImage("is an AVIF image and this Pillow was built without AVIF.",
                              "pip install -U 'pillow>=11.3' (its wheels read AVIF), or convert the file to JPEG.", path=name) from None
-        raise NotAnImage("is not an image Pillow can read.", "Check the file's format and extension.", path=name) from None
+        raise NotAnImage("is not an image Pillow can read.", f"Use {READABLE}.", path=name) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageTooLarge(f"could not be decoded: {e}.", "Downscale it first.", path=name) from None
     except (OSError, SyntaxError, ValueError) as e:

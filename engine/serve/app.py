@@ -74,26 +74,28 @@ def create_app(stylizer: Stylizer, submit: Submit | None = None) -> FastAPI:
 
     app = FastAPI(title="StyleRT", version="1", lifespan=lifespan,
                   description="Style transfer: POST an image, get the stylized image back.")
-    in_flight = {"n": 0}
+    slots = _Slots(cfg.max_in_flight, cfg.retry_after_s, stylizer.metrics.in_flight)
 
     # ------------------------------------------------------------------ limits, errors, metrics
     @app.middleware("http")
     async def guard(request: Request, call_next):
         endpoint = _endpoint(request.url.path)
         limited = endpoint not in UNLIMITED
-        if limited and in_flight["n"] >= cfg.max_in_flight:
-            response = _error(HTTPError(503, f"overloaded: {in_flight['n']} requests in flight on this replica.",
-                                        "Retry after the Retry-After seconds, or scale out (--replicas).",
-                                        {"Retry-After": str(cfg.retry_after_s)}))
+        uploads = limited and request.method in ("POST", "PUT")
+        # a request with a body takes its in-flight slot once the body has arrived (_read), so
+        # clients that send headers and then stall cannot shut others out; uploads still arriving
+        # are bounded separately, because each holds up to max_body_mb of memory
+        refused = slots.refuse(upload=uploads) if limited else None
+        if refused is not None:
+            response = _error(refused)
         else:
-            in_flight["n"] += limited
-            stylizer.metrics.in_flight.set(in_flight["n"])
+            request.state.slots = slots
+            request.state.slot = "upload" if uploads else ("request" if limited else None)
             t0 = time.monotonic()
             try:
                 response = await call_next(request)
             finally:
-                in_flight["n"] -= limited
-                stylizer.metrics.in_flight.set(in_flight["n"])
+                slots.release(request.state.slot)
             stylizer.metrics.latency.labels(endpoint).observe(time.monotonic() - t0)
         stylizer.metrics.responses.labels(endpoint, str(response.status_code)).inc()
         return response
@@ -329,6 +331,47 @@ def _float(raw, name: str) -> float:
     return v
 
 
+class _Slots:
+    """In-flight accounting of one replica: `max_in_flight` requests being handled, and at
+    most UPLOADS_PER_SLOT times as many bodies still arriving. The event loop is the only
+    caller, so plain integers are enough."""
+
+    UPLOADS_PER_SLOT = 4
+
+    def __init__(self, max_in_flight: int, retry_after_s: int, gauge):
+        self.max, self.retry_after, self.gauge = max_in_flight, retry_after_s, gauge
+        self.n = {"request": 0, "upload": 0}
+
+    def _overloaded(self, what: str) -> HTTPError:
+        return HTTPError(503, f"overloaded: {what} on this replica.",
+                         "Retry after the Retry-After seconds, or scale out (--replicas).",
+                         {"Retry-After": str(self.retry_after)})
+
+    def refuse(self, upload: bool) -> HTTPError | None:
+        kind = "upload" if upload else "request"
+        if upload and self.n["upload"] >= self.max * self.UPLOADS_PER_SLOT:
+            return self._overloaded(f"{self.n['upload']} uploads arriving")
+        if self.n["request"] >= self.max:
+            return self._overloaded(f"{self.n['request']} requests in flight")
+        self.n[kind] += 1
+        self.gauge.set(self.n["request"])
+        return None
+
+    def claim(self) -> HTTPError | None:
+        """An upload whose body arrived becomes a request in flight, if a slot is free."""
+        self.n["upload"] -= 1
+        if self.n["request"] >= self.max:
+            return self._overloaded(f"{self.n['request']} requests in flight")
+        self.n["request"] += 1
+        self.gauge.set(self.n["request"])
+        return None
+
+    def release(self, kind: str | None) -> None:
+        if kind is not None:
+            self.n[kind] -= 1
+            self.gauge.set(self.n["request"])
+
+
 def _bool(raw, name: str) -> bool:
     if raw in (None, ""):
         return False
@@ -385,6 +428,12 @@ async def _read(request: Request, cfg: ServeConfig):
                         "Send the whole body without pausing; on a slow link, downscale the image first.",
                         {"Connection": "close"}) from None
     body = b"".join(chunks)
+    slots = getattr(request.state, "slots", None)
+    if slots is not None and request.state.slot == "upload":
+        refused = slots.claim()  # the body is here: now it competes for an in-flight slot
+        request.state.slot = None if refused is not None else "request"
+        if refused is not None:
+            raise refused
     from starlette.datastructures import MultiDict
 
     params = MultiDict(request.query_params.multi_items())

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from ..errors import StyleRTError
-from ..images import CorruptImage, ImageTooLarge, NotAnImage, load_image_bytes
+from ..images import READABLE, CorruptImage, ImageTooLarge, NotAnImage, load_image_bytes
 from ..mixing import StyleCode, check_strength, normalize_weights
 from ..runtime import STYLE_SIDE
 from .bank import StyleBank, describe
@@ -195,7 +195,7 @@ class Stylizer:
         except ImageTooLarge as e:
             raise HTTPError(413, str(e).split("\n")[0], f"The limit is {self.cfg.max_pixels} pixels; downscale the image.") from None
         except NotAnImage as e:
-            raise HTTPError(415, str(e).split("\n")[0], "Send PNG, JPEG, WebP, BMP, TIFF or GIF bytes.") from None
+            raise HTTPError(415, str(e).split("\n")[0], f"Send {READABLE} bytes.") from None
         except (CorruptImage, StyleRTError) as e:
             raise HTTPError(400, str(e).split("\n")[0], "The image is probably truncated or corrupt.") from None
 

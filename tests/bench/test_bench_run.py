@@ -68,6 +68,20 @@ def test_table_and_plot(result, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_reports_follow_the_output_rule(result, tmp_path):
+    """--json and --plot never replace a file unless --overwrite, like every other output."""
+    from stylert.engine.errors import StyleRTError
+
+    for write, name in ((write_json, "r.json"), (plot, "p.png")):
+        p = tmp_path / name
+        p.write_bytes(b"kept")
+        with pytest.raises(StyleRTError, match="would replace an existing file"):
+            write(result, p)
+        assert p.read_bytes() == b"kept"
+        write(result, p, overwrite=True)
+        assert p.read_bytes() != b"kept"
+
+
 def test_compare_gate(result):
     same = suite.compare_runs(result, result, 0.10)
     assert same["passed"] and same["compared"] >= 3
@@ -100,7 +114,7 @@ def test_cli_compare_exit_code(result, tiny_export, tmp_path, capsys):
     assert main(args) == 1
     out = capsys.readouterr().out
     assert "FAILED" in out and (tmp_path / "new.json").is_file()
-    assert main(args[:-4]) == 0  # no gate: success
+    assert main(args[:-4] + ["--overwrite"]) == 0  # no gate: success (new.json replaced, as asked)
 
 
 def test_user_mistakes_are_clear(tmp_path):

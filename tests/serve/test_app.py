@@ -228,7 +228,7 @@ def test_bank_skips_bad_files(loaded, tiny_checkpoint, tmp_path):
 def test_bad_requests_get_clear_4xx_never_500(client, sid, tmp_path):
     good = _image_bytes()
     _err(client.post(f"/v1/stylize?style={sid}"), 400, "no content image")
-    _err(client.post(f"/v1/stylize?style={sid}", content=b"this is not an image"), 415, "not an image")
+    _err(client.post(f"/v1/stylize?style={sid}", content=b"this is not an image"), 415, "not an image", "HEIC")
     _err(client.post(f"/v1/stylize?style={sid}", content=good[: len(good) // 2]), 400, "could not be decoded")
     _png_claiming(tmp_path / "bomb.png", 20000, 20000)
     _err(client.post(f"/v1/stylize?style={sid}", content=(tmp_path / "bomb.png").read_bytes()), 413, "downscale")
