@@ -8,7 +8,11 @@ Writes
 - docs/grid.jpg: held-out Kodak photographs (released by Kodak for unrestricted use) x
   held-out public-domain paintings, each stylized at --side px by the shipped model through
   the runtime (Engine: the packaged ONNX export), labelled with the painting's title;
-- docs/strength.jpg: one photograph at strength 0, 0.25, 0.5, 0.75, 1 with one painting.
+- docs/strength.jpg: one photograph at strength 0, 0.25, 0.5, 0.75, 1 with one painting;
+- docs/video-frames.jpg: the synthetic clips of `python -m stylert.bench.video` (known motion)
+  stylized frame by frame and steadied (the default): a frame, how much each pixel changed
+  from the previous output moved along the camera's motion (white: not at all), and the
+  object clip's frame where a trail would show.
 Needs ../shared/data (it is the development data).
 """
 
@@ -66,15 +70,58 @@ def strength_strip(eng: Engine, data: Path, side: int = 320) -> Image.Image:
     return sheet
 
 
+def video_strip(eng: Engine, data: Path, k: int = 12, gain: float = 4.0) -> Image.Image:
+    import cv2
+    import numpy as np
+
+    from stylert.bench.video import synthetic_clip, warped_error
+    from stylert.engine.video import stylize_frames
+
+    code = eng.encode_style(data / next(iter(PAINTINGS)))
+    frames, motion = synthetic_clip("pan-zoom")
+    objects, obj_motion = synthetic_clip("object")
+    runs = {name: (list(stylize_frames(eng, frames, code, temporal=t)), list(stylize_frames(eng, objects, code, temporal=t)))
+            for name, t in (("frame by frame (--temporal 0)", 0.0), ("steadied (default)", 0.9))}
+    cols = {"input": (frames, objects), **runs}
+    maps, valid = motion[k]
+
+    def change(seq):  # |frame k - frame k-1 moved along the motion|, white where nothing changed
+        prev = cv2.remap(seq[k - 1].astype(np.float32), maps[..., 0], maps[..., 1], cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+        d = np.abs(seq[k].astype(np.float32) - prev).mean(-1) * gain
+        d[~valid] = 0
+        return Image.fromarray((255 - d.clip(0, 255)).astype(np.uint8)).convert("RGB")
+
+    w, h = frames[0].shape[1], frames[0].shape[0]
+    head = 34
+    sheet = Image.new("RGB", (w * len(cols), head + 3 * h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for j, (name, (pan, obj)) in enumerate(cols.items()):
+        err = "" if name == "input" else (f"  warped error {warped_error(frames, pan, motion):.1f}"
+                                          f" / {warped_error(objects, obj, obj_motion):.1f}")
+        draw.text((j * w + 4, 4), name + err, fill=(0, 0, 0))
+        sheet.paste(Image.fromarray(pan[k]), (j * w, head))
+        sheet.paste(change(pan), (j * w, head + h))
+        sheet.paste(Image.fromarray(obj[24]), (j * w, head + 2 * h))
+    draw.text((4, 18), f"rows: pan-zoom frame {k}; its change from frame {k - 1} moved along the motion "
+              f"(x{gain:g}; white = none); the object clip, frame 24", fill=(90, 90, 90))
+    return sheet
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
     p.add_argument("--side", type=int, default=512, help="the longer side the photographs are stylized at")
+    p.add_argument("--only", nargs="+", choices=("grid", "strength", "video"), default=("grid", "strength", "video"),
+                   help="which pictures to remake (default: all)")
     a = p.parse_args()
+    makers = {"grid": lambda eng: grid(eng, a.data, a.side), "strength": lambda eng: strength_strip(eng, a.data),
+              "video": lambda eng: video_strip(eng, a.data)}
+    names = {"grid": "grid.jpg", "strength": "strength.jpg", "video": "video-frames.jpg"}
     with Engine.load() as eng:
-        grid(eng, a.data, a.side).save(DOCS / "grid.jpg", quality=88)
-        strength_strip(eng, a.data).save(DOCS / "strength.jpg", quality=88)
-    print("wrote", DOCS / "grid.jpg", DOCS / "strength.jpg")
+        for what in a.only:
+            makers[what](eng).save(DOCS / names[what], quality=88)
+            print("wrote", DOCS / names[what])
 
 
 if __name__ == "__main__":
