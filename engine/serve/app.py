@@ -184,7 +184,7 @@ def create_app(stylizer: Stylizer, submit: Submit | None = None) -> FastAPI:
                             "Retry later or with a longer deadline (X-Timeout-S header); the server may be overloaded.") from None
         if result.error is not None:
             raise result.error
-        data = await asyncio.to_thread(stylizer.encode_image, result.image, fmt, quality, image.info["size"])
+        data = await asyncio.to_thread(stylizer.encode_image, result.image, fmt, quality)
         return Response(data, media_type=FORMATS[fmt], headers={
             "X-Batch-Size": str(result.batch_size), "X-Queue-Ms": f"{result.queue_s * 1e3:.1f}",
             "X-Compute-Ms": f"{result.compute_s * 1e3:.1f}", "X-Replica": stylizer.replica})

@@ -179,19 +179,12 @@ class Stylizer:
 
     # ------------------------------------------------------------------ inputs
     def decode(self, data: bytes, what: str = "image"):
-        """Request bytes -> PIL RGB no larger than max_side (the engine would downscale it
-        anyway; here it happens before any float copy, so a large upload costs its 8-bit
-        pixels only), or HTTPError 400/413/415 naming the problem. `img.info["size"]` keeps
-        the upload's own size, the size of the answer."""
+        """Request bytes -> PIL RGB at the upload's size, or HTTPError 400/413/415 naming the
+        problem. A photo larger than max_side is not shrunk here: Engine.stylize works at
+        max_side and brings the result back to full size with edge-aware upsampling, the same
+        steps as the CLI, so HTTP and `stylert stylize` give the same pixels."""
         try:
-            img = load_image_bytes(data, what, max_pixels=self.cfg.max_pixels)
-            size = img.size
-            if max(size) > self.cfg.max_side:
-                from PIL import Image
-
-                img.thumbnail((self.cfg.max_side, self.cfg.max_side), Image.LANCZOS)
-            img.info["size"] = size
-            return img
+            return load_image_bytes(data, what, max_pixels=self.cfg.max_pixels)
         except ImageTooLarge as e:
             raise HTTPError(413, str(e).split("\n")[0], f"The limit is {self.cfg.max_pixels} pixels; downscale the image.") from None
         except NotAnImage as e:
@@ -276,12 +269,8 @@ class Stylizer:
         return self.cfg.default_format
 
     @staticmethod
-    def encode_image(img, fmt: str, quality: int, size: tuple[int, int] | None = None) -> bytes:
-        """The answer's bytes, at `size` (the upload's) when the image was stylized smaller."""
-        if size is not None and img.size != tuple(size):
-            from PIL import Image
-
-            img = img.resize(tuple(size), Image.BICUBIC)
+    def encode_image(img, fmt: str, quality: int) -> bytes:
+        """The answer's bytes."""
         buf = io.BytesIO()
         img.save(buf, format=fmt.upper(), **({} if fmt == "png" else {"quality": quality}))
         return buf.getvalue()
