@@ -38,9 +38,9 @@ def add_parser(sub) -> None:
         epilog="example:\n  stylert loadtest --replicas 1 2 --clients 16 --requests 160 --json out/loadtest.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", help="export, engine or checkpoint folder (default: the shipped model)")
-    p.add_argument("--backend", default="onnxruntime", help="default: %(default)s")
-    p.add_argument("--precision", help="default: the model folder's own")
+    from stylert.engine.options import add_engine_options
+
+    add_engine_options(p, {"threads": "CPU threads per replica (default: cores / replicas)"}, backend="onnxruntime")
     p.add_argument("--replicas", type=int, nargs="+", default=[1, 2], help="replica counts to test (default: 1 2)")
     p.add_argument("--clients", type=int, default=16, help="concurrent clients in the load phase (default: %(default)s)")
     p.add_argument("--requests", type=int, default=160, help="requests per load phase (default: %(default)s)")
@@ -48,12 +48,12 @@ def add_parser(sub) -> None:
     p.add_argument("--size", type=int, default=256, help="side of the square content images (default: %(default)s)")
     p.add_argument("--max-batch-size", type=int, default=8, help="the server's batch limit (default: %(default)s)")
     p.add_argument("--batch-wait-ms", type=float, default=20.0, help="the server's batch wait (default: %(default)s)")
-    p.add_argument("--threads", type=int, help="CPU threads per replica (default: cores / replicas)")
     p.add_argument("--overload-clients", type=int, default=64, help="clients in the overload phase, 0 to skip (default: %(default)s)")
     p.add_argument("--overload-requests", type=int, default=256, help="requests in the overload phase (default: %(default)s)")
     p.add_argument("--max-queued", type=int, default=8, help="overload phase: requests Ray queues per proxy before 503 (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port inside the namespace (default: %(default)s)")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--overwrite", action="store_true", help="let --json replace an existing file")
     p.set_defaults(func=run)
 
 
@@ -71,14 +71,17 @@ def run(a) -> int:
         import subprocess
 
         return subprocess.call(netns.command(argv), env=netns.ray_env())
+    if a.json:  # before the long run, not after it
+        from stylert.engine.outputs import check_output
+
+        check_output(a.json, a.overwrite, option="--json")
     os.environ.update(netns.ray_env())
     results = measure(a)
     print_table(results)
     if a.json:
-        from stylert.engine.images import atomic_write_bytes
+        from stylert.engine.outputs import write_output
 
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(a.json, json.dumps(results, indent=2).encode())
+        write_output(a.json, json.dumps(results, indent=2).encode(), a.overwrite, option="--json")
         print(f"wrote {a.json}")
     return 0
 
@@ -115,7 +118,8 @@ def offline_throughput(a, contents: list[bytes], style: bytes) -> dict:
     from stylert.engine.images import to_array
     from stylert.engine.runtime import Engine, reflect_pad
 
-    eng = Engine.load(model_folder(a.model, a.backend), backend=a.backend, precision=a.precision, threads=a.threads)
+    eng = Engine.load(model_folder(a.model, a.backend), backend=a.backend, precision=a.precision, device=a.device,
+                      threads=a.threads)
     code = eng.encode_style(Image.open(io.BytesIO(style)).convert("RGB"))
     b = a.max_batch_size
     # the service's work per image: Engine.stylize's mirrored margin included
@@ -209,7 +213,7 @@ def measure(a) -> dict:
         phases = [("load", r) for r in a.replicas] + ([("overload", a.replicas[-1])] if a.overload_clients else [])
         for kind, replicas in phases:
             threads = a.threads or max(1, (os.cpu_count() or 1) // replicas)
-            cfg = ServeConfig(model=a.model, backend=a.backend, precision=a.precision, threads=threads,
+            cfg = ServeConfig(model=a.model, backend=a.backend, precision=a.precision, device=a.device, threads=threads,
                               max_batch_size=a.max_batch_size, batch_wait_ms=a.batch_wait_ms,
                               max_in_flight=2 * a.max_batch_size, styles_dir=None)
             app = build(cfg, replicas=replicas, max_queued=a.max_queued if kind == "overload" else -1,

@@ -8,7 +8,6 @@ and exit 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import textwrap
 
@@ -24,19 +23,19 @@ def fmt(description: str, example: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- main
-# verb -> (the module beside its stage that builds its parser, the hook). Imported by name:
-# every parser module is torch-free (export/cli.py imports torch only when a verb runs), and
-# no runtime module imports export/.
-VERBS = {
-    "train": ("stylert.export.cli", "add_train"),
-    "export-onnx": ("stylert.export.cli", "add_export"),
-    "evaluate": ("stylert.export.cli", "add_evaluate"),
-    "build-engine": ("stylert.engine.build.cli", "add_parser"),
-    "stylize": ("stylert.engine.stylize", "add_parser"),
-    "bench": ("stylert.bench.cli", "add_parser"),
-    "serve": ("stylert.engine.serve.cli", "add_parser"),
-    "loadtest": ("stylert.bench.loadtest", "add_parser"),
-}
+# Each stage adds its own verbs: the entry points `stylert.verbs` in pyproject.toml name the
+# function beside the stage that builds its subparser, so this module names no other stage.
+# Every parser module is torch-free (export/cli.py imports torch only when a verb runs).
+def verbs() -> dict:
+    """{verb: its entry point}, in the pipeline's order (pyproject.toml's)."""
+    from .backends import _entry_point
+
+    _entry_point("stylert.verbs", "stylize", "")  # a clear error when the package is not installed
+    from importlib.metadata import distribution
+
+    eps = [ep for ep in distribution("stylert").entry_points if ep.group == "stylert.verbs"]
+    order = ("train", "evaluate", "export-onnx", "build-engine", "stylize", "serve", "bench", "loadtest")
+    return {ep.name: ep for ep in sorted(eps, key=lambda ep: order.index(ep.name) if ep.name in order else len(order))}
 
 
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
@@ -60,15 +59,15 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         ),
     )
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
-    for name, (module, hook) in VERBS.items():
+    for name, ep in verbs().items():
         if verb in (None, name):
-            getattr(importlib.import_module(module), hook)(sub)
+            ep.load()(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv[0] if argv and argv[0] in VERBS else None).parse_args(argv)
+    args = build_parser(argv[0] if argv and argv[0] in verbs() else None).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except StyleRTError as e:

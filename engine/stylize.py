@@ -14,16 +14,15 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .backends import BACKENDS
 from .config_args import add_fields
-from .precisions import PRECISIONS
+from .options import ENGINE_FIELDS, EngineChoice, add_engine_options
 from .runtime import MAX_SIDE, STYLE_SIDE
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
 
 
 @dataclass
-class StylizeOptions:
+class StylizeOptions(EngineChoice):
     """Every option of `stylert stylize` with its default: the parser is generated from it."""
 
     content: list[str] = field(default_factory=list)
@@ -36,11 +35,6 @@ class StylizeOptions:
     out: str = "stylized"
     format: str = "png"
     quality: int = 92
-    model: str | None = None
-    backend: str = "auto"
-    precision: str | None = None
-    device: str = "auto"
-    threads: int | None = None
     tile: int = 1024
     overlap: int = 64
     style_size: int = STYLE_SIDE
@@ -70,9 +64,6 @@ HELP = {
     "out": "output folder, created",
     "format": "output format",
     "quality": "JPEG/WebP quality",
-    "model": "export folder, engine folder or checkpoint (default: the shipped model)",
-    "precision": "default: the model folder's own",
-    "threads": "CPU threads for the backend",
     "tile": "images with a side above this run in tiles",
     "overlap": "tile overlap in pixels",
     "style_size": "longer side each style image is scaled to before encoding, so results do not depend on its "
@@ -129,10 +120,10 @@ def add_parser(sub) -> None:
     add_fields(p, StylizeOptions, HELP, only=("content",), positional=("content",))
     p.add_argument("--style", action="append", required=True, metavar="PATH[:WEIGHT]", help=HELP["style"])
     p.add_argument("--mask", action="append", metavar="PATH", help=HELP["mask"])
-    add_fields(p, StylizeOptions, HELP, skip=("content", "style", "mask", *VIDEO),
-               choices={"format": sorted(FORMATS), "backend": ("auto", *BACKENDS), "precision": PRECISIONS,
-                        "device": ("auto", "cpu", "cuda")},
+    add_fields(p, StylizeOptions, HELP, skip=("content", "style", "mask", *VIDEO, *ENGINE_FIELDS),
+               choices={"format": sorted(FORMATS)},
                metavar={"style_weights": "W", "style_size": "PX", "max_side": "PX", "save_style": "JSON"})
+    add_engine_options(p)
     v = p.add_argument_group("video (files ending in .mp4 .mov .m4v .mkv .webm .avi, animated .gif; PyAV)")
     add_fields(v, StylizeOptions, HELP, only=VIDEO)
     p.set_defaults(func=run)

@@ -1,5 +1,10 @@
 """The layout's promises, read from the source (no imports run): the runtime (engine/) imports
-nothing of the export stage, and no module of the package takes part in an import cycle.
+nothing of the export stage, the runtime library (Engine and what it reaches) nothing of the
+build stage either, and no module of the package takes part in an import cycle. An edge is
+any import, at the top or inside a function (a lazy import runs too), the packages a module's
+import brings along (`from .build import precision` runs build/__init__.py), and a string that
+names a module ("stylert.engine.backends.onnxrt.runner:OnnxRuntimeRunner": imported by name
+later). Cross-stage hooks live in pyproject.toml's entry points, which are checked to resolve.
 
     python tests/test_layout.py [REPO_ROOT]     # the import graph's figures for any checkout
 """
@@ -7,6 +12,7 @@ nothing of the export stage, and no module of the package takes part in an impor
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -46,12 +52,26 @@ def imports(name: str, path: Path, known: set[str], top_level_only: bool) -> set
         else:
             continue
         for t in targets:
-            while t and t not in known:
-                t = t.rpartition(".")[0]
-            # a module's parent packages are always imported before it: not an edge of its own
-            if t and t != name and not name.startswith(t + "."):
-                found.add(t)
+            _add(found, t, name, known)
+    for n in ast.walk(tree):  # module names in strings: imported by name somewhere
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and MODULE_STRING.match(n.value):
+            _add(found, n.value.split(":")[0], name, known)
     return found
+
+
+MODULE_STRING = re.compile(r"^stylert(\.\w+)+(:\w+)?$")
+
+
+def _add(found: set[str], target: str, name: str, known: set[str]) -> None:
+    """`target` and the packages above it (importing a module runs its packages' __init__),
+    except the importer itself and its own packages (always imported before it)."""
+    t = target
+    while t and t not in known:
+        t = t.rpartition(".")[0]
+    while t and t.count(".") >= 1:
+        if t != name and not name.startswith(t + "."):
+            found.add(t)
+        t = t.rpartition(".")[0]
 
 
 def graph(root: Path, top_level_only: bool) -> dict[str, set[str]]:
@@ -114,6 +134,19 @@ def report(root: Path) -> dict:
             "longest_functions": longest_functions(root)}
 
 
+def reach(g: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(g.get(m, ()))
+    return seen
+
+
+RUNTIME = ("stylert.engine", "stylert.engine.runtime")  # what services embed: `from stylert.engine import Engine`
+
+
 def test_the_runtime_imports_nothing_of_the_export_stage():
     full = graph(ROOT, top_level_only=False)
     bad = sorted(f"{m} -> {t}" for m, ts in full.items() if m.startswith("stylert.engine") for t in ts
@@ -121,8 +154,41 @@ def test_the_runtime_imports_nothing_of_the_export_stage():
     assert not bad, bad
 
 
+def test_the_runtime_library_reaches_neither_training_nor_building():
+    full = graph(ROOT, top_level_only=False)
+    bad = sorted(m for start in RUNTIME for m in reach(full, start)
+                 if m.startswith(("stylert.export", "stylert.engine.build", "stylert.bench")))
+    assert not bad, bad
+
+
 def test_no_import_cycle_between_modules():
-    assert cycles(graph(ROOT, top_level_only=True)) == []
+    assert cycles(graph(ROOT, top_level_only=False)) == []
+
+
+def test_entry_points_resolve_to_modules_of_the_package():
+    import tomllib
+
+    eps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
+    known = set(modules(ROOT))
+    for group, table in eps.items():
+        for name, target in table.items():
+            assert target.split(":")[0] in known, (group, name, target)
+
+
+def test_the_graph_sees_lazy_string_and_package_edges(tmp_path):
+    (tmp_path / "engine" / "build").mkdir(parents=True)
+    (tmp_path / "export").mkdir()
+    (tmp_path / "bench").mkdir()
+    for f in ("engine/__init__.py", "engine/build/__init__.py", "engine/build/step.py", "engine/a.py", "export/__init__.py",
+              "export/m.py", "bench/__init__.py"):
+        (tmp_path / f).write_text("")
+    (tmp_path / "engine" / "a.py").write_text("def f():\n    from .build import step\n")  # lazy, brings build/__init__
+    (tmp_path / "engine" / "build" / "__init__.py").write_text("from .. import a\n")  # closes a cycle
+    (tmp_path / "engine" / "b.py").write_text('RUNNER = "stylert.export.m:Thing"\n')  # a string reference
+    g = graph(tmp_path, top_level_only=False)
+    assert {"stylert.engine.build", "stylert.engine.build.step"} <= g["stylert.engine.a"]
+    assert "stylert.export.m" in g["stylert.engine.b"]
+    assert ["stylert.engine.a", "stylert.engine.build"] in cycles(g)
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -4,8 +4,11 @@ the PyTorch reference runner lives with the model it runs (`export/runner.py`). 
 build-engine steps live in the build stage, `engine/build/` (one module per backend).
 
 `BACKENDS` is the one table the runtime, build-engine, the manifest, the CLI choices and bench
-read. Adding a backend is a new folder and one entry here. Nothing here imports a backend's
-library: the entries name what to import, when it is needed.
+read. Adding a backend is a new folder, one entry here and (if it builds engines) its step in
+`engine/build/stage.py`'s BUILDERS. Nothing here imports a backend's library: the entries name
+the module to import when it is needed, as absolute names (tests/test_layout.py follows them).
+The torch backend's runner lives in the export stage beside the model it runs; the runtime
+finds it through the package's entry point `stylert.runners` (pyproject.toml), not by name.
 """
 
 from __future__ import annotations
@@ -17,23 +20,17 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Backend:
     name: str
-    runner: str  # "module:Class" of its Runner, relative to this package (or absolute: stylert.*)
-    build: str  # "module:function" of its build-engine step in engine/build/ ("" if it builds no engines)
+    runner: str  # "stylert.module:Class" of its Runner, or "entry-point" (group stylert.runners, this name)
+    builds_engines: bool  # a target of `stylert build-engine --backend` (its step: engine/build/stage.py)
     library: str  # the Python module whose version an engine records ("" for none)
     device: str  # where its engines run: "cpu" | "cuda" | "any"
     install: str  # how to get it, for error messages
 
-    @property
-    def builds_engines(self) -> bool:  # a target of `stylert build-engine --backend`
-        return bool(self.build)
-
     def runner_class(self):
-        return _resolve(self.runner)
-
-    def builder(self):
-        """build-engine's step: (tmp folder, BuildConfig, profile shapes, conversions, log) ->
-        (files, flags, ONNX Runtime sessions for the accuracy check, what they measure)."""
-        return _resolve(self.build, "stylert.engine.build")
+        if self.runner == "entry-point":
+            return _entry_point("stylert.runners", self.name, self.install).load()
+        module, attr = self.runner.split(":")
+        return getattr(importlib.import_module(module), attr)
 
     def version(self) -> str:
         """The installed version of its library ("" when it does not import)."""
@@ -44,19 +41,31 @@ class Backend:
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
-    Backend("onnxruntime", "onnxrt.runner:OnnxRuntimeRunner", "onnxrt:build_artifacts", "onnxruntime", "any",
+    Backend("onnxruntime", "stylert.engine.backends.onnxrt.runner:OnnxRuntimeRunner", True, "onnxruntime", "any",
             "pip install stylert (onnxruntime), or onnxruntime-gpu for its CUDA provider"),
-    Backend("openvino", "openvino.runner:OpenVINORunner", "openvino:build_artifacts", "openvino", "cpu",
+    Backend("openvino", "stylert.engine.backends.openvino.runner:OpenVINORunner", True, "openvino", "cpu",
             "pip install 'stylert[openvino]'"),
-    Backend("tensorrt", "trt.runner:TensorRTRunner", "tensorrt:build_artifacts", "tensorrt", "cuda",
+    Backend("tensorrt", "stylert.engine.backends.trt.runner:TensorRTRunner", True, "tensorrt", "cuda",
             "pip install 'stylert[gpu]' on an NVIDIA machine"),
-    Backend("torch", "stylert.export.runner:TorchRunner", "", "torch", "any",
-            "pip install 'stylert[export]' (PyTorch)"),
+    Backend("torch", "entry-point", False, "torch", "any", "pip install 'stylert[export]' (PyTorch)"),
 )}
 ENGINE_BACKENDS = tuple(n for n, b in BACKENDS.items() if b.builds_engines)  # build-engine's targets
 
 
-def _resolve(spec: str, package: str = __name__):
-    module, attr = spec.split(":")
-    return getattr(importlib.import_module(module if module.startswith("stylert.") else f"{package}.{module}"), attr)
+def _entry_point(group: str, name: str, install: str):
+    """The package's own entry point `name` of `group` (pyproject.toml); reading only this
+    distribution's metadata costs a millisecond, not a scan of every installed package."""
+    from importlib.metadata import PackageNotFoundError, distribution
 
+    from ..errors import StyleRTError
+
+    try:
+        eps = distribution("stylert").entry_points
+    except PackageNotFoundError:
+        raise StyleRTError("the stylert package is not installed, so its entry points are unknown.",
+                           "Install it: pip install -e . (from a clone).") from None
+    for ep in eps:
+        if ep.group == group and ep.name == name:
+            return ep
+    raise StyleRTError(f"no {group} entry point {name!r} in the installed stylert.",
+                       f"Reinstall the package (pip install -e .); {install}.")

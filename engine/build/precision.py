@@ -241,6 +241,11 @@ def as_int8(src, dst, calib: Feeds, role: str, cfg, contract, log: Callable = pr
     return settings
 
 
+# The converter of each precision of engine/precisions.py: (src, dst, calib feeds, role,
+# BuildConfig, contract, log) -> settings. BF16 is the FP32 files, computed in bfloat16 by OpenVINO.
+CONVERTERS = {"fp32": as_fp32, "fp16": as_fp16, "bf16": as_fp32, "int8": as_int8}
+
+
 def style_path_nodes(path: str | os.PathLike, style: str) -> set[str]:
     """The nodes of the style code's path, kept in float in INT8 models: in the encoder, the
     statistics that only feed the `style` output; in the decoder, the style head (the nodes

@@ -34,8 +34,16 @@ from ..backends import BACKENDS, ENGINE_BACKENDS
 from ..errors import StyleRTError
 from ..images import make_readable
 from ..precisions import PRECISIONS
-from .precision import CALIB_METHODS
+from . import onnxrt, openvino, tensorrt
+from .precision import CALIB_METHODS, CONVERTERS
 from .profiles import ProfileSpec
+
+# Each engine backend's step: (tmp folder, BuildConfig, profile shapes, conversions, log) ->
+# (files, flags, ONNX Runtime sessions for the accuracy check, what they measure).
+BUILDERS = {"onnxruntime": onnxrt.build_artifacts, "openvino": openvino.build_artifacts,
+            "tensorrt": tensorrt.build_artifacts}
+assert set(BUILDERS) == set(ENGINE_BACKENDS), "engine/backends/__init__.py and BUILDERS disagree"
+assert set(CONVERTERS) == set(PRECISIONS), "engine/precisions.py and precision.CONVERTERS disagree"
 
 DEV_PHOTOS_DIR = DEV_DATA_DIR / "content"
 DEFAULT_MIN_PSNR = {name: p.min_psnr for name, p in PRECISIONS.items()}  # the precision table's gates
@@ -256,12 +264,12 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
     try:
         conv = {}
         step(f"{cfg.precision.upper()} ONNX models")
-        convert = precisions.converter(cfg.precision)
+        convert = CONVERTERS[cfg.precision]
         for role, calib in calib_feeds.items():
             conv[role] = convert(src[role], tmp / f"{role}.onnx", calib, role, cfg, contract, log)
 
         step(f"{backend} artifacts")
-        built = BACKENDS[backend].builder()(tmp, cfg, shapes, conv, log)
+        built = BUILDERS[backend](tmp, cfg, shapes, conv, log)
         files, flags, test_sess, measured_with = built.files, built.flags, built.sessions, built.measured_with
 
         step("accuracy against FP32")

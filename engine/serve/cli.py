@@ -9,8 +9,7 @@ import textwrap
 import threading
 from dataclasses import asdict, fields
 
-from ..backends import BACKENDS
-from ..precisions import PRECISIONS
+from ..options import ENGINE_FIELDS, add_engine_options
 from .service import FORMATS, ServeConfig, field_parser
 
 HELP = {
@@ -50,15 +49,11 @@ def add_parser(sub) -> None:
             """).strip(), "  "),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", help="export folder, engine folder or checkpoint (default: the shipped model)")
-    p.add_argument("--backend", choices=["auto", *BACKENDS], default="auto")
-    p.add_argument("--precision", choices=list(PRECISIONS), help="default: the model folder's own")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--threads", type=int, help="CPU threads per replica's backend (default: the cores divided among "
-                   "the replicas on a local Ray; the backend's own default on a cluster)")
+    add_engine_options(p, {"threads": "CPU threads per replica's backend (default: the cores divided among the "
+                                      "replicas on a local Ray; the backend's own default on a cluster)"})
     defaults = ServeConfig()
     for f in fields(ServeConfig):
-        if f.name in ("model", "backend", "precision", "device", "threads"):
+        if f.name in ENGINE_FIELDS:
             continue
         extra = {"choices": list(FORMATS)} if f.name == "default_format" else {}
         p.add_argument(f"--{f.name.replace('_', '-')}", type=field_parser(f), default=getattr(defaults, f.name),

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from ..errors import StyleRTError
 from ..images import READABLE, CorruptImage, ImageTooLarge, NotAnImage, load_image_bytes
 from ..mixing import StyleCode, check_strength, normalize_weights
+from ..options import EngineChoice
 from ..runtime import STYLE_SIDE
 from .bank import StyleBank, describe
 
@@ -29,15 +30,11 @@ FORMAT_ALIASES = {"jpg": "jpeg", "image/png": "png", "image/jpeg": "jpeg", "imag
 
 
 @dataclass
-class ServeConfig:
-    """Every option of the service, with its default. `stylert serve` exposes each field as
-    --field-name; the Ray deployment and the plain ASGI app read the same object."""
+class ServeConfig(EngineChoice):
+    """Every option of the service, with its default (the model and engine: EngineChoice).
+    `stylert serve` exposes each field as --field-name; the Ray deployment and the plain ASGI
+    app read the same object."""
 
-    model: str | None = None  # export, engine or checkpoint folder; None = the shipped model
-    backend: str = "auto"
-    precision: str | None = None
-    device: str = "auto"
-    threads: int | None = None
     styles_dir: str | None = None  # the style bank; None = <cache>/styles/<model sha256[:16]>
     max_body_mb: float = 20.0  # request bodies above this: 413
     max_pixels: int = 40_000_000  # decoded images above this (decompression bombs): 413

@@ -75,13 +75,14 @@ def test_parse_styles():
 def test_a_verb_builds_only_its_own_parser(capsys):
     import argparse
 
-    from stylert.engine.cli import VERBS, build_parser
+    from stylert.engine.cli import build_parser, verbs
 
-    def verbs(p):
-        return set(next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices)
+    def listed(p):
+        return list(next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices)
 
-    assert verbs(build_parser()) == set(VERBS)
-    assert verbs(build_parser("stylize")) == {"stylize"}
+    assert listed(build_parser()) == ["train", "evaluate", "export-onnx", "build-engine", "stylize", "serve", "bench",
+                                      "loadtest"] == list(verbs())  # the pipeline's order
+    assert listed(build_parser("stylize")) == ["stylize"]
     with pytest.raises(SystemExit) as e:  # an unknown verb still gets the whole list
         main(["stylise"])
     assert e.value.code == 2 and "stylize" in capsys.readouterr().err
