@@ -21,6 +21,10 @@ HELP = {
     "calib_count": "calibration images used (the first N by name)",
     "calib_method": "INT8 range calibration",
     "calib_size": "calibration and evaluation image side in pixels",
+    "calib_styles": "paintings whose style codes calibrate the INT8 decoder at strength 1 (default: the shipped "
+                    "calib_data/style_codes.json when it matches the model, else the calibration images' codes)",
+    "int8_budget_db": "INT8 mixed precision: decoder convolutions go int8, most work saved per error first, while "
+                      "their summed error on the calibration inputs stays above this PSNR; the rest stay float",
     "eval_dir": "photographs for the accuracy report (default: ../shared/data/content when present, else "
                 "scikit-image's sample photographs when installed, else held-out calibration images)",
     "eval_count": "photographs in the accuracy report",

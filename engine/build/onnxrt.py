@@ -13,7 +13,9 @@ ORT_SUFFIX = ".ort.onnx"
 def build_artifacts(tmp: Path, cfg, shapes: dict, conv: dict, log=print):
     """-> (files, flags, sessions for the accuracy check, what they measure). For INT8 a CPU
     copy folds each ReLU into a uint8 quantize step first (precision.fold_relu_uint8: without
-    it ONNX Runtime leaves a third of the convolutions in float)."""
+    it ONNX Runtime leaves a third of the convolutions in float), after putting back the
+    Q/DQ pairs on the quantized convolutions' outputs that the shared file leaves out
+    (precision.add_output_qdq: ONNX Runtime's int8 kernels write int8)."""
     from . import precision as P
     from ..manifest import BuildArtifacts, cpu_info, file_entry
 
@@ -22,7 +24,8 @@ def build_artifacts(tmp: Path, cfg, shapes: dict, conv: dict, log=print):
         pre = tmp / f"{role}.onnx"
         if PRECISIONS[cfg.precision].calibrated:  # Q/DQ files: ONNX Runtime's CPU form
             pre = tmp / f".{role}.cpu.onnx"
-            conv[role]["cpu_form"] = P.fold_relu_uint8(tmp / f"{role}.onnx", pre)
+            P.add_output_qdq(tmp / f"{role}.onnx", pre, conv[role].get("ort_output_scales", {}))
+            conv[role]["cpu_form"] = {**P.fold_relu_uint8(pre, pre), "output_qdq": len(conv[role].get("ort_output_scales", {}))}
         art = tmp / f"{role}{ORT_SUFFIX}"
         P.session(pre, threads=cfg.threads, level=cfg.opt_level, optimized_path=art)
         if pre.name.startswith("."):

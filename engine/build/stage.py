@@ -25,6 +25,7 @@ import time
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -46,6 +47,7 @@ assert set(BUILDERS) == set(ENGINE_BACKENDS), "engine/backends/__init__.py and B
 assert set(CONVERTERS) == set(PRECISIONS), "engine/precisions.py and precision.CONVERTERS disagree"
 
 DEV_PHOTOS_DIR = DEV_DATA_DIR / "content"
+STYLE_CODES_FILE = "style_codes.json"  # the shipped bank of paintings' codes (calib_data/)
 DEFAULT_MIN_PSNR = {name: p.min_psnr for name, p in PRECISIONS.items()}  # the precision table's gates
 
 
@@ -59,6 +61,8 @@ class BuildConfig:
     calib_count: int = 32  # calibration images used (the first N, sorted by name)
     calib_method: str = "percentile"  # minmax | percentile | entropy (measured: README, "Engines and precision")
     calib_size: int = 256  # images are scaled and centre-cropped to this square (pixels)
+    calib_styles: str | None = None  # paintings whose codes calibrate the decoder; default: calib_data/style_codes.json
+    int8_budget_db: float = 40.0  # INT8 mixed precision: convs go int8 while their summed error stays above this PSNR
     eval_dir: str | None = None  # photographs for the report; default: see resolve_eval_dir
     eval_count: int = 16
     min_psnr: float | None = None  # dB; default DEFAULT_MIN_PSNR[precision]
@@ -179,12 +183,81 @@ def _run_pair(enc, dec, x, contract, styles: np.ndarray | None = None, batch=8):
     return z, run_batched(dec, {contract.latent.name: t, contract.style.name: s}, batch)[0]
 
 
-def decoder_calibration(enc, x: np.ndarray, contract, batch: int = 8) -> dict:
-    """The decoder's calibration inputs: each image's own latent with no offset (strength 0)
-    and the same latent stylized by another image's code (strength 1): INT8 ranges must cover
-    both, as AdaIN moves latents into the activations' tails."""
-    z, t, s = _stylized_inputs(enc, x, contract, None, batch)
-    return {contract.latent.name: np.concatenate([z, t]), contract.style.name: np.concatenate([np.zeros_like(s), s])}
+def decoder_calibration(enc, x: np.ndarray, contract, codes: np.ndarray | None = None, batch: int = 8,
+                        per_image: int = 2, strengths: Sequence[float] = (1.0,), seed: int = 0) -> dict:
+    """The decoder's calibration inputs: each image's own latent with no offset (strength 0),
+    and the same latent mixed with `per_image` style codes at each of `strengths` (codes
+    drawn from `codes`, (M, 2K): paintings' codes, `calibration_codes`; None: the other
+    calibration images' codes). INT8 ranges must cover what users run: strength 1 with
+    real paintings drives the decoder's modulated activations several times past what
+    photo-to-photo codes do (calib_data/README.md).
+
+    The last quarter of the images, mixed with the last quarter of the codes, comes last
+    and shares neither with the rest: `precision.select_int8_convs` fits ranges on the rest
+    and measures each layer there, on styles its ranges never saw (returned as
+    `precision.CalibFeeds` with `.holdout`, the number of those inputs)."""
+    from ..mixing import mix_arrays
+    from .precision import CalibFeeds, run_batched
+
+    z, own = run_batched(enc, {contract.image.name: x}, batch)
+    n_h = len(z) // 4
+    pool = own if codes is None else np.asarray(codes, np.float32)
+    m_h = len(pool) // 4 if n_h else 0
+    rng = np.random.default_rng(seed)
+    lat, off, held = [], [], 0
+    for part, (zs, os_, ps) in enumerate([(z[:len(z) - n_h], own[:len(z) - n_h], pool[:len(pool) - m_h]),
+                                          (z[len(z) - n_h:], own[len(z) - n_h:], pool[len(pool) - m_h:])]):
+        if not len(zs):
+            continue
+        size = len(zs) * (1 + per_image * len(strengths))
+        lat.append(zs)
+        off.append(np.zeros_like(os_))
+        # held-out styles at 1.5x strength (an extrapolated offset): a stand-in for paintings
+        # more extreme than the bank's, as a user's may be (a held-out Doesburg drives the
+        # decoder's activations 2-4x past the bank's percentile ranges: calib_data/README.md)
+        for a in (strengths if part == 0 else [1.5 * a for a in strengths]):
+            for k in range(per_image):
+                # without paintings, each image with another image's code (its neighbour first)
+                pick = (np.arange(len(zs)) + 1 + k % max(1, len(ps) - 1)) % len(ps) if codes is None else rng.integers(len(ps), size=len(zs))
+                t, s = mix_arrays(zs, os_, ps[pick], float(a), contract.latent_channels)
+                lat.append(t)
+                off.append(s)
+        held = size if part == 1 else 0
+    feeds = CalibFeeds({contract.latent.name: np.concatenate(lat), contract.style.name: np.concatenate(off)})
+    feeds.holdout = held
+    return feeds
+
+
+def calibration_codes(cfg: "BuildConfig", enc, contract, log=print) -> tuple[np.ndarray | None, str]:
+    """Style codes (M, 2K) the decoder is calibrated with, and where they came from:
+    --calib-styles (paintings, encoded here as the runtime encodes a style: longer side
+    STYLE_SIDE), else the shipped bank calib_data/style_codes.json when it was made by this
+    model's checkpoint, else None (the calibration images' own codes; a line says so)."""
+    from ..artifacts import SHIPPED_CALIB_DIR
+    from ..images import as_array, list_images, preprocess, _longer_side_to
+    from ..runtime import STYLE_SIDE
+
+    if cfg.calib_styles:
+        paths = list_images(Path(cfg.calib_styles))
+        if not paths:
+            raise StyleRTError("--calib-styles holds no images.", "Pass a folder of paintings.", path=cfg.calib_styles)
+        codes = [enc.run(None, {contract.image.name: preprocess([_longer_side_to(as_array(p), STYLE_SIDE)],
+                                                                 contract.downsample)[0]})[1] for p in paths]
+        return np.concatenate(codes), f"{len(paths)} paintings in {cfg.calib_styles}"
+    bank = SHIPPED_CALIB_DIR / STYLE_CODES_FILE
+    if bank.is_file():
+        import json
+
+        data = json.loads(bank.read_text())
+        if data.get("model") and data["model"] == contract.checkpoint_sha256:
+            codes = np.asarray(data["codes"], np.float32)
+            if codes.ndim == 2 and codes.shape[1] == contract.style_size:
+                return codes, f"{len(codes)} paintings' codes in {bank.name} ({data.get('made_from', '')})"
+    log(f"  note: no style codes for this model (checkpoint {contract.checkpoint_sha256[:12]}) in {bank.name} and no "
+        "--calib-styles: the decoder is calibrated with the calibration images' own codes, which modulate it far "
+        "less than paintings; for an INT8 engine that holds on paintings pass --calib-styles PAINTINGS "
+        "(or remake the bank: python calib_data/style_codes.py)")
+    return None, "the calibration images' own codes"
 
 
 def accuracy(sets: dict, ref: dict, test_sessions, gate: float, contract, styles: np.ndarray | None = None) -> dict:
@@ -256,7 +329,11 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
     # The photographs are stylized with the (shipped, generated) calibration images' codes:
     # reproducible on any machine, and photo-to-photo codes are not what users stylize with.
     ref = {"calibration": _run_pair(*ref_sess, x_cal, contract), "photos": _run_pair(*ref_sess, x_eval, contract, x_cal)}
-    calib_feeds = {"encoder": {contract.image.name: x_cal}, "decoder": decoder_calibration(ref_sess[0], x_cal, contract)}
+    codes, codes_from = (calibration_codes(cfg, ref_sess[0], contract, log) if PRECISIONS[cfg.precision].calibrated
+                         else (None, "the calibration images' own codes"))
+    if PRECISIONS[cfg.precision].calibrated:
+        log(f"  decoder calibration: strength 0 and 1, style codes from {codes_from}")
+    calib_feeds = {"encoder": {contract.image.name: x_cal}, "decoder": decoder_calibration(ref_sess[0], x_cal, contract, codes)}
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
@@ -309,7 +386,8 @@ def build_engine(cfg: BuildConfig, command: str | None = None, log=print) -> dic
                       "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
             "accuracy": {"reference": "fp32 export on onnxruntime", "measured_with": measured_with,
                          "min_psnr_db": gate, "calibration_images": [p.name for p in calib_paths],
-                         "photos": eval_label, "photo_images": [p.name for p in eval_paths], "sets": report},
+                         "photos": eval_label, "photo_images": [p.name for p in eval_paths],
+                         "decoder_style_codes": codes_from, "sets": report},
         }
         M.write_engine_manifest(tmp, man)
         _replace_dir(tmp, out)
