@@ -48,6 +48,7 @@ from .errors import StyleRTError
 from .images import (_as_float_array, _downsample, _kind_of, _longer_side_to, _name_of, _resize_array, _resize_mask,  # noqa: F401
                      as_array, as_mask, guided_upsample, pad_to_multiple, postprocess, preprocess, reflect_pad)
 from .mixing import StyleCode
+from .plan import Plan
 from .tiling import run_tiled
 
 from .choose import BACKENDS, choose_runner  # noqa: F401 (BACKENDS: the choices front ends offer)
@@ -275,24 +276,23 @@ class Engine:
             groups.setdefault(key, []).append(i)
         for idx in groups.values():
             orig = [arrays[i] for i in idx]
-            fitted = [self._fit(a) for a in orig]
-            m = self.margin
-            x, _ = preprocess([reflect_pad(a, m) for a in fitted], self.contract.downsample)
+            plan = self.plan(orig[0].shape[1:])
+            worked = [plan.shrink(a) for a in orig]
+            x, _ = preprocess([plan.pad(a) for a in worked], self.contract.downsample)
             if preserve_color:
-                codes = [self._code_of(mixing.coral(sa, fitted[0]), _name_of(styles[k], k, "style"))
+                codes = [self._code_of(mixing.coral(sa, worked[0]), _name_of(styles[k], k, "style"))
                          for k, sa in enumerate(style_arrays)]
             if mask_arrays is None:
                 y = self._stylize_batch(x, mixing.combine(codes, w), strength)
             else:
                 d = self.contract.downsample
-                ml = [_downsample(pad_to_multiple(reflect_pad(_resize_mask(mk, fitted[0].shape[1:])[None], m)[0], d), d)
+                ml = [_downsample(pad_to_multiple(plan.pad(_resize_mask(mk, plan.work)[None])[0], d), d)
                       for mk in mask_arrays]
                 y = self.decode(*self._mix(*self.encode(x), codes, w, strength, ml))
-            palettes = self.palettes(codes, w, mask_arrays, fitted[0].shape[1:]) if self.palette else []
+            palettes = self.palettes(codes, w, mask_arrays, plan.work) if plan.palette else []
             for j, i in enumerate(idx):
-                h, w_ = fitted[j].shape[1:]
-                yj = mixing.match_palettes(y[j, :, m:m + h, m:m + w_], palettes, strength)
-                out = self._unfit(yj, fitted[j], orig[j])[None]
+                yj = mixing.match_palettes(plan.crop(y[j]), palettes, strength)
+                out = plan.restore(yj, worked[j], orig[j])[None]
                 outputs[i] = postprocess(out, [orig[j].shape[1:]], _kind_of(items[i]))[0]
         return outputs[0] if single else outputs
 
@@ -313,21 +313,15 @@ class Engine:
         regions, scale, _ = mixing.region_weights([_resize_mask(mk, size) for mk in masks], weights)
         return [(c.palette, r * scale) for c, r in zip(codes, regions)]
 
+    def plan(self, size: tuple[int, int]) -> Plan:
+        """How an image of `size` (height, width) is stylized with this engine's options
+        (max_side, tile, margin, palette): engine/plan.py."""
+        return Plan.of(tuple(size), self.max_side, self.tile, self.margin, self.palette, self.contract.downsample)
+
     def _fit_style(self, a: np.ndarray) -> np.ndarray:
-        """The style-scale policy: (3, H, W) with its longer side scaled to style_side."""
-        return self._fit(a) if self.style_side is None else _longer_side_to(a, self.style_side)
-
-    def _fit(self, a: np.ndarray) -> np.ndarray:
-        """The max-side policy: downscale (3, H, W) so its longer side <= max_side."""
-        if self.max_side is None or max(a.shape[1:]) <= self.max_side:
-            return a
-        return _longer_side_to(a, self.max_side)
-
-    @staticmethod
-    def _unfit(y: np.ndarray, fitted: np.ndarray, orig: np.ndarray) -> np.ndarray:
-        """The max-side policy undone: `y` (3, h, w), the stylization of `fitted` (`_fit(orig)`),
-        brought back to orig's size by edge-aware upsampling guided by orig itself."""
-        return y if y.shape[1:] == orig.shape[1:] else guided_upsample(y, fitted, orig)
+        """The style-scale policy: (3, H, W) with its longer side scaled to style_side (None:
+        the content's max_side policy)."""
+        return self.plan(a.shape[1:]).shrink(a) if self.style_side is None else _longer_side_to(a, self.style_side)
 
     # ------------------------------------------------------------------ interpolation
     def interpolate(self, a, b, ts: Sequence[float], method: str = "slerp") -> list:

@@ -188,9 +188,9 @@ class TemporalStylizer:
 
         eng, c = self.engine, self.engine.contract
         full = [np.ascontiguousarray(f.transpose(2, 0, 1), np.float32) / np.float32(255.0) for f in frames]
-        work = [eng._fit(a) for a in full]  # the working resolution (the stroke scale)
-        h, w = work[0].shape[1:]
-        x = np.stack([pad_to_multiple(a, c.downsample) for a in work])
+        plan = eng.plan(full[0].shape[1:])  # Engine.stylize's plan: the working size, the way back
+        work = [plan.shrink(a) for a in full]
+        x = np.stack([pad_to_multiple(plan.pad(a), c.downsample) for a in work])
         z, own = eng.encode(x)
         cuts, smooth = [], np.empty_like(own)
         for i, f in enumerate(frames):
@@ -206,17 +206,18 @@ class TemporalStylizer:
         ch = c.latent_channels
         style = self.style.vector
         t = adain(z, style[:ch], style[k:k + ch], self.strength, content_stats=(smooth[:, :ch], smooth[:, k:k + ch]))
-        y = eng.decode(t, (self.strength * (style[None] - smooth)).astype(np.float32))[:, :, :h, :w]
-        outs = [np.asarray(to_pil(eng._unfit(self._palette(y[i], cuts[i]), work[i], a))) for i, a in enumerate(full)]
+        y = eng.decode(t, (self.strength * (style[None] - smooth)).astype(np.float32))
+        outs = [np.asarray(to_pil(plan.restore(self._palette(plan.crop(y[i]), cuts[i], plan.palette), work[i], a)))
+                for i, a in enumerate(full)]
         flows = flows or [None] * len(frames)
         return [self._follow(f, o, cut, fl) for f, o, cut, fl in zip(frames, outs, cuts, flows)], cuts
 
-    def _palette(self, y: np.ndarray, cut: bool) -> np.ndarray:
+    def _palette(self, y: np.ndarray, cut: bool, on: bool) -> np.ndarray:
         """The output (3, h, w) moved to the style's palette (Engine.stylize's last step), from
         its colour statistics averaged over the shot like the codes, so the colours do not
         pump from frame to frame."""
         pal = self.style.palette
-        if not self.engine.palette or pal is None or self.strength == 0:
+        if not on or pal is None or self.strength == 0:
             return y
         st = mixing.rgb_stats(y)
         if self._rgb is None or cut or self.temporal == 0:

@@ -256,3 +256,25 @@ def test_style_code_does_not_depend_on_the_style_files_resolution(tiny_export):
     for bad in (0, 4, 5000, 1.5):
         with pytest.raises(StyleRTError, match="style_side"):
             Engine.load(tiny_export, style_side=bad)
+
+
+def test_one_plan_per_image(tiny_export):
+    """Engine.plan decides the working size, tiles, the way back and the palette once; the
+    video path follows the same plan as stylize (a still clip's frame is the photo's picture)."""
+    import numpy as np
+
+    from stylert.engine import Engine
+    from stylert.engine.video import stylize_frames
+
+    with Engine.load(tiny_export, backend="onnxruntime", max_side=48, tile=64, overlap=8) as eng:
+        p = eng.plan((90, 120))
+        assert p.work == (36, 48) and p.upsampled and not p.tiled and p.palette
+        assert "painted at 48x36, upsampled edge-aware to 120x90" in p.describe()
+        assert not eng.plan((30, 40)).upsampled and eng.plan((30, 40)).work == (30, 40)
+        frame = (np.random.default_rng(0).random((90, 120, 3)) * 255).astype(np.uint8)
+        style = eng.encode_style(np.random.default_rng(1).random((32, 32, 3)).astype(np.float32))
+        still = next(iter(stylize_frames(eng, [frame], style, temporal=0.0)))
+        photo = np.asarray(eng.stylize(frame, style))
+        assert still.shape == photo.shape == (90, 120, 3) and np.abs(still.astype(int) - photo).max() <= 1
+    with Engine.load(tiny_export, backend="onnxruntime", max_side=None, tile=64, overlap=8) as eng:
+        assert eng.plan((90, 120)).tiled and not eng.plan((90, 120)).upsampled
