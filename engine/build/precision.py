@@ -490,6 +490,22 @@ def int8_weights_saturate() -> bool:
     return flags is not None and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags)
 
 
+@contextlib.contextmanager
+def _quiet():
+    """onnxruntime.quantization prints a line per call and logs "consider pre-processing"
+    warnings through the root logger for every model it reads (hundreds in a sensitivity
+    pass); build-engine's own report says what matters."""
+    import logging
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logging.disable(previous)
+
+
 def quantize_int8(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -554,7 +570,7 @@ def quantize_int8(
     if op_types is not None:
         settings["op_types"] = list(op_types)
     tmp = Path(dst).with_name(Path(dst).name + ".tmp")
-    with contextlib.redirect_stdout(io.StringIO()):
+    with _quiet():
         quantize_static(
             os.fspath(src), os.fspath(tmp), reader,
             quant_format=QuantFormat.QDQ,
@@ -608,12 +624,12 @@ def activation_scales(src: str | os.PathLike, calib: Feeds, method: str, batch: 
         for i in range(0, n, step):
             part = feeds_slice(calib, i, i + step)
             m = feeds_len(part)
-            with contextlib.redirect_stdout(io.StringIO()):  # it prints a line per call
+            with _quiet():  # it prints a line per call
                 cal.collect_data(ArrayReader(part, max(b for b in range(1, batch + 1) if m % b == 0)))
             # collect_data keeps the raw tensors it has put into the histograms: drop them
             # (the histograms themselves merge across calls).
             cal.clear_collected_data()
-        with contextlib.redirect_stdout(io.StringIO()):
+        with _quiet():
             ranges = cal.compute_data()
         del cal
     out = {}
