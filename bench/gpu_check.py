@@ -47,15 +47,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-bench", action="store_true", help="tests only")
     ap.add_argument("--overwrite", action="store_true", help="let --out replace an existing file")
     a = ap.parse_args(argv)
-    from stylert.engine.errors import StyleRTError
-    from stylert.engine.outputs import check_output
+    from stylert.engine.outputs import check_before_run
 
-    try:  # before the long run, not after it
-        if a.out:
-            check_output(a.out, a.overwrite, option="--out")
-    except StyleRTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    check_before_run(ap, a.out, a.overwrite, "--out")
     from stylert.engine.cuda_mix import cuda_device_count
 
     root = Path(__file__).resolve().parent.parent

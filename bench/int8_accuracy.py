@@ -103,10 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", help="write the table as JSON")
     p.add_argument("--overwrite", action="store_true", help="let --json replace an existing file")
     a = p.parse_args(argv)
-    from stylert.engine.outputs import check_output, write_output
+    from stylert.engine.outputs import check_before_run, write_output
 
-    if a.json:  # before the run, not after it
-        check_output(a.json, a.overwrite, option="--json")
+    check_before_run(p, a.json, a.overwrite, "--json")
     res = evaluate(a.reference, a.engines, a.images, a.styles, a.side, a.count)
     if a.json:
         write_output(a.json, json.dumps(res, indent=1).encode(), a.overwrite, option="--json")

@@ -247,15 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overwrite", action="store_true", help="let --json replace an existing file")
     ap.add_argument("--no-synthetic", action="store_true", help="skip the synthetic clips with known motion")
     a = ap.parse_args(argv)
-    from stylert.engine.errors import StyleRTError
-    from stylert.engine.outputs import check_output
+    from stylert.engine.outputs import check_before_run
 
-    try:  # before the long run, not after it
-        if a.json:
-            check_output(a.json, a.overwrite, option="--json")
-    except StyleRTError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    check_before_run(ap, a.json, a.overwrite, "--json")
 
     from stylert.engine.artifacts import DEV_DATA_DIR, SAMPLE_STYLE, sample_photo_dir
     from stylert.engine.errors import StyleRTError

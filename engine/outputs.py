@@ -55,6 +55,16 @@ def check_output(path: str | os.PathLike, overwrite: bool, inputs: Iterable[str 
     return p
 
 
+def check_before_run(parser, path: str | os.PathLike | None, overwrite: bool, option: str) -> None:
+    """check_output for a `python -m` tool's output option, before its long run: a refusal is
+    the parser's usage error (the message, exit 2)."""
+    if path:
+        try:
+            check_output(path, overwrite, option=option)
+        except StyleRTError as e:
+            parser.error(str(e))
+
+
 def write_output(path: str | os.PathLike, data: bytes, overwrite: bool, inputs: Iterable[str | os.PathLike] = (),
                  option: str = "the output") -> Path:
     """check_output, then the write itself: created exclusively unless `overwrite` (a file
