@@ -360,11 +360,7 @@ class _Slots:
     def claim(self) -> HTTPError | None:
         """An upload whose body arrived becomes a request in flight, if a slot is free."""
         self.n["upload"] -= 1
-        if self.n["request"] >= self.max:
-            return self._overloaded(f"{self.n['request']} requests in flight")
-        self.n["request"] += 1
-        self.gauge.set(self.n["request"])
-        return None
+        return self.refuse(upload=False)
 
     def release(self, kind: str | None) -> None:
         if kind is not None:
