@@ -151,11 +151,13 @@ def measure_peak(n: int = 2048, reps: int = 3, threads: int | None = None, min_t
 
 
 def peak_for(peak: dict, precision: str) -> float:
-    """The ceiling a configuration of `precision` is measured against: the int8 GEMM peak for
-    int8, the bf16 one for bf16, the fp32 matmul peak otherwise (fp16 on a CPU runs float32
-    kernels)."""
+    """The ceiling a configuration of `precision` is measured against: the higher of its own
+    precision's peak (int8 GEMM for int8, bf16 matmul for bf16) and the fp32 one. A backend
+    runs float32 kernels where the CPU lacks the precision's instructions (OpenVINO's BF16 on a
+    CPU without AVX512_BF16 or AMX, where torch's emulated bf16 matmul is 100x slower), and fp16
+    on a CPU runs float32 kernels: a row is never judged against a ceiling below what it ran."""
     key = {"int8": "int8_peak_gops", "bf16": "bf16_peak_gflops"}.get(precision, "peak_gflops")
-    return peak.get(key) or peak["peak_gflops"]
+    return max(peak.get(key) or 0.0, peak["peak_gflops"])
 
 
 def _ort_matmul_int8_gops(n: int, reps: int, min_time: float, threads: int | None) -> float:

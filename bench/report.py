@@ -27,7 +27,7 @@ def table(result: dict) -> str:
         f"git {str(env.get('git_commit'))[:10]}{' (dirty)' if env.get('git_dirty') else ''}",
         f"model: {result['model']['work_per_image']['flops'] / 1e9:.2f} GFLOP/image; machine peaks (this run): "
         f"fp32 matmul {result['peak']['peak_gflops']:.1f} GFLOP/s, int8 GEMM {result['peak'].get('int8_peak_gops') or 0:.0f} GOP/s, "
-        f"bf16 {result['peak'].get('bf16_peak_gflops') or 0:.0f} GFLOP/s (%peak is against the row's own precision); statistics over >= {s['min_iters']} iterations and >= {s['min_time_s']:g} s, "
+        f"bf16 {result['peak'].get('bf16_peak_gflops') or 0:.0f} GFLOP/s (%peak is against the higher of the row's own precision's peak and fp32's); statistics over >= {s['min_iters']} iterations and >= {s['min_time_s']:g} s, "
         f"warm-up {s['warmup_s']:g} s excluded, {s['order']}",
         "",
     ]
