@@ -150,6 +150,29 @@ def evaluate(model: VAE, x: torch.Tensor, device: torch.device) -> float:
     return psnr(y, x)
 
 
+@torch.no_grad()
+def probe_marks(model: VAE, styles: torch.Tensor, device: torch.device) -> dict:
+    """The drip probe (export/marks.py) at a checkpoint: its grainy sky stylized by the decoder
+    alone (no palette step) with each held-out painting's centre crop (N, 3, s, s), and how
+    alike the marks are across paintings (1 = the decoder's own marks whatever the painting)
+    and how periodic. Logged in the history, so a run shows whether its marks become the
+    painting's while it trains, not only after a separate report."""
+    from .marks import measure, probe_contents
+    from .style import adain_torch
+
+    sky = torch.from_numpy(probe_contents(styles.shape[-1])["gradient+grain"]).permute(2, 0, 1)[None].to(device)
+    model.eval()
+    z, own = model.encoder.encode_with_style(sky)
+    outs = []
+    for i in range(len(styles)):
+        _, cs = model.encoder.encode_with_style(styles[i : i + 1].to(device))
+        y = model.decoder.image(adain_torch(z, cs, model.cfg.latent_channels), cs - own)
+        outs.append(y[0].permute(1, 2, 0).float().cpu().numpy())
+    model.train()
+    m = measure(outs)
+    return {"probe_correlation": round(m["correlation"], 4), "probe_periodicity": round(m["periodicity"], 4)}
+
+
 def init_from(model: VAE, folder: str | os.PathLike) -> None:
     """Load a trained model's weights into `model`, which must have the same configuration
     (the style stage starts from the VAE stage's model), or the same without the RGB output's
@@ -440,6 +463,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, overwrit
         style_pool.add(textures(cfg.textures, cfg.seed, max(256, cfg.crop), style_pool.images), cfg.texture_share)
         print(f"generated {cfg.textures} procedural style images in {time.time() - t1:.1f} s ({cfg.texture_share:.0%} of style crops)")
     val = center_crops(val_files, cfg.eval_size)
+    # the probe's paintings: up to 6 held-out ones, spread over their sorted list
+    val_styles = sorted(f for f in style_files if held_out(f, held))
+    probe_styles = center_crops(val_styles[:: max(1, len(val_styles) // 6)][:6], cfg.eval_size) \
+        if cfg.stage == "style" and len(val_styles) >= 2 else None
     # channels_last: oneDNN's and cuDNN's fast convolution layout (no reorders per layer)
     model = VAE(cfg.model).to(device, memory_format=torch.channels_last).train()
     teacher_sha = None  # distill: the teacher's weights' sha256, kept in every checkpoint (a resume checks it)
@@ -511,6 +538,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, overwrit
             entry = {"step": step, "stage": cfg.stage, "train_loss": ema_loss, **ema_parts, "seconds": round(time.time() - t0, 1)}
             if val is not None:
                 entry["heldout_psnr"] = evaluate(model, val, device)
+            if probe_styles is not None:
+                entry.update(probe_marks(model, probe_styles, device))
             history.append(entry)
             _save_state(out / "last", model, opt, step, cfg, history, teacher=teacher_sha)
             bar.write(json.dumps(entry))

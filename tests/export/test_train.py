@@ -319,3 +319,27 @@ def test_skies_join_the_content_crops_at_their_share(tmp_path, tiny_checkpoint, 
     assert abs(flat_black - 0.25) < 0.07 and abs(flat_white - 0.5) < 0.07
     with pytest.raises(StyleRTError, match="add up to more"):
         check_config(TrainConfig(data=["x"], content_paintings=0.6, sky_share=0.5))
+
+
+def test_the_drip_probe_is_logged_at_every_checkpoint_of_a_style_run(tmp_path, tiny_checkpoint):
+    vgg_weights()
+    import torch
+
+    from stylert.export.checkpoint import load_model
+    from stylert.export.train import center_crops, probe_marks
+
+    data = _images(tmp_path / "data")
+    styles = _images(tmp_path / "styles", n=3, size=(48, 48))
+    held = _images(tmp_path / "held_paintings", n=3, size=(64, 48))
+    cfg = _cfg(tmp_path, data, stage="style", init=str(tiny_checkpoint), styles=[str(styles), str(held)], steps=2,
+               checkpoint_every=1, batch=2, holdout=["held_paintings"], eval_size=64)
+    train(cfg, progress=False)
+    hist = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["history"]
+    assert len(hist) == 2 and all(-1 <= h["probe_correlation"] <= 1 and h["probe_periodicity"] >= 0 for h in hist), hist
+    # a decoder the style cannot reach (zero head) paints the content's own marks, only
+    # rescaled by each painting's statistics: the same marks for every painting
+    model = load_model(tiny_checkpoint)[0]
+    crops = center_crops(sorted(held.glob("*.png")), 64)
+    assert probe_marks(model, crops, torch.device("cpu"))["probe_correlation"] < 0.9
+    torch.nn.init.zeros_(model.decoder.style.net[-1].weight)
+    assert probe_marks(model, crops, torch.device("cpu"))["probe_correlation"] > 0.9
