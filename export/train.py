@@ -9,6 +9,7 @@ on CUDA). Held-out images are scored at 256x256 (centre crops) at every checkpoi
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -148,6 +149,16 @@ def evaluate(model: VAE, x: torch.Tensor, device: torch.device) -> float:
     y = torch.cat([model.reconstruct(x[i : i + 4].to(device)).cpu() for i in range(0, len(x), 4)])
     model.train()
     return psnr(y, x)
+
+
+def probe_paintings(files: list[Path], n: int = 6) -> list[Path]:
+    """The probe's paintings: up to n held-out ones taken in turn from each folder (the folders
+    are the collections: one painter's works would agree with each other), none if under 2."""
+    folders: dict[Path, list[Path]] = {}
+    for f in sorted(files):
+        folders.setdefault(f.parent, []).append(f)
+    order = [f for rank in itertools.zip_longest(*folders.values()) for f in rank if f is not None]
+    return order[:n] if len(order) >= 2 else []
 
 
 @torch.no_grad()
@@ -463,10 +474,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, overwrit
         style_pool.add(textures(cfg.textures, cfg.seed, max(256, cfg.crop), style_pool.images), cfg.texture_share)
         print(f"generated {cfg.textures} procedural style images in {time.time() - t1:.1f} s ({cfg.texture_share:.0%} of style crops)")
     val = center_crops(val_files, cfg.eval_size)
-    # the probe's paintings: up to 6 held-out ones, spread over their sorted list
-    val_styles = sorted(f for f in style_files if held_out(f, held))
-    probe_styles = center_crops(val_styles[:: max(1, len(val_styles) // 6)][:6], cfg.eval_size) \
-        if cfg.stage == "style" and len(val_styles) >= 2 else None
+    probe_styles = center_crops(probe_paintings([f for f in style_files if held_out(f, held)]), cfg.eval_size) \
+        if cfg.stage == "style" else None
     # channels_last: oneDNN's and cuDNN's fast convolution layout (no reorders per layer)
     model = VAE(cfg.model).to(device, memory_format=torch.channels_last).train()
     teacher_sha = None  # distill: the teacher's weights' sha256, kept in every checkpoint (a resume checks it)
