@@ -143,10 +143,17 @@ def measure_peak(n: int = 2048, reps: int = 3, threads: int | None = None, min_t
         out["int8_peak_gops"] = _ort_matmul_int8_gops(n, reps, min_time, threads)
     except ImportError:
         pass
-    try:
-        out["bf16_peak_gflops"] = _torch_bf16_gflops(a, b, reps, min_time)
-    except ImportError:
-        pass
+    # Only where the CPU computes bf16 natively: elsewhere torch emulates it (a 2048^3 product
+    # took about a minute on a 2-core AVX2 EPYC, for a figure no row is judged against, since
+    # OpenVINO runs float32 kernels there: peak_for takes the fp32 peak).
+    from stylert.engine.frontend import NATIVE_BF16_FLAGS
+    from stylert.engine.manifest import cpu_info
+
+    if NATIVE_BF16_FLAGS & set(cpu_info()["features"]):
+        try:
+            out["bf16_peak_gflops"] = _torch_bf16_gflops(a, b, reps, min_time)
+        except ImportError:
+            pass
     return out
 
 

@@ -27,7 +27,7 @@ def table(result: dict) -> str:
         f"git {str(env.get('git_commit'))[:10]}{' (dirty)' if env.get('git_dirty') else ''}",
         f"model: {result['model']['work_per_image']['flops'] / 1e9:.2f} GFLOP/image; machine peaks (this run): "
         f"fp32 matmul {result['peak']['peak_gflops']:.1f} GFLOP/s, int8 GEMM {result['peak'].get('int8_peak_gops') or 0:.0f} GOP/s, "
-        f"bf16 {result['peak'].get('bf16_peak_gflops') or 0:.0f} GFLOP/s (%peak is against the higher of the row's own precision's peak and fp32's); statistics over >= {s['min_iters']} iterations and >= {s['min_time_s']:g} s, "
+        f"bf16 {_bf16(result['peak'])} (%peak is against the higher of the row's own precision's peak and fp32's); statistics over >= {s['min_iters']} iterations and >= {s['min_time_s']:g} s, "
         f"warm-up {s['warmup_s']:g} s excluded, {s['order']}",
         "",
     ]
@@ -172,3 +172,8 @@ def plot(result: dict, path: str | os.PathLike, overwrite: bool = False) -> None
     from stylert.engine.outputs import write_output
 
     write_output(path, buf.getvalue(), overwrite, option="--plot")
+
+
+def _bf16(peak: dict) -> str:  # measured only on CPUs with native bf16 (bench/flops.py)
+    v = peak.get("bf16_peak_gflops")
+    return f"{v:.0f} GFLOP/s" if v else "not native here (bf16 rows run float32 kernels)"
