@@ -206,6 +206,37 @@ def _replica_error(message: str) -> str:
     return lines[-1] if lines else message
 
 
+def _deploy(serve, ray, cfg: ServeConfig, a, replicas, tries: int = 2) -> None:
+    """serve.run, with the replicas' own error when they cannot start. Serve's controller kills
+    and restarts an HTTP proxy that misses its start-up deadline (seen on a loaded 2-core
+    machine: serve.run then raises the proxy's ActorDiedError): the application is asked for
+    again, `tries` times in all."""
+    from ..errors import StyleRTError
+    from .ray_app import build
+
+    for attempt in range(1, tries + 1):
+        try:
+            serve.run(build(cfg, replicas=replicas, gpus_per_replica=a.gpus_per_replica, max_queued=a.max_queued,
+                            cpus_per_replica=a.cpus_per_replica), name=a.name, route_prefix=a.route_prefix)
+            return
+        except RuntimeError as e:
+            why = str(e)
+            try:  # the replica's own error is in the deployment's status, not in the app's
+                why = "\n".join(d.message for d in serve.status().applications[a.name].deployments.values()) or why
+            except Exception:
+                pass
+            raise StyleRTError(f"the replicas could not start: {_replica_error(why)}",
+                               "Fix what the replica reports (on a cluster: the model and --styles-dir must exist on "
+                               "every node) and rerun.") from None
+        except ray.exceptions.RayActorError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if attempt == tries:
+                raise StyleRTError(f"a Ray Serve actor died while the application started, {tries} times: {first}",
+                                   "Check the cluster's health (ray status; a node short of memory or CPU) and "
+                                   "rerun.") from None
+            print(f"a Ray Serve actor died while the application started ({first}); trying again", flush=True)
+
+
 def _run_ray(cfg: ServeConfig, a) -> int:
     from .netns import LOCAL_RAY_ENV
 
@@ -220,8 +251,6 @@ def _run_ray(cfg: ServeConfig, a) -> int:
         from ..errors import StyleRTError
 
         raise StyleRTError(f"Ray Serve is not installed ({e}).", "pip install 'stylert[serve]', or pass --no-ray.") from None
-    from ..errors import StyleRTError
-    from .ray_app import build
 
     _connect(ray, a)
     stop = threading.Event()
@@ -241,18 +270,7 @@ def _run_ray(cfg: ServeConfig, a) -> int:
             _check_cluster(a)
         serve.start(http_options={"host": a.host, "port": a.port})
         deployed = True
-        try:
-            serve.run(build(cfg, replicas=replicas, gpus_per_replica=a.gpus_per_replica, max_queued=a.max_queued,
-                            cpus_per_replica=a.cpus_per_replica), name=a.name, route_prefix=a.route_prefix)
-        except RuntimeError as e:
-            why = str(e)
-            try:  # the replica's own error is in the deployment's status, not in the app's
-                why = "\n".join(d.message for d in serve.status().applications[a.name].deployments.values()) or why
-            except Exception:
-                pass
-            raise StyleRTError(f"the replicas could not start: {_replica_error(why)}",
-                               "Fix what the replica reports (on a cluster: the model and --styles-dir must exist on "
-                               "every node) and rerun.") from None
+        _deploy(serve, ray, cfg, a, replicas)
         n = f"1 to {replicas[1]} (autoscaling)" if isinstance(replicas, tuple) else replicas
         print(f"serving on http://{a.host}:{a.port}{a.route_prefix.rstrip('/')}/ ({n} replica(s), application "
               f"{a.name!r}; open it in a browser to try it); Ctrl-C or SIGTERM drains and stops", flush=True)

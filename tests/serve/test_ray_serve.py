@@ -111,3 +111,32 @@ def test_loadtest_batches_and_overload_answers_only_503(tiny_checkpoint, tmp_pat
     assert over["answered"] == over["sent"] == 64 and not over["client_errors"], over
     assert set(over["status"]) <= {"200", "503"} and "503" in over["status"], over["status"]
     assert res["offline"]["images_per_s"] > 0 and load["served_over_offline"] > 0
+
+
+def test_a_serve_actor_dying_while_the_application_starts_is_retried_then_named(capsys):
+    # Serve's controller restarts an HTTP proxy that misses its start-up deadline; serve.run
+    # then raises the proxy's ActorDiedError (seen in CI on a loaded 2-core machine)
+    import types
+
+    import ray.exceptions
+
+    from stylert.engine.errors import StyleRTError
+    from stylert.engine.serve.cli import _deploy
+    from stylert.engine.serve.service import ServeConfig
+
+    calls = []
+
+    def fake_run(app, name, route_prefix, fail=1):
+        calls.append(name)
+        if len(calls) <= fail:
+            raise ray.exceptions.ActorDiedError()
+
+    a = types.SimpleNamespace(gpus_per_replica=0, max_queued=8, cpus_per_replica=1, name="stylert", route_prefix="/")
+    serve = types.SimpleNamespace(run=fake_run)
+    _deploy(serve, ray, ServeConfig(), a, replicas=1)
+    assert calls == ["stylert", "stylert"] and "trying again" in capsys.readouterr().out
+    calls.clear()
+    serve.run = lambda app, name, route_prefix: fake_run(app, name, route_prefix, fail=9)
+    with pytest.raises(StyleRTError, match="died while the application started, 2 times"):
+        _deploy(serve, ray, ServeConfig(), a, replicas=1)
+    assert len(calls) == 2
