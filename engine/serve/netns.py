@@ -42,8 +42,11 @@ def command(argv: list[str]) -> list[str]:
 
 # A one-machine Ray: no usage reports, no uv runtime environments, and its node address is
 # loopback, never probed by connecting out (Ray otherwise tries 8.8.8.8 to find its own IP).
+# Serve's controller kills an HTTP proxy not ready within 5 s and serve.start then fails with
+# its ActorDiedError: on a 2-core machine whose cores are busy (a replica loading, a training
+# run) a proxy's start took longer, so a local Ray gives it 30 s.
 LOCAL_RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
-                 "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+                 "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30"}
 
 
 def ray_env(env: dict | None = None) -> dict:

@@ -128,7 +128,9 @@ def main() -> None:
     homes = {n: work / n for n in ("head", "worker", "stranger")}
     for h in homes.values():
         h.mkdir(parents=True, exist_ok=True)
-    base = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0", "RAY_TMPDIR": str(work / "t")}
+    # the proxies' start-up deadline as docs/serving.md advises for small, busy nodes
+    base = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0", "RAY_TMPDIR": str(work / "t"),
+            "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30"}
     for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
         base.pop(k, None)
     head_env = {**base, "HOME": str(homes["head"]), "RAY_AUTH_MODE": "token"}
