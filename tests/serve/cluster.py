@@ -184,9 +184,11 @@ def main() -> None:
             wait_ready(u, serve)
         res["ready_s"] = round(time.monotonic() - t0, 1)
 
-        probe = ("import ray; from ray.serve.context import _get_global_client as g; ray.init(address='%s:6379', "
-                 "log_to_driver=False); d = g().get_serve_details(); print('NODES', sorted(r['node_ip'] for r in "
-                 "d['applications']['stylert']['deployments']['stylert']['replicas']))" % HEAD)
+        # a replica that Serve replaced on a busy machine has no node yet: ask until every one has
+        probe = ("import time, ray; from ray.serve.context import _get_global_client as g; ray.init(address='%s:6379', "
+                 "log_to_driver=False)\nfor _ in range(60):\n    reps = g().get_serve_details()['applications']['stylert']"
+                 "['deployments']['stylert']['replicas']\n    if reps and all(r.get('node_ip') for r in reps): break\n"
+                 "    time.sleep(1)\nprint('NODES', sorted(r.get('node_ip') for r in reps))" % HEAD)
         r = run([sys.executable, "-c", probe], head_env, check=False)
         res["replica_nodes"] = [json.loads(ln[6:].replace("'", '"')) for ln in r.stdout.splitlines() if ln.startswith("NODES")][-1:] \
             or r.stderr[-500:]
@@ -226,7 +228,12 @@ def main() -> None:
             res["node_killed"]["head_proxy_recovered_s"] = recovered
             res["node_killed"]["head_proxy_5xx"] = sum(1 for r in load.rows if r[0] >= t_kill and r[2] == PROXIES[HEAD]
                                                        and isinstance(r[3], int) and r[3] >= 500 and r[3] != 503)
-        res["bank_after"] = [s["id"] for s in httpx.get(PROXIES[HEAD] + "/v1/styles", timeout=30).json()["styles"]]
+        for _ in range(60):  # the head's replica may still be taking over the dead node's share on a busy machine
+            r = httpx.get(PROXIES[HEAD] + "/v1/styles", timeout=30)
+            if r.status_code == 200:
+                break
+            time.sleep(1)
+        res["bank_after"] = [s["id"] for s in r.json()["styles"]] if r.status_code == 200 else f"{r.status_code}: {r.text[:300]}"
         res["style_after"] = httpx.post(PROXIES[HEAD] + f"/v1/stylize?style={sid}", content=png(3), timeout=60).status_code
         res["sid"] = sid
 
