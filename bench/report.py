@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from pathlib import Path
 
 STAGES = ("preprocess", "h2d", "encode", "mix", "decode", "d2h", "postprocess")
 
