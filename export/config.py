@@ -26,6 +26,10 @@ class VAEConfig:
     style_kernels: int = 0  # per decoder block, a depthwise filter the style chooses: each channel's
                             # kernel a mix of this many learned 3x3 kernels (at the block's dilation),
                             # the mix predicted from the style offset. 0: FiLM only (channel gains)
+    style_norm: bool = False  # the decoder's convolutions at 1/4 also blend, per channel and by an amount the
+                              # style offset sets, toward their instance-normalized activations scaled and
+                              # shifted by the style (conditional instance normalization, Magenta's mechanism):
+                              # the painting, not the photo's contrast, sets those layers' statistics
     logvar_clamp: tuple[float, float] = (-30.0, 20.0)  # keeps exp() finite early in training
 
     def __post_init__(self):
@@ -59,6 +63,11 @@ class VAEConfig:
         return tuple(self.widths[2] * self.style_kernels for _ in self.dec_dilations) if self.style_kernels else ()
 
     @property
+    def norm_layers(self) -> int:
+        """How many FiLM-modulated convolutions (the first, all at 1/4) blend toward normalized activations."""
+        return 1 + 2 * len(self.dec_dilations) if self.style_norm else 0
+
+    @property
     def film_channels(self) -> tuple[int, ...]:
         """Channels of each FiLM-modulated convolution in the decoder, in order."""
         w = self.widths
@@ -76,7 +85,7 @@ class VAEConfig:
                              "this version loads models trained with its own export/model.py)")
         # Models written before the RGB output was modulated, before the decoder had a choice of
         # head, or before the style chose filters: the same network without that part.
-        return cls(**{"rgb_film": False, "dec_head": "conv", "style_kernels": 0, **d})
+        return cls(**{"rgb_film": False, "dec_head": "conv", "style_kernels": 0, "style_norm": False, **d})
 
 
 @dataclass
@@ -176,6 +185,10 @@ TRAIN_HELP = {
     "style_kernels": "a new model's decoder: per block, a depthwise filter the style chooses as a mix of this many "
                      "learned 3x3 kernels per channel (the painting picks the shape of its marks); 0: channel gains "
                      "only. --init from a model without them starts them at zero",
+    "style_norm": "a new model's decoder: the convolutions at 1/4 blend, by an amount the style sets, toward their "
+                  "instance-normalized activations scaled and shifted by the style (conditional instance "
+                  "normalization): the painting sets those layers' statistics. --init from a model without it "
+                  "starts the blend at zero",
 }
 TRAIN_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": ("auto", "fp32", "bf16"), "stage": ("vae", "style", "distill"),
                  "dec_head": DEC_HEADS}

@@ -80,9 +80,11 @@ class StyleHead(nn.Module):
         k = 2 * sum(cfg.style_channels)
         self.sizes = cfg.film_channels
         self.mixes = cfg.kernel_mixes  # after the FiLM rows: each block's kernel mix (B, C x K)
+        self.norms = cfg.film_channels[: cfg.norm_layers]  # after the mixes: (blend, scale, shift) per normalized conv
         self.register_buffer("code_scale", torch.ones(k))
         self.net = nn.Sequential(nn.Linear(k, cfg.style_hidden, bias=False), nn.ReLU(),
-                                 nn.Linear(cfg.style_hidden, 2 * sum(self.sizes) + sum(self.mixes), bias=False))
+                                 nn.Linear(cfg.style_hidden, 2 * sum(self.sizes) + sum(self.mixes) + 3 * sum(self.norms),
+                                           bias=False))
         nn.init.zeros_(self.net[-1].weight)  # a fresh head changes nothing
 
     @torch.no_grad()
@@ -90,7 +92,8 @@ class StyleHead(nn.Module):
         self.code_scale.copy_(1.0 / (offsets.pow(2).mean(0).sqrt() + 1e-3))
 
     def forward(self, d):
-        """(B, 2K) -> ([(scale, shift) per FiLM], each (B, c, 1, 1); [kernel mix per block], each (B, C x K, 1, 1))."""
+        """(B, 2K) -> ([(scale, shift) per FiLM], each (B, c, 1, 1); [kernel mix per block], each (B, C x K, 1, 1);
+        [(blend, scale, shift) per normalized conv], each (B, c, 1, 1))."""
         m = self.net(d * self.code_scale)
         out, i = [], 0
         for c in self.sizes:
@@ -100,7 +103,11 @@ class StyleHead(nn.Module):
         for c in self.mixes:
             mixes.append(m[:, i : i + c, None, None])
             i += c
-        return out, mixes
+        norms = []
+        for c in self.norms:
+            norms.append(tuple(m[:, i + j * c : i + (j + 1) * c, None, None] for j in range(3)))
+            i += 3 * c
+        return out, mixes, norms
 
 
 class StyleFilter(nn.Module):
@@ -127,6 +134,29 @@ class StyleFilter(nn.Module):
 
 def film(h, mod):  # x * (1 + scale) + shift; mod None: unmodulated (the reconstruction)
     return h if mod is None else h * (1.0 + mod[0]) + mod[1]
+
+
+class StyleNorm(nn.Module):
+    """Conditional instance normalization, blended in (VAEConfig.style_norm): FiLM scales the
+    photo's activations, so the photo's own contrast decides what a layer draws (a sky's grain
+    becomes the decoder's shared drips); normalized first, as Magenta's network is, a layer's
+    statistics are the painting's. y = f + a * (IN(h) * s0 * (1 + g) + m0 + b - f), f = film(h),
+    with (a, g, b) per channel from the style offset (zero at a zero offset: strength 0 stays the
+    reconstruction, and a model grown from one without it paints as before) and (s0, m0) learned
+    per channel, started at the layer's typical statistics on photographs (`calibrate`).
+    The statistics are over the whole latent: the runtime decodes a styled image in one piece."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(channels))
+        self.shift = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, h, f, mod):  # conv output h, its FiLM f (B, C, h, w); (a, g, b) each (B, C, 1, 1)
+        a, g, b = mod
+        m = h.mean(dim=(2, 3), keepdim=True)
+        n = (h - m) * torch.rsqrt(h.var(dim=(2, 3), keepdim=True, unbiased=False) + STATS_EPS)
+        target = n * (self.scale[:, None, None] * (1.0 + g)) + self.shift[:, None, None] + b
+        return f + a * (target - f)
 
 
 class Decoder(nn.Module):
@@ -157,22 +187,46 @@ class Decoder(nn.Module):
             self.rgb = conv(w[1], 12)
         self.filters = nn.ModuleList(StyleFilter(w[2], cfg.style_kernels, d) for d in cfg.dec_dilations) \
             if cfg.style_kernels else None
+        self.norms = nn.ModuleList(StyleNorm(c) for c in cfg.film_channels[: cfg.norm_layers])
         self.style = StyleHead(cfg)
         self.cfg = cfg
 
     def forward(self, z, offset=None):  # (B, C, h, w), (B, 2K) -> (B, 3, 4h, 4w), unbounded
-        films, mixes = self.style(offset) if offset is not None else ([None] * len(self.style.sizes), None)
-        mods = iter(films)
-        h = F.relu(film(self.inp(z), next(mods)))
+        films, mixes, norms = self.style(offset) if offset is not None else ([None] * len(self.style.sizes), None, [])
+        mods, layer = iter(films), iter(range(len(films)))
+
+        def modulate(h):  # the next FiLM, blended toward the style-normalized h where the decoder has it
+            i, f = next(layer), film(h, next(mods))
+            return self.norms[i](h, f, norms[i]) if i < len(norms) else f
+
+        h = F.relu(modulate(self.inp(z)))
         for i, (c1, c2) in enumerate(self.blocks):
-            a = F.relu(film(c1(h), next(mods)))
+            a = F.relu(modulate(c1(h)))
             if self.filters is not None and mixes is not None:  # no offset: the reconstruction, filters off
                 a = a + self.filters[i](a, mixes[i])
-            h = F.relu(h + film(c2(a), next(mods)))
+            h = F.relu(h + modulate(c2(a)))
         for c in self.up:
-            h = F.relu(film(c(F.interpolate(h, scale_factor=2.0, mode="nearest")), next(mods)))
+            h = F.relu(modulate(c(F.interpolate(h, scale_factor=2.0, mode="nearest"))))
         rgb = self.rgb(h) if self.cfg.dec_head == "conv" else F.pixel_shuffle(self.rgb(h), 2)
-        return film(rgb, next(mods)) if self.cfg.rgb_film else rgb
+        return modulate(rgb) if self.cfg.rgb_film else rgb
+
+    @torch.no_grad()
+    def calibrate_norms(self, z) -> None:
+        """Start each StyleNorm's (scale, shift) at its layer's per-channel std and mean over
+        latents z of photographs (no offset), so a small blend moves the picture a little."""
+        stats, hooks = [], []
+        convs = [self.inp, *(c for pair in self.blocks for c in pair)][: len(self.norms)]
+        for c in convs:
+            hooks.append(c.register_forward_hook(lambda _m, _i, out: stats.append(out.float())))
+        try:
+            self.forward(z)
+        finally:
+            for hk in hooks:
+                hk.remove()
+        for norm, h in zip(self.norms, stats):
+            m = h.mean(dim=(2, 3))
+            norm.scale.copy_((h.var(dim=(2, 3), unbiased=False) + STATS_EPS).sqrt().mean(0))
+            norm.shift.copy_(m.mean(0))
 
     def image(self, z, offset=None):  # (B, C, h, w), (B, 2K) -> (B, 3, 4h, 4w) in [0, 1]
         return self.forward(z, offset).clamp(0.0, 1.0)

@@ -187,18 +187,22 @@ def probe_marks(model: VAE, styles: torch.Tensor, device: torch.device) -> dict:
 def init_from(model: VAE, folder: str | os.PathLike) -> None:
     """Load a trained model's weights into `model`, which must have the same configuration
     (the style stage starts from the VAE stage's model), or the same without the RGB output's
-    FiLM or the style-chosen filters (VAEConfig.style_kernels): the head's new output rows
-    start at zero, so the model paints as before until training moves it."""
+    FiLM, the style-chosen filters (VAEConfig.style_kernels) or the normalization blend
+    (VAEConfig.style_norm): the head's new output rows start at zero, so the model paints as
+    before until training moves it."""
     src, _ = load_model(folder)
-    grows = dataclasses.replace(src.cfg, rgb_film=model.cfg.rgb_film, style_kernels=model.cfg.style_kernels) == model.cfg \
-        and (model.cfg.rgb_film or not src.cfg.rgb_film) and (src.cfg.style_kernels in (0, model.cfg.style_kernels))
+    grows = dataclasses.replace(src.cfg, rgb_film=model.cfg.rgb_film, style_kernels=model.cfg.style_kernels,
+                                style_norm=model.cfg.style_norm) == model.cfg \
+        and (model.cfg.rgb_film or not src.cfg.rgb_film) and (model.cfg.style_norm or not src.cfg.style_norm) \
+        and (src.cfg.style_kernels in (0, model.cfg.style_kernels)) \
+        and (src.cfg.style_kernels == model.cfg.style_kernels or not src.cfg.style_norm)
     if src.cfg != model.cfg and grows:
         state, mine = src.state_dict(), model.state_dict()
-        key = "decoder.style.net.2.weight"  # FiLM rows first, then the kernel mixes: the old rows are a prefix
+        key = "decoder.style.net.2.weight"  # FiLM rows, the kernel mixes, the blends: the old rows are a prefix
         grown = torch.zeros_like(mine[key])
         grown[: state[key].shape[0]] = state[key]
         state[key] = grown
-        for k, v in mine.items():  # the filters' kernels: fresh (their mix is zero)
+        for k, v in mine.items():  # the filters' kernels, the norms' statistics: fresh (their mix, blend is zero)
             state.setdefault(k, v)
         model.load_state_dict(state)
         return
@@ -514,6 +518,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, overwrit
         if cfg.stage == "style" and bool((model.decoder.style.code_scale == 1).all()):
             # a trained head keeps its scaling: rescaling its inputs would change what it learnt
             _set_whitening(model, pool, style_pool, rng, cfg, device)
+        if cfg.stage == "style" and model.cfg.style_norm and all(bool((n.scale == 1).all()) for n in model.decoder.norms):
+            with torch.no_grad():  # fresh norms start at the layers' statistics on photographs
+                model.decoder.calibrate_norms(model.encoder.posterior_mean(pool.batch(rng, 16, cfg.crop, cfg.scale_min).to(device)))
     print(f"training on {len(pool.images)} images ({len(pool.skipped)} skipped), {len(val_files)} held out; "
           f"device {device}{' (bf16 autocast)' if amp else ''}, {torch.get_num_threads()} threads")
 

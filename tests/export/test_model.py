@@ -129,3 +129,39 @@ def test_style_filters_change_the_marks_per_style_and_are_off_at_zero_offset():
         assert i == w.shape[0]
     with pytest.raises(ValueError, match="style_kernels"):
         VAEConfig(**TINY, style_kernels=-1)
+
+
+def test_style_norm_sets_the_layers_statistics_from_the_style_and_is_off_at_zero_offset():
+    """VAEConfig.style_norm: the 1/4-level convolutions blend toward their instance-normalized
+    activations scaled and shifted by the style. A zero offset gives exactly the
+    reconstruction; with the blend at 1 a layer's per-channel statistics are the style's
+    whatever the photo's contrast; calibrate_norms starts them at the photos' own."""
+    torch.manual_seed(0)
+    m = VAE(VAEConfig(**TINY, style_norm=True)).eval()
+    n_layers = 1 + 2 * len(TINY["dec_dilations"])
+    assert m.cfg.norm_layers == n_layers and len(m.decoder.norms) == n_layers
+    w = m.decoder.style.net[-1].weight
+    film_rows, c = 2 * sum(m.cfg.film_channels), TINY["widths"][2]
+    assert w.shape[0] == film_rows + 3 * c * n_layers
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        z, own = m.encoder.encode_with_style(x)
+        m.decoder.calibrate_norms(z)
+        hs = []
+        hook = m.decoder.inp.register_forward_hook(lambda _m, _i, out: hs.append(out))
+        m.decoder(z)
+        hook.remove()
+        assert torch.allclose(m.decoder.norms[0].shift, hs[0].mean(dim=(2, 3)).mean(0), atol=1e-5)
+        torch.nn.init.normal_(w[film_rows:], std=0.3)  # the FiLM rows stay zero: only the blends act
+        assert torch.equal(m.decoder(z, torch.zeros_like(own)), m.decoder(z))
+        d = torch.randn_like(own)
+        assert not torch.allclose(m.decoder(z, d), m.decoder(z), atol=1e-4)
+        # blend 1, no scale or shift from the style: the first layer's output has the norm's statistics,
+        # for a photo of any contrast
+        mod = (torch.ones(1, c, 1, 1), torch.zeros(1, c, 1, 1), torch.zeros(1, c, 1, 1))
+        norm = m.decoder.norms[0]
+        for gain in (0.5, 20.0):
+            h = torch.randn(1, c, 8, 8) * gain + 3.0
+            y = norm(h, h, mod)
+            assert torch.allclose(y.mean(dim=(2, 3))[0], norm.shift, atol=1e-4)
+            assert torch.allclose(y.std(dim=(2, 3), unbiased=False)[0], norm.scale.abs(), rtol=1e-2, atol=1e-4)

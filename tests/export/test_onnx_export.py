@@ -142,3 +142,19 @@ def test_style_filters_export_to_the_same_ops_and_match_torch(tmp_path):
     for i in range(2):
         alone = sess.run(None, {"latent": z[i : i + 1], "style": s[::-1][i : i + 1].copy()})[0]
         np.testing.assert_allclose(both[i : i + 1], alone, atol=1e-5)
+
+
+def test_style_norm_exports_and_matches_torch(tmp_path):
+    """The normalization blend (VAEConfig.style_norm) is reductions and arithmetic over the
+    whole latent: the export's own check holds it to PyTorch's output, and a batch of two
+    styles decodes each image as it would alone (the statistics are per image)."""
+    m = _export_variant(tmp_path, std=0.3, style_norm=True)
+    assert m["verification"]["passed"]
+    sess = ort.InferenceSession(str(tmp_path / "out" / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    enc = ort.InferenceSession(str(tmp_path / "out" / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    z, s = enc.run(None, {"image": np.random.default_rng(0).random((2, 3, 32, 32), np.float32)})
+    d = np.stack([s[1] - s[0], s[0] - s[1]]).astype(np.float32)
+    both = sess.run(None, {"latent": z, "style": d})[0]
+    for i in range(2):
+        alone = sess.run(None, {"latent": z[i : i + 1], "style": d[i : i + 1]})[0]
+        np.testing.assert_allclose(both[i : i + 1], alone, atol=1e-5)

@@ -91,11 +91,12 @@ def test_init_starts_from_a_model_of_the_same_configuration_only(tmp_path, tiny_
     assert "initialized from" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("old_kw, new_kw", [({"rgb_film": False}, {}), ({}, {"style_kernels": 2})],
-                         ids=["rgb_film", "style_filters"])
+@pytest.mark.parametrize("old_kw, new_kw", [({"rgb_film": False}, {}), ({}, {"style_kernels": 2}), ({}, {"style_norm": True}),
+                                            ({"style_kernels": 2}, {"style_kernels": 2, "style_norm": True})],
+                         ids=["rgb_film", "style_filters", "style_norm", "filters_then_norm"])
 def test_init_from_a_model_without_a_new_part_paints_as_before(tmp_path, old_kw, new_kw):
-    """A model grown by the RGB output's FiLM or by the style-chosen filters (model 3 from
-    model 2): the new head rows start at zero, so every style paints as before."""
+    """A model grown by the RGB output's FiLM, the style-chosen filters or the normalization
+    blend (model 3 from model 2): the new head rows start at zero, so every style paints as before."""
     import torch
 
     from stylert.export.checkpoint import save_model
