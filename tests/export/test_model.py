@@ -158,8 +158,8 @@ def test_style_norm_sets_the_layers_statistics_from_the_style_and_is_off_at_zero
         assert not torch.allclose(m.decoder(z, d), m.decoder(z), atol=1e-4)
         # blend 1, no scale or shift from the style: the first layer's output has the norm's statistics,
         # for a photo of any contrast
-        mod = (torch.ones(1, c, 1, 1), torch.zeros(1, c, 1, 1), torch.zeros(1, c, 1, 1))
         norm = m.decoder.norms[0]
+        mod = (torch.full((1, c, 1, 1), 1.0 / norm.BLEND_GAIN), torch.zeros(1, c, 1, 1), torch.zeros(1, c, 1, 1))
         for gain in (0.5, 20.0):
             h = torch.randn(1, c, 8, 8) * gain + 3.0
             y = norm(h, h, mod)
