@@ -58,6 +58,9 @@ class ModelContract:
     # and generated extremes: flat colours, noise, stripes). StyleCode.out_of_range reads it;
     # () (exports made before it existed): style_limit alone.
     style_ranges: tuple[tuple[float, ...], ...] = ()
+    # Whether the decoder may run on tiles of the latent: False when it normalizes activations
+    # over the whole latent (VAEConfig.style_norm), where a tile's own statistics would seam.
+    decoder_tiles: bool = True
     checkpoint_sha256: str = ""
     stylert_version: str = __version__
 
@@ -74,6 +77,7 @@ class ModelContract:
              "style_channels must start with the latent's channel count"),
             (not (isinstance(self.style_limit, (int, float)) and 0 <= self.style_limit < float("inf")),
              f"style_limit {self.style_limit!r} is not a finite number >= 0"),
+            (not isinstance(self.decoder_tiles, bool), f"decoder_tiles {self.decoder_tiles!r} is not true or false"),
             (not (isinstance(self.export_tolerance, (int, float)) and self.export_tolerance == self.export_tolerance),
              f"export_tolerance {self.export_tolerance!r} is not a number"),
             (bool(self.style_ranges) and not _ranges_ok(self.style_ranges, len(self.style_channels)),

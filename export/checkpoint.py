@@ -67,5 +67,5 @@ def load_model(folder: str | os.PathLike | None = None) -> tuple[VAE, str]:
 def contract_for(model: VAE, sha256: str, opset: int | None = None) -> ModelContract:
     """The contract of a trained model: the one place a VAEConfig becomes a ModelContract."""
     return ModelContract(latent_channels=model.cfg.latent_channels, style_channels=model.cfg.style_channels,
-                         downsample=model.cfg.downsample, checkpoint_sha256=sha256,
+                         downsample=model.cfg.downsample, decoder_tiles=not model.cfg.style_norm, checkpoint_sha256=sha256,
                          **({"opset": opset} if opset is not None else {}))

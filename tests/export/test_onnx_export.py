@@ -147,9 +147,16 @@ def test_style_filters_export_to_the_same_ops_and_match_torch(tmp_path):
 def test_style_norm_exports_and_matches_torch(tmp_path):
     """The normalization blend (VAEConfig.style_norm) is reductions and arithmetic over the
     whole latent: the export's own check holds it to PyTorch's output, and a batch of two
-    styles decodes each image as it would alone (the statistics are per image)."""
+    styles decodes each image as it would alone (the statistics are per image). Its contract
+    says the decoder cannot run on tiles, and the engine refuses to, naming the way out."""
+    from stylert.engine.runtime import Engine
+
     m = _export_variant(tmp_path, std=0.3, style_norm=True)
-    assert m["verification"]["passed"]
+    assert m["verification"]["passed"] and m["contract"]["decoder_tiles"] is False
+    eng = Engine.load(tmp_path / "out", backend="onnxruntime", tile=32, overlap=8)
+    with pytest.raises(StyleRTError, match="cannot decode in tiles.*--max-side"):
+        eng.decode(np.zeros((1, TINY["latent_channels"], 16, 16), np.float32))
+    assert eng.decode(np.zeros((1, TINY["latent_channels"], 8, 8), np.float32)).shape == (1, 3, 32, 32)
     sess = ort.InferenceSession(str(tmp_path / "out" / "decoder.onnx"), providers=["CPUExecutionProvider"])
     enc = ort.InferenceSession(str(tmp_path / "out" / "encoder.onnx"), providers=["CPUExecutionProvider"])
     z, s = enc.run(None, {"image": np.random.default_rng(0).random((2, 3, 32, 32), np.float32)})
