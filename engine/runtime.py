@@ -176,8 +176,8 @@ class Engine:
             if not self.contract.decoder_tiles:
                 raise StyleRTError(f"this model's decoder normalizes over the whole image, so it cannot decode in tiles, and "
                                    f"this image's longer side ({max(z.shape[2:]) * d} px) is over the tile ({self.tile} px).",
-                                   f"Stylize at most {self.tile} px on the longer side (--max-side {self.tile}, the default "
-                                   f"{MAX_SIDE}) or raise --tile.")
+                                   f"Stylize at most {self.tile} px on the longer side (--max-side {self.tile} or less) or "
+                                   f"raise --tile to {max(z.shape[2:]) * d} or more.")
             return self._batched(lambda b, s: run_tiled(lambda t: self.runner.decode(t, s), b, self.tile // d,
                                                         self.overlap // d, d, 1, 3), z, code)
         return self._batched(self.runner.decode, z, code)
