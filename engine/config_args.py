@@ -48,8 +48,8 @@ def add_fields(p: argparse.ArgumentParser, cls, help: dict[str, str], *, skip=()
         default = default_of(f)
         text = help.get(f.name, "")
         kw: dict = {"help": text}
-        if outer is bool:
-            kw["action"] = "store_true"
+        if outer is bool:  # a field on by default is turned off with --no-NAME
+            kw["action"] = argparse.BooleanOptionalAction if default is True else "store_true"
         elif outer in (list, tuple):
             kw.update(nargs="+", type=inner)
         else:

@@ -30,6 +30,9 @@ class VAEConfig:
                               # style offset sets, toward their instance-normalized activations scaled and
                               # shifted by the style (conditional instance normalization, Magenta's mechanism):
                               # the painting, not the photo's contrast, sets those layers' statistics
+    input_film: bool = True  # the decoder's input convolution (on the latent) is FiLM-modulated. Its modulation
+                             # thresholds a sky's grain into the drips every painting shared (docs/model.md);
+                             # False: the style modulates the decoder from its first residual block on
     logvar_clamp: tuple[float, float] = (-30.0, 20.0)  # keeps exp() finite early in training
 
     def __post_init__(self):
@@ -65,14 +68,38 @@ class VAEConfig:
     @property
     def norm_layers(self) -> int:
         """How many FiLM-modulated convolutions (the first, all at 1/4) blend toward normalized activations."""
-        return 1 + 2 * len(self.dec_dilations) if self.style_norm else 0
+        return int(self.input_film) + 2 * len(self.dec_dilations) if self.style_norm else 0
 
     @property
     def film_channels(self) -> tuple[int, ...]:
         """Channels of each FiLM-modulated convolution in the decoder, in order."""
         w = self.widths
         up = (w[1], w[0]) if self.dec_head == "conv" else (w[1],)
-        return (w[2], *(w[2] for _ in self.dec_dilations for _ in (0, 1)), *up, *((3,) if self.rgb_film else ()))
+        return (*((w[2],) if self.input_film else ()), *(w[2] for _ in self.dec_dilations for _ in (0, 1)), *up,
+                *((3,) if self.rgb_film else ()))
+
+    @property
+    def film_layers(self) -> tuple[str, ...]:
+        """The FiLM-modulated convolutions by name, in film_channels' order: inp, block{i}.{j}, up{i}, rgb."""
+        names = ["inp"] if self.input_film else []
+        names += [f"block{i}.{j}" for i in range(len(self.dec_dilations)) for j in (0, 1)]
+        names += [f"up{i}" for i in range(len(self.film_channels) - len(names) - self.rgb_film)]
+        return tuple(names + (["rgb"] if self.rgb_film else []))
+
+    def head_rows(self) -> dict[str, slice]:
+        """The style head's output rows by what they drive: film:{layer} (scale then shift),
+        mix{i} (a block's filter mix), norm:{layer} (blend, scale, shift), in the head's order."""
+        out, i = {}, 0
+        for name, c in zip(self.film_layers, self.film_channels):
+            out[f"film:{name}"] = slice(i, i + 2 * c)
+            i += 2 * c
+        for j, c in enumerate(self.kernel_mixes):
+            out[f"mix{j}"] = slice(i, i + c)
+            i += c
+        for name, c in zip(self.film_layers, self.film_channels[: self.norm_layers]):
+            out[f"norm:{name}"] = slice(i, i + 3 * c)
+            i += 3 * c
+        return out
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,7 +112,7 @@ class VAEConfig:
                              "this version loads models trained with its own export/model.py)")
         # Models written before the RGB output was modulated, before the decoder had a choice of
         # head, or before the style chose filters: the same network without that part.
-        return cls(**{"rgb_film": False, "dec_head": "conv", "style_kernels": 0, "style_norm": False, **d})
+        return cls(**{"rgb_film": False, "dec_head": "conv", "style_kernels": 0, "style_norm": False, "input_film": True, **d})
 
 
 @dataclass
@@ -189,6 +216,9 @@ TRAIN_HELP = {
                   "instance-normalized activations scaled and shifted by the style (conditional instance "
                   "normalization): the painting sets those layers' statistics. --init from a model without it "
                   "starts the blend at zero",
+    "input_film": "a new model's decoder: whether the style modulates its input convolution (on the latent); "
+                  "--no-input-film: from the first residual block on (that modulation drew a sky's grain as the "
+                  "drips every painting shared). --init from a model with it drops its rows",
 }
 TRAIN_CHOICES = {"device": ("auto", "cpu", "cuda"), "precision": ("auto", "fp32", "bf16"), "stage": ("vae", "style", "distill"),
                  "dec_head": DEC_HEADS}

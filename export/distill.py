@@ -38,14 +38,7 @@ WEIGHTS = {"pixels": 1.0, "features": 0.5, "texture": 0.5}  # terms at step 250 
 def film_rows(cfg) -> dict[str, slice]:
     """The rows (scale, shift: 2c per FiLM of c channels) of the style head's last layer, by
     the job of the convolution they modulate: inp, block{i}.{j}, up{i}, rgb."""
-    names = ["inp"] + [f"block{i}.{j}" for i in range(len(cfg.dec_dilations)) for j in (0, 1)]
-    names += [f"up{i}" for i in range(len(cfg.film_channels) - len(names) - cfg.rgb_film)]
-    names += ["rgb"] if cfg.rgb_film else []
-    out, i = {}, 0
-    for name, c in zip(names, cfg.film_channels):
-        out[name] = slice(i, i + 2 * c)
-        i += 2 * c
-    return out
+    return {k.split(":", 1)[1]: v for k, v in cfg.head_rows().items() if k.startswith("film:")}
 
 
 @torch.no_grad()

@@ -205,7 +205,7 @@ class Decoder(nn.Module):
             i, f = next(layer), film(h, next(mods))
             return self.norms[i](h, f, norms[i]) if i < len(norms) else f
 
-        h = F.relu(modulate(self.inp(z)))
+        h = F.relu(modulate(self.inp(z)) if self.cfg.input_film else self.inp(z))
         for i, (c1, c2) in enumerate(self.blocks):
             a = F.relu(modulate(c1(h)))
             if self.filters is not None and mixes is not None:  # no offset: the reconstruction, filters off
@@ -221,7 +221,7 @@ class Decoder(nn.Module):
         """Start each StyleNorm's (scale, shift) at its layer's per-channel std and mean over
         latents z of photographs (no offset), so a small blend moves the picture a little."""
         stats, hooks = [], []
-        convs = [self.inp, *(c for pair in self.blocks for c in pair)][: len(self.norms)]
+        convs = [*([self.inp] if self.cfg.input_film else []), *(c for pair in self.blocks for c in pair)][: len(self.norms)]
         for c in convs:
             hooks.append(c.register_forward_hook(lambda _m, _i, out: stats.append(out.float())))
         try:

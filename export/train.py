@@ -184,29 +184,35 @@ def probe_marks(model: VAE, styles: torch.Tensor, device: torch.device) -> dict:
     return {"probe_correlation": round(m["correlation"], 4), "probe_periodicity": round(m["periodicity"], 4)}
 
 
+GROWTHS = {"rgb_film": (False, True), "style_kernels": (0, None), "style_norm": (False, True), "input_film": (True, False)}
+
+
 def init_from(model: VAE, folder: str | os.PathLike) -> None:
     """Load a trained model's weights into `model`, which must have the same configuration
-    (the style stage starts from the VAE stage's model), or the same without the RGB output's
-    FiLM, the style-chosen filters (VAEConfig.style_kernels) or the normalization blend
-    (VAEConfig.style_norm): the head's new output rows start at zero, so the model paints as
-    before until training moves it."""
+    (the style stage starts from the VAE stage's model), or one changed only as GROWTHS allow:
+    the RGB output's FiLM, the style-chosen filters (VAEConfig.style_kernels), the
+    normalization blend (style_norm) added, or the input convolution's FiLM (input_film)
+    dropped. The style head's rows are copied by what they drive (VAEConfig.head_rows); new
+    rows start at zero, so an added part changes nothing until training moves it."""
     src, _ = load_model(folder)
-    grows = dataclasses.replace(src.cfg, rgb_film=model.cfg.rgb_film, style_kernels=model.cfg.style_kernels,
-                                style_norm=model.cfg.style_norm) == model.cfg \
-        and (model.cfg.rgb_film or not src.cfg.rgb_film) and (model.cfg.style_norm or not src.cfg.style_norm) \
-        and (src.cfg.style_kernels in (0, model.cfg.style_kernels)) \
-        and (src.cfg.style_kernels == model.cfg.style_kernels or not src.cfg.style_norm)
-    if src.cfg != model.cfg and grows:
+    a, b = src.cfg, model.cfg
+    changed = [k for k in GROWTHS if getattr(a, k) != getattr(b, k)]
+    allowed = dataclasses.replace(a, **{k: getattr(b, k) for k in GROWTHS}) == b and all(
+        getattr(a, k) == GROWTHS[k][0] and GROWTHS[k][1] in (None, getattr(b, k)) for k in changed)
+    if changed and allowed:
         state, mine = src.state_dict(), model.state_dict()
-        key = "decoder.style.net.2.weight"  # FiLM rows, the kernel mixes, the blends: the old rows are a prefix
-        grown = torch.zeros_like(mine[key])
-        grown[: state[key].shape[0]] = state[key]
-        state[key] = grown
+        key = "decoder.style.net.2.weight"
+        rows = torch.zeros_like(mine[key])
+        old_rows = a.head_rows()
+        for name, dst in b.head_rows().items():
+            if name in old_rows and old_rows[name].stop - old_rows[name].start == dst.stop - dst.start:
+                rows[dst] = state[key][old_rows[name]]
+        state[key] = rows
         for k, v in mine.items():  # the filters' kernels, the norms' statistics: fresh (their mix, blend is zero)
             state.setdefault(k, v)
         model.load_state_dict(state)
         return
-    if src.cfg != model.cfg:
+    if a != b:
         raise StyleRTError("cannot start from it: it was trained with another model configuration.",
                            f"--init takes a model of this configuration ({model.cfg}).", path=folder)
     model.load_state_dict(src.state_dict())

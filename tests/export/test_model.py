@@ -165,3 +165,21 @@ def test_style_norm_sets_the_layers_statistics_from_the_style_and_is_off_at_zero
             y = norm(h, h, mod)
             assert torch.allclose(y.mean(dim=(2, 3))[0], norm.shift, atol=1e-4)
             assert torch.allclose(y.std(dim=(2, 3), unbiased=False)[0], norm.scale.abs(), rtol=1e-2, atol=1e-4)
+
+
+def test_without_the_input_film_the_style_starts_at_the_first_block():
+    """VAEConfig(input_film=False): the decoder's input conv is not modulated (its FiLM drew a
+    sky's grain as every painting's drips); the head has no rows for it, a zero offset is the
+    reconstruction, and the style still changes the picture through the blocks."""
+    torch.manual_seed(0)
+    m = VAE(VAEConfig(**TINY, input_film=False)).eval()
+    full = VAEConfig(**TINY)
+    assert m.cfg.film_channels == full.film_channels[1:] and "film:inp" not in m.cfg.head_rows()
+    assert m.cfg.film_layers[0] == "block0.0" and list(m.cfg.head_rows())[0] == "film:block0.0"
+    torch.nn.init.normal_(m.decoder.style.net[-1].weight, std=0.05)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        z, own = m.encoder.encode_with_style(x)
+        assert torch.equal(m.decoder(z, torch.zeros_like(own)), m.decoder(z))
+        assert not torch.allclose(m.decoder(z, torch.randn_like(own)), m.decoder(z), atol=1e-4)
+    assert VAEConfig.from_dict({k: v for k, v in full.to_dict().items() if k != "input_film"}).input_film is True

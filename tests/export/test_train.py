@@ -119,6 +119,46 @@ def test_init_from_a_model_without_a_new_part_paints_as_before(tmp_path, old_kw,
         init_from(VAE(VAEConfig(**{**TINY, **old_kw})), tmp_path / "new")
 
 
+def test_init_from_drops_the_input_films_rows(tmp_path):
+    """--no-input-film from a model with it (model 3 from model 2): every other row is copied by
+    what it drives, so the new model paints as the old one with its input conv unmodulated;
+    the way back (adding an input FiLM) is refused, since its rows would be made up."""
+    import torch
+
+    from stylert.export.checkpoint import save_model
+    from stylert.export.model import VAE
+    from stylert.export.train import init_from
+
+    torch.manual_seed(0)
+    old = VAE(VAEConfig(**TINY)).eval()
+    torch.nn.init.normal_(old.decoder.style.net[-1].weight, std=0.05)
+    save_model(old, tmp_path / "old")
+    new = VAE(VAEConfig(**TINY, input_film=False)).eval()
+    init_from(new, tmp_path / "old")
+    x, s = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        z, own = old.encoder.encode_with_style(x)
+        d = old.encoder.encode_with_style(s)[1] - own
+        y = new.decoder(z, d)
+        assert not torch.equal(y, old.decoder(z, d))
+        old.decoder.style.net[-1].weight[old.cfg.head_rows()["film:inp"]] = 0
+        assert torch.equal(y, old.decoder(z, d))
+    save_model(new, tmp_path / "new")
+    with pytest.raises(StyleRTError, match="another model configuration"):
+        init_from(VAE(VAEConfig(**TINY)), tmp_path / "new")
+
+
+def test_train_cli_turns_a_default_on_part_off():
+    """A model field on by default (input_film) has a --no- option; one off by default a plain flag."""
+    from stylert.engine.cli import build_parser
+
+    p = build_parser()
+    a = p.parse_args(["train", "data"])
+    assert a.input_film is True and a.style_norm is False
+    a = p.parse_args(["train", "data", "--no-input-film", "--style-norm"])
+    assert a.input_film is False and a.style_norm is True
+
+
 def test_precision_choice():
     import torch
 
