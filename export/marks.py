@@ -14,6 +14,9 @@ are measured:
   blocks' 16-px grid) show as a peak; grain and painted strokes do not.
 - vertical: horizontal over vertical gradient energy of the marks (> 1: vertical streaks).
 - amplitude: mean |marks| in 8-bit levels.
+- blotches: mean |9x9 mean - 33x33 mean| of the luminance in 8-bit levels: marks 10-30 px
+  across (model 2's drips and blotches), which the 9x9 marks above mostly miss; a clean sky's
+  gradient is linear and gives about 0.
 
 `python -m stylert.export.marks STYLES... [--model M] [--previous M] [--strip out.jpg]` prints
 the table for a model (and another one beside it) and writes a strip of the grainy sky (and the
@@ -49,13 +52,27 @@ def probe_contents(size: int = 256, seed: int = 0) -> dict[str, np.ndarray]:
             "gradient+grain": np.clip(sky + rng.normal(0, 2 / 255, sky.shape), 0, 1).astype(np.float32)}
 
 
+def _luminance(y: np.ndarray) -> np.ndarray:
+    return y[..., 0] * 0.299 + y[..., 1] * 0.587 + y[..., 2] * 0.114
+
+
+def _box(a: np.ndarray, k: int) -> np.ndarray:
+    """k x k mean (k odd), edge-replicated."""
+    p = np.pad(a, k // 2, mode="edge")
+    c = np.cumsum(np.cumsum(np.pad(p, ((1, 0), (1, 0))), 0), 1)
+    return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / float(k * k)
+
+
 def marks(y: np.ndarray) -> np.ndarray:
     """(H, W, 3) -> (H, W): the luminance minus its 9x9 mean (edge-replicated)."""
-    lum = y[..., 0] * 0.299 + y[..., 1] * 0.587 + y[..., 2] * 0.114
-    p = np.pad(lum, 4, mode="edge")
-    c = np.cumsum(np.cumsum(np.pad(p, ((1, 0), (1, 0))), 0), 1)
-    box = (c[9:, 9:] - c[:-9, 9:] - c[9:, :-9] + c[:-9, :-9]) / 81.0
-    return lum - box
+    lum = _luminance(y)
+    return lum - _box(lum, 9)
+
+
+def blotches(y: np.ndarray) -> np.ndarray:
+    """(H, W, 3) -> (H, W): the luminance's 9x9 mean minus its 33x33 mean: marks 10-30 px across."""
+    lum = _luminance(y)
+    return _box(lum, 9) - _box(lum, 33)
 
 
 def periodicity(m: np.ndarray, lags: tuple[int, int] = (8, 64)) -> tuple[float, int]:
@@ -87,7 +104,8 @@ def measure(outputs: list[np.ndarray]) -> dict:
     return {"correlation": float(np.mean(corr)) if corr else 0.0,
             "periodicity": float(np.mean([periodicity(m)[0] for m in ms])),
             "vertical": float(np.mean([vertical(m) for m in ms])),
-            "amplitude": float(np.mean([np.abs(m).mean() for m in ms]) * 255)}
+            "amplitude": float(np.mean([np.abs(m).mean() for m in ms]) * 255),
+            "blotches": float(np.mean([np.abs(blotches(o)[16:-16, 16:-16]).mean() for o in outputs]) * 255)}
 
 
 def probe(stylize: Stylize, styles: list[str | os.PathLike], contents: dict[str, np.ndarray] | None = None) -> dict:
@@ -211,12 +229,12 @@ def main(argv: list[str] | None = None) -> int:
 
         rows += [(name, lambda p=p: peer_stylizer(p)) for name, p in make_peers(a.microast, a.magenta).items()]
     results = {}
-    print(f"{'model':<16} {'content':<24} {'corr. across paintings':>23} {'periodicity':>12} {'vertical':>9} {'amplitude':>10}")
+    print(f"{'model':<16} {'content':<24} {'corr. across paintings':>23} {'periodicity':>12} {'vertical':>9} {'amplitude':>10} {'blotches':>9}")
     for label, stylizer in rows:
         results[label] = probe(stylizer(), a.styles, contents)
         for name, r in results[label].items():
             print(f"{label:<16} {name:<24} {r['correlation']:>23.2f} {r['periodicity']:>12.2f} {r['vertical']:>9.2f} "
-                  f"{r['amplitude']:>10.1f}")
+                  f"{r['amplitude']:>10.1f} {r['blotches']:>9.1f}")
     if a.strip:
         from stylert.engine.images import save_image, to_pil
 

@@ -181,7 +181,8 @@ def probe_marks(model: VAE, styles: torch.Tensor, device: torch.device) -> dict:
         outs.append(y[0].permute(1, 2, 0).float().cpu().numpy())
     model.train()
     m = measure(outs)
-    return {"probe_correlation": round(m["correlation"], 4), "probe_periodicity": round(m["periodicity"], 4)}
+    return {"probe_correlation": round(m["correlation"], 4), "probe_periodicity": round(m["periodicity"], 4),
+            "probe_blotches": round(m["blotches"], 2)}
 
 
 GROWTHS = {"rgb_film": (False, True), "style_kernels": (0, None), "style_norm": (False, True), "input_film": (True, False)}

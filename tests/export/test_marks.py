@@ -96,3 +96,13 @@ def test_paths_trace_the_marks_to_the_decoders_inputs(tmp_path, tiny_checkpoint)
     assert not np.allclose(runs["latent only"](c, str(style)), recon, atol=1e-4)  # the AdaIN latent moved it
     for name in model.cfg.film_layers:
         assert not np.allclose(runs[f"without {name}"](c, str(style)), both, atol=1e-5), name
+
+
+def test_blotches_find_marks_larger_than_the_9px_marks_see_and_not_a_clean_gradient():
+    c = probe_contents()["gradient"]
+    y = np.arange(c.shape[0])[:, None, None]
+    x = np.arange(c.shape[1])[None, :, None]
+    blobs = c - 0.15 * ((np.sin(2 * np.pi * x / 40) > 0.6) & (np.sin(2 * np.pi * y / 60) > 0)).astype(np.float32)
+    clean, blotchy = measure([c, c]), measure([blobs, blobs])
+    assert clean["blotches"] < 0.5 and blotchy["blotches"] > 5 * max(clean["blotches"], 0.1)
+    assert blotchy["blotches"] > blotchy["amplitude"]  # wide marks: mostly beyond the 9x9 marks' reach

@@ -376,7 +376,7 @@ def test_the_drip_probe_is_logged_at_every_checkpoint_of_a_style_run(tmp_path, t
                checkpoint_every=1, batch=2, holdout=["held_paintings"], eval_size=64)
     train(cfg, progress=False)
     hist = json.loads((tmp_path / "run" / "final" / "config.json").read_text())["history"]
-    assert len(hist) == 2 and all(-1 <= h["probe_correlation"] <= 1 and h["probe_periodicity"] >= 0 for h in hist), hist
+    assert len(hist) == 2 and all(-1 <= h["probe_correlation"] <= 1 and h["probe_periodicity"] >= 0 and h["probe_blotches"] >= 0 for h in hist), hist
     # a decoder the style cannot reach (zero head) paints the content's own marks, only
     # rescaled by each painting's statistics: the same marks for every painting
     model = load_model(tiny_checkpoint)[0]
