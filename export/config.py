@@ -148,6 +148,7 @@ class TrainConfig:
     colour_weight: float = 5.0  # RGB means and stds, relative: the palette
     content_weight: float = 1.0  # VGG-16 relu4_3 of the output against the content's, relative
     detail_weight: float = 0.0  # VGG-16 relu2_2 of the output against the content's: the content's edges
+    layout_weight: float = 0.0  # the luminance's light and dark at 10-30 px against the content's: no blotches
     recon_weight: float = 200.0  # the ELBO (MSE + beta x KL): an MSE of 0.002 (27 dB) weighs 0.4
     content_paintings: float = 0.25  # style stage: share of content crops drawn from the style paintings
     textures: int = 0  # style stage: procedural style images (export/textures.py) added to the paintings
@@ -194,6 +195,9 @@ TRAIN_HELP = {
     "content_weight": "style stage: VGG-16 relu4_3 of the output against the content's",
     "detail_weight": "style stage: VGG-16 relu2_2 of the output against the content's (relative), so the "
                      "content's edges and fine shapes are kept where the strokes go (0 skips it)",
+    "layout_weight": "style stage: the output's light and dark at 10-30 px (luminance 9x9 minus 33x33 mean, over its "
+                     "std) against the content's, relative: no blotches or drips where the photo has none, strokes "
+                     "finer than 9 px left to the painting (0 skips it)",
     "recon_weight": "style stage: the ELBO (reconstruction + beta x KL) beside the style terms",
     "content_paintings": "style stage: share of content crops drawn from the style paintings",
     "textures": "style stage: procedural style images (cells, bands, strokes, dots, tiles, mottle in the "

@@ -336,7 +336,8 @@ def _elbo_loss(model: VAE, pool: ImagePool, rng, cfg: TrainConfig, device, amp: 
 def style_weights(cfg: TrainConfig) -> dict:
     """The style stage's loss weights, as `style.style_step` takes them."""
     return {"style": cfg.style_weight, "gram": cfg.gram_weight, "patch": cfg.patch_weight, "coarse": cfg.coarse_weight, "colour": cfg.colour_weight,
-            "content": cfg.content_weight, "detail": cfg.detail_weight, "recon": cfg.recon_weight}
+            "content": cfg.content_weight, "detail": cfg.detail_weight, "layout": cfg.layout_weight,
+            "recon": cfg.recon_weight}
 
 
 def _pairs(pool: ImagePool, style_pool: ImagePool, rng, cfg: TrainConfig, device):
@@ -394,7 +395,8 @@ def check_config(cfg: TrainConfig) -> None:
     """Every number a user can type, checked before any image is read: the value, the
     accepted range and what it means."""
     d = cfg.model.downsample
-    weights = ("style_weight", "gram_weight", "patch_weight", "coarse_weight", "colour_weight", "content_weight", "detail_weight", "recon_weight", "beta")
+    weights = ("style_weight", "gram_weight", "patch_weight", "coarse_weight", "colour_weight", "content_weight", "detail_weight", "layout_weight", "recon_weight",
+               "beta")
     for bad, what, note in [
         (cfg.steps < 1, f"--steps {cfg.steps} trains nothing.", "Give the number of optimizer steps, 1 or more (e.g. 6000)."),
         (cfg.batch < 1, f"--batch {cfg.batch} is not a batch.", "Give the images per step, 1 or more (e.g. 8)."),

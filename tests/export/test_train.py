@@ -343,6 +343,23 @@ def test_patch_loss_finds_the_nearest_style_patch():
     assert (patch_loss(moved, f) < patch_loss(other, f)).all()
 
 
+def test_layout_loss_sees_blotches_not_the_palette_or_fine_strokes():
+    """The layout term: blotches 10-30 px across that the photo lacks cost; the same picture in
+    another palette and contrast, or under 2-px strokes, costs little."""
+    import torch
+
+    from stylert.export.style import layout_loss
+
+    torch.manual_seed(0)
+    y, x = torch.meshgrid(torch.arange(96.0), torch.arange(96.0), indexing="ij")
+    photo = (0.5 + 0.3 * torch.sin(x / 15) * torch.cos(y / 20)).expand(1, 3, 96, 96).contiguous()
+    recoloured = (photo * torch.tensor([0.5, 0.8, 1.2])[None, :, None, None] + 0.1).clamp(0, 1)
+    stroked = (photo + 0.08 * torch.sign(torch.sin(x * 3.1))).clamp(0, 1)
+    blotched = (photo - 0.25 * ((torch.sin(x / 4) > 0.5) & (torch.cos(y / 5) > 0.3)).float()).clamp(0, 1)
+    same, rec, strk, blot = (layout_loss(v, photo).item() for v in (photo, recoloured, stroked, blotched))
+    assert same < 1e-6 and max(rec, strk) < 0.2 * blot, (rec, strk, blot)
+
+
 def test_skies_join_the_content_crops_at_their_share(tmp_path, tiny_checkpoint, capsys):
     import random
 
