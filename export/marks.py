@@ -230,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         rows += [(name, lambda p=p: peer_stylizer(p)) for name, p in make_peers(a.microast, a.magenta).items()]
     results = {}
     print(f"{'model':<16} {'content':<24} {'corr. across paintings':>23} {'periodicity':>12} {'vertical':>9} {'amplitude':>10} {'blotches':>9}")
+    for name, c in contents.items():  # the photo's own marks: what a stylizer adds is above these
+        r = measure([c])
+        print(f"{'input':<16} {name:<24} {'':>23} {'':>12} {'':>9} {r['amplitude']:>10.1f} {r['blotches']:>9.1f}")
     for label, stylizer in rows:
         results[label] = probe(stylizer(), a.styles, contents)
         for name, r in results[label].items():
