@@ -39,6 +39,8 @@ from typing import Callable
 
 import numpy as np
 
+from stylert.engine.images import _box as box_mean
+
 Stylize = Callable[[np.ndarray, str], np.ndarray]  # (H, W, 3) float [0, 1], style path -> (H, W, 3)
 
 
@@ -56,11 +58,8 @@ def _luminance(y: np.ndarray) -> np.ndarray:
     return y[..., 0] * 0.299 + y[..., 1] * 0.587 + y[..., 2] * 0.114
 
 
-def _box(a: np.ndarray, k: int) -> np.ndarray:
-    """k x k mean (k odd), edge-replicated."""
-    p = np.pad(a, k // 2, mode="edge")
-    c = np.cumsum(np.cumsum(np.pad(p, ((1, 0), (1, 0))), 0), 1)
-    return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / float(k * k)
+def _box(a: np.ndarray, k: int) -> np.ndarray:  # (H, W) -> its k x k mean (k odd), edge-replicated
+    return box_mean(a[None], k // 2)[0]
 
 
 def marks(y: np.ndarray) -> np.ndarray:
@@ -151,22 +150,17 @@ def path_stylizers(folder: str | os.PathLike, style_side: int = 512) -> dict[str
 
     import torch
 
-    from stylert.engine.images import load_image
-
     from .checkpoint import load_model
     from .style import adain_torch
+    from .style_report import _load
 
     model, _ = load_model(folder)
-    codes: dict[str, torch.Tensor] = {}
+    codes: dict[str, torch.Tensor] = {}  # the encoder is the same in every variant: one code per painting
 
-    def code(m, style: str):
-        if (id(m), style) not in codes:
-            img = load_image(style)
-            f = min(1.0, style_side / max(img.size))
-            img = img.resize((max(8, round(img.width * f) // 8 * 8), max(8, round(img.height * f) // 8 * 8)))
-            x = torch.from_numpy(np.asarray(img, np.float32) / 255.0).permute(2, 0, 1)[None]
-            codes[id(m), style] = m.encoder.encode_with_style(x)[1]
-        return codes[id(m), style]
+    def code(style: str):
+        if style not in codes:
+            codes[style] = model.encoder.encode_with_style(_load(style, style_side))[1]
+        return codes[style]
 
     def make(latent: bool, offset: bool, drop: str | None = None) -> Stylize:
         m = model
@@ -178,7 +172,7 @@ def path_stylizers(folder: str | os.PathLike, style_side: int = 512) -> dict[str
         @torch.no_grad()
         def run(c: np.ndarray, style: str) -> np.ndarray:
             z, own = m.encoder.encode_with_style(torch.from_numpy(np.ascontiguousarray(c)).permute(2, 0, 1)[None])
-            s = code(m, style)
+            s = code(style)
             t = adain_torch(z, s, m.cfg.latent_channels) if latent else z
             return m.decoder.image(t, s - own if offset else None)[0].permute(1, 2, 0).numpy()
 
@@ -223,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.paths:
         if not (a.model and (Path(a.model) / "model.safetensors").is_file()):
             ap.error("--paths takes a checkpoint folder as --model (model.safetensors and config.json)")
-        rows += [(f"{label}", lambda f=f: f) for label, f in path_stylizers(a.model).items()]
+        rows += [(label, lambda f=f: f) for label, f in path_stylizers(a.model).items()]
     if a.magenta or a.microast:
         from .peers import make_peers
 

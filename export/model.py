@@ -199,10 +199,11 @@ class Decoder(nn.Module):
 
     def forward(self, z, offset=None):  # (B, C, h, w), (B, 2K) -> (B, 3, 4h, 4w), unbounded
         films, mixes, norms = self.style(offset) if offset is not None else ([None] * len(self.style.sizes), None, [])
-        mods, layer = iter(films), iter(range(len(films)))
+        mods = enumerate(films)
 
         def modulate(h):  # the next FiLM, blended toward the style-normalized h where the decoder has it
-            i, f = next(layer), film(h, next(mods))
+            i, mod = next(mods)
+            f = film(h, mod)
             return self.norms[i](h, f, norms[i]) if i < len(norms) else f
 
         h = F.relu(modulate(self.inp(z)) if self.cfg.input_film else self.inp(z))
