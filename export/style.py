@@ -20,6 +20,10 @@ code c, the style's code s, and t = AdaIN(z_c, s); the decoder paints y = D(t, s
                                                              strokes go; weight 0 skips it)
             + the luminance at 10-30 px against x_c's,      (layout: no blotches or drips the
               over each image's std, relative                photo lacks; weight 0 skips it)
+    marks:    the squared correlation of the marks two      (distinct: each painting its own
+              paintings add to the same content              marks, not one shared hatching;
+                                                             the batch's second half repeats the
+                                                             first's contents; weight 0 skips it)
     ELBO:     the VAE's reconstruction D(z, 0) of x_c (z sampled) + beta x KL
 
 Encoder and decoder both learn from every term. The ELBO keeps the latent a VAE latent and
@@ -124,6 +128,29 @@ def layout_loss(y, xc) -> torch.Tensor:
     return (a - b).pow(2).flatten(1).mean(1) / (b.pow(2).flatten(1).mean(1) + 0.01)
 
 
+def added_marks(y, xc):
+    """(B, 3, H, W) outputs and their contents -> (B, H x W): the marks the stylizer added, the
+    output's luminance minus its 33x33 mean (every mark under 33 px: the probe's fine marks and
+    its blotches) with the content's own marks projected out (its edges are meant to be kept)."""
+    w = y.new_tensor([0.299, 0.587, 0.114], dtype=torch.float32)[None, :, None, None]
+    band = [((v.float() * w).sum(1, keepdim=True) - _box((v.float() * w).sum(1, keepdim=True), 33)).flatten(1)
+            for v in (y, xc)]
+    m, c = (b - b.mean(1, keepdim=True) for b in band)
+    return m - (m * c).sum(1, keepdim=True) / ((c * c).sum(1, keepdim=True) + 1e-6) * c
+
+
+def distinct_loss(y, xc) -> torch.Tensor:
+    """The squared correlation of the marks added to the same content by two paintings (B/2,):
+    images i and i + B/2 must share their content. A shared vocabulary (model 2's drips, run 5's
+    hatching) reads near 1, each painting its own marks near 0; either sign counts (the same
+    marks inverted are the same vocabulary), and no scale of the marks lowers it."""
+    h = y.shape[0] // 2
+    r = added_marks(y, xc)
+    a, b = r[:h], r[h : 2 * h]
+    n = a.pow(2).mean(1).sqrt() * b.pow(2).mean(1).sqrt() + 1e-3 ** 2  # 1e-3: a quarter of an 8-bit level
+    return ((a * b).mean(1) / n).pow(2)
+
+
 def adain_torch(z, code, channels: int, strength=1.0):
     """AdaIN of latents z (B, C, h, w) to the latent part of style codes (B, 2K): the torch
     runner's AdaIN (one definition of the statistics for training and inference); strength a
@@ -134,7 +161,8 @@ def adain_torch(z, code, channels: int, strength=1.0):
 
 def style_step(vae: VAE, vgg: VGG16, xc, xs, w: dict, beta: float) -> tuple[torch.Tensor, dict]:
     """One style-stage loss on content crops xc and style crops xs (B, 3, H, W) in [0, 1].
-    w: weights of "style", "gram", "patch", "coarse", "colour", "content", "detail", "recon". Returns the loss and its
+    w: weights of "style", "gram", "patch", "coarse", "colour", "content", "detail", "layout",
+    "distinct", "recon" (distinct needs the batch's second half to repeat the first's contents). Returns the loss and its
     parts as floats for the progress bar."""
     mu, logvar, cc = vae.encoder.encode_with_style(xc, mu_logvar=True)
     _, cs = vae.encoder.encode_with_style(xs)
@@ -153,6 +181,8 @@ def style_step(vae: VAE, vgg: VGG16, xc, xs, w: dict, beta: float) -> tuple[torc
         parts["detail"] = content_loss(fy, fc, DETAIL_TAP).mean()
     if w.get("layout", 0.0) > 0:
         parts["layout"] = layout_loss(y, xc).mean()
+    if w.get("distinct", 0.0) > 0:
+        parts["distinct"] = distinct_loss(y, xc).mean()
     if w.get("patch", 0.0) > 0:
         parts["patch"] = patch_loss(fy, fs).mean()
     if w.get("coarse", 0.0) > 0:

@@ -337,12 +337,16 @@ def style_weights(cfg: TrainConfig) -> dict:
     """The style stage's loss weights, as `style.style_step` takes them."""
     return {"style": cfg.style_weight, "gram": cfg.gram_weight, "patch": cfg.patch_weight, "coarse": cfg.coarse_weight, "colour": cfg.colour_weight,
             "content": cfg.content_weight, "detail": cfg.detail_weight, "layout": cfg.layout_weight,
-            "recon": cfg.recon_weight}
+            "distinct": cfg.distinct_weight, "recon": cfg.recon_weight}
 
 
 def _pairs(pool: ImagePool, style_pool: ImagePool, rng, cfg: TrainConfig, device):
-    """A batch of content crops and one of style crops (turned and recoloured), on `device`."""
-    xc = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min)
+    """A batch of content crops and one of style crops (turned and recoloured), on `device`. With
+    the distinct term each content crop comes twice (first half, second half), with two styles."""
+    if cfg.distinct_weight > 0:
+        xc = pool.batch(rng, cfg.batch // 2, cfg.crop, cfg.scale_min).repeat(2, 1, 1, 1)
+    else:
+        xc = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min)
     xs = style_pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True, jitter=cfg.style_jitter)
     return tuple(x.to(device).contiguous(memory_format=torch.channels_last) for x in (xc, xs))
 
@@ -395,11 +399,13 @@ def check_config(cfg: TrainConfig) -> None:
     """Every number a user can type, checked before any image is read: the value, the
     accepted range and what it means."""
     d = cfg.model.downsample
-    weights = ("style_weight", "gram_weight", "patch_weight", "coarse_weight", "colour_weight", "content_weight", "detail_weight", "layout_weight", "recon_weight",
-               "beta")
+    weights = ("style_weight", "gram_weight", "patch_weight", "coarse_weight", "colour_weight", "content_weight", "detail_weight", "layout_weight", "distinct_weight",
+               "recon_weight", "beta")
     for bad, what, note in [
         (cfg.steps < 1, f"--steps {cfg.steps} trains nothing.", "Give the number of optimizer steps, 1 or more (e.g. 6000)."),
         (cfg.batch < 1, f"--batch {cfg.batch} is not a batch.", "Give the images per step, 1 or more (e.g. 8)."),
+        (cfg.distinct_weight > 0 and cfg.batch % 2, f"--distinct-weight needs an even --batch, not {cfg.batch}.",
+         "Each content crop comes twice, with two styles: give an even --batch (e.g. 8)."),
         (cfg.crop < 4 * d or cfg.crop % d, f"--crop {cfg.crop} is invalid.",
          f"The training crop side: a multiple of {d} (the latent is 1/{d} of the image), at least {4 * d} (e.g. 128)."),
         (not 0 < cfg.scale_min <= 1, f"scale_min {cfg.scale_min} is outside (0, 1].", "It is the smallest random downscale (e.g. 0.4)."),

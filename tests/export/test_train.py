@@ -360,6 +360,45 @@ def test_layout_loss_sees_blotches_not_the_palette_or_fine_strokes():
     assert same < 1e-6 and max(rec, strk) < 0.2 * blot, (rec, strk, blot)
 
 
+def test_distinct_loss_reads_shared_marks_not_the_contents_edges():
+    """The distinct term: the same marks added by two paintings (or the same marks inverted)
+    read near 1, marks of their own near 0; the content's own edges, kept by both, and the
+    marks' strength do not count."""
+    import torch
+
+    from stylert.export.style import distinct_loss
+
+    torch.manual_seed(0)
+    y, x = torch.meshgrid(torch.arange(96.0), torch.arange(96.0), indexing="ij")
+    photo = (0.5 + 0.3 * torch.sin(x / 6) * torch.cos(y / 9)).expand(1, 3, 96, 96)
+    hatch = 0.05 * torch.sin((x + y) * 1.3)
+    a, b = (0.03 * torch.randn(1, 1, 96, 96) for _ in range(2))
+    def pair(m1, m2, k=1.0):  # two outputs of one content, with the marks m1 and m2 (x k: a stronger stylizer)
+        return torch.cat([k * photo + m1, k * photo + m2]), photo.repeat(2, 1, 1, 1)
+    shared, inverted, stronger = distinct_loss(*pair(hatch, hatch)), distinct_loss(*pair(hatch, -hatch)), \
+        distinct_loss(*pair(hatch, 3 * hatch, 1.4))
+    own, kept = distinct_loss(*pair(a, b)), distinct_loss(*pair(0 * a, 0 * a))
+    assert min(shared.item(), inverted.item(), stronger.item()) > 0.9, (shared, inverted, stronger)
+    assert own.item() < 0.01 and kept.item() < 0.01, (own, kept)
+
+
+def test_distinct_weight_pairs_the_contents(tmp_path):
+    import random
+
+    import torch
+
+    from stylert.export.config import TrainConfig
+    from stylert.export.train import ImagePool, _pairs, check_config
+
+    pool = ImagePool(sorted(_images(tmp_path / "data").glob("*.png")), 32)
+    cfg = TrainConfig(batch=6, crop=32, distinct_weight=1.0)
+    xc, xs = _pairs(pool, pool, random.Random(0), cfg, torch.device("cpu"))
+    assert torch.equal(xc[:3], xc[3:]) and not torch.equal(xs[:3], xs[3:])
+    cfg.batch = 5
+    with pytest.raises(StyleRTError, match="even --batch"):
+        check_config(cfg)
+
+
 def test_skies_join_the_content_crops_at_their_share(tmp_path, tiny_checkpoint, capsys):
     import random
 
