@@ -3,7 +3,8 @@
 Lean by design: about 4 GFLOP per 256x256 image, spent where the pictures need it (the
 decoder at 1/4 of the image, where a painting's strokes are a few latent pixels wide).
 Export-friendly (TAESD's habit): Conv, Relu, Add, Mul, nearest Resize, DepthToSpace, Pad (edge)
-and one Clip, plus the statistics of the style code. ReLU because Conv+ReLU fuses into one INT8
+and one Clip, plus the statistics of the style code (and, with style_norm, the same reductions
+over the decoder's 1/4-level activations). ReLU because Conv+ReLU fuses into one INT8
 kernel in ONNX Runtime and TensorRT.
 
 Every convolution pads by replicating the border (ONNX Pad, mode edge), not with zeros: a

@@ -147,7 +147,9 @@ def distinct_loss(y, xc) -> torch.Tensor:
     h = y.shape[0] // 2
     r = added_marks(y, xc)
     a, b = r[:h], r[h : 2 * h]
-    n = a.pow(2).mean(1).sqrt() * b.pow(2).mean(1).sqrt() + 1e-3 ** 2  # 1e-3: a quarter of an 8-bit level
+    # 1e-3 (a quarter of an 8-bit level) inside the roots: a crop the output clips flat has no
+    # marks, and the root's gradient at 0 is infinite
+    n = (a.pow(2).mean(1) + 1e-6).sqrt() * (b.pow(2).mean(1) + 1e-6).sqrt()
     return ((a * b).mean(1) / n).pow(2)
 
 

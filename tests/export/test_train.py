@@ -380,6 +380,9 @@ def test_distinct_loss_reads_shared_marks_not_the_contents_edges():
     own, kept = distinct_loss(*pair(a, b)), distinct_loss(*pair(0 * a, 0 * a))
     assert min(shared.item(), inverted.item(), stronger.item()) > 0.9, (shared, inverted, stronger)
     assert own.item() < 0.01 and kept.item() < 0.01, (own, kept)
+    flat = torch.ones(2, 3, 96, 96, requires_grad=True)  # an output clipped white: no marks, finite gradient
+    distinct_loss(flat, photo.repeat(2, 1, 1, 1)).sum().backward()
+    assert torch.isfinite(flat.grad).all()
 
 
 def test_distinct_weight_pairs_the_contents(tmp_path):
