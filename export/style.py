@@ -112,10 +112,14 @@ def _box(x, k: int):  # (B, 1, H, W) -> its k x k mean, edge-replicated (k odd)
     return F.avg_pool2d(F.pad(x, (k // 2,) * 4, mode="replicate"), k, stride=1)
 
 
+def luminance(x):  # (B, 3, H, W) -> (B, 1, H, W), float32: Rec. 601, as marks.py's probe
+    return (x.float() * x.new_tensor([0.299, 0.587, 0.114], dtype=torch.float32)[None, :, None, None]).sum(1, keepdim=True)
+
+
 def layout(x):
     """(B, 3, H, W) -> (B, 1, H, W): the luminance's light and dark at 10-30 px (its 9x9 mean
     minus its 33x33 mean, marks.blotches' band) over the image's luminance std."""
-    lum = (x.float() * x.new_tensor([0.299, 0.587, 0.114], dtype=torch.float32)[None, :, None, None]).sum(1, keepdim=True)
+    lum = luminance(x)
     return (_box(lum, 9) - _box(lum, 33)) / (lum.flatten(1).std(1)[:, None, None, None] + 0.02)
 
 
@@ -132,9 +136,7 @@ def added_marks(y, xc):
     """(B, 3, H, W) outputs and their contents -> (B, H x W): the marks the stylizer added, the
     output's luminance minus its 33x33 mean (every mark under 33 px: the probe's fine marks and
     its blotches) with the content's own marks projected out (its edges are meant to be kept)."""
-    w = y.new_tensor([0.299, 0.587, 0.114], dtype=torch.float32)[None, :, None, None]
-    band = [((v.float() * w).sum(1, keepdim=True) - _box((v.float() * w).sum(1, keepdim=True), 33)).flatten(1)
-            for v in (y, xc)]
+    band = [(lum - _box(lum, 33)).flatten(1) for lum in (luminance(y), luminance(xc))]
     m, c = (b - b.mean(1, keepdim=True) for b in band)
     return m - (m * c).sum(1, keepdim=True) / ((c * c).sum(1, keepdim=True) + 1e-6) * c
 
@@ -147,8 +149,8 @@ def distinct_loss(y, xc) -> torch.Tensor:
     h = y.shape[0] // 2
     r = added_marks(y, xc)
     a, b = r[:h], r[h : 2 * h]
-    # 1e-3 (a quarter of an 8-bit level) inside the roots: a crop the output clips flat has no
-    # marks, and the root's gradient at 0 is infinite
+    # a floor of 1e-3 (a quarter of an 8-bit level; 1e-6 squared) inside the roots: a crop the
+    # output clips flat has no marks, and the root's gradient at 0 is infinite
     n = (a.pow(2).mean(1) + 1e-6).sqrt() * (b.pow(2).mean(1) + 1e-6).sqrt()
     return ((a * b).mean(1) / n).pow(2)
 
