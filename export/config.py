@@ -150,6 +150,7 @@ class TrainConfig:
     detail_weight: float = 0.0  # VGG-16 relu2_2 of the output against the content's: the content's edges
     layout_weight: float = 0.0  # the luminance's light and dark at 10-30 px against the content's: no blotches
     distinct_weight: float = 0.0  # the correlation of two paintings' marks on one content: marks of their own
+    distinct_finest: int = 1  # the finest marks the distinct term reads, px (odd; 1: every mark)
     recon_weight: float = 200.0  # the ELBO (MSE + beta x KL): an MSE of 0.002 (27 dB) weighs 0.4
     content_paintings: float = 0.25  # style stage: share of content crops drawn from the style paintings
     textures: int = 0  # style stage: procedural style images (export/textures.py) added to the paintings
@@ -202,6 +203,9 @@ TRAIN_HELP = {
     "distinct_weight": "style stage: the squared correlation of the marks (under 33 px, the content's own projected "
                        "out) that two paintings add to the same content: each painting its own marks, not one "
                        "shared hatching; each batch then holds each content crop twice, with two styles (0 skips it)",
+    "distinct_finest": "style stage: the finest marks the distinct term reads, px (odd): 1 reads every mark; 5 leaves "
+                       "strokes finer than 5 px to the style terms (a painting's fine texture, much alike from one "
+                       "painting to the next)",
     "recon_weight": "style stage: the ELBO (reconstruction + beta x KL) beside the style terms",
     "content_paintings": "style stage: share of content crops drawn from the style paintings",
     "textures": "style stage: procedural style images (cells, bands, strokes, dots, tiles, mottle in the "

@@ -132,22 +132,26 @@ def layout_loss(y, xc) -> torch.Tensor:
     return (a - b).pow(2).flatten(1).mean(1) / (b.pow(2).flatten(1).mean(1) + 0.01)
 
 
-def added_marks(y, xc):
+def added_marks(y, xc, finest: int = 1):
     """(B, 3, H, W) outputs and their contents -> (B, H x W): the marks the stylizer added, the
-    output's luminance minus its 33x33 mean (every mark under 33 px: the probe's fine marks and
-    its blotches) with the content's own marks projected out (its edges are meant to be kept)."""
-    band = [(lum - _box(lum, 33)).flatten(1) for lum in (luminance(y), luminance(xc))]
+    output's luminance (its finest x finest mean, finest odd) minus its 33x33 mean (with
+    finest 1 every mark under 33 px: the probe's fine marks and its blotches) with the content's
+    own marks projected out (its edges are meant to be kept)."""
+    band = [((_box(lum, finest) if finest > 1 else lum) - _box(lum, 33)).flatten(1)
+            for lum in (luminance(y), luminance(xc))]
     m, c = (b - b.mean(1, keepdim=True) for b in band)
     return m - (m * c).sum(1, keepdim=True) / ((c * c).sum(1, keepdim=True) + 1e-6) * c
 
 
-def distinct_loss(y, xc) -> torch.Tensor:
+def distinct_loss(y, xc, finest: int = 1) -> torch.Tensor:
     """The squared correlation of the marks added to the same content by two paintings (B/2,):
     images i and i + B/2 must share their content. A shared vocabulary (model 2's drips, run 5's
     hatching) reads near 1, each painting its own marks near 0; either sign counts (the same
-    marks inverted are the same vocabulary), and no scale of the marks lowers it."""
+    marks inverted are the same vocabulary), and no scale of the marks lowers it. finest > 1
+    leaves marks finer than finest px out (a painting's fine texture is what the random-filter
+    measure reads at full scale, and every painting's is much alike)."""
     h = y.shape[0] // 2
-    r = added_marks(y, xc)
+    r = added_marks(y, xc, finest)
     a, b = r[:h], r[h : 2 * h]
     # a floor of 1e-3 (a quarter of an 8-bit level; 1e-6 squared) inside the roots: a crop the
     # output clips flat has no marks, and the root's gradient at 0 is infinite
@@ -163,7 +167,7 @@ def adain_torch(z, code, channels: int, strength=1.0):
     return adain_tensor(z, code[:, :channels, None, None], code[:, k : k + channels, None, None], strength)
 
 
-def style_step(vae: VAE, vgg: VGG16, xc, xs, w: dict, beta: float) -> tuple[torch.Tensor, dict]:
+def style_step(vae: VAE, vgg: VGG16, xc, xs, w: dict, beta: float, distinct_finest: int = 1) -> tuple[torch.Tensor, dict]:
     """One style-stage loss on content crops xc and style crops xs (B, 3, H, W) in [0, 1].
     w: weights of "style", "gram", "patch", "coarse", "colour", "content", "detail", "layout",
     "distinct", "recon" (distinct needs the batch's second half to repeat the first's contents). Returns the loss and its
@@ -186,7 +190,7 @@ def style_step(vae: VAE, vgg: VGG16, xc, xs, w: dict, beta: float) -> tuple[torc
     if w.get("layout", 0.0) > 0:
         parts["layout"] = layout_loss(y, xc).mean()
     if w.get("distinct", 0.0) > 0:
-        parts["distinct"] = distinct_loss(y, xc).mean()
+        parts["distinct"] = distinct_loss(y, xc, distinct_finest).mean()
     if w.get("patch", 0.0) > 0:
         parts["patch"] = patch_loss(fy, fs).mean()
     if w.get("coarse", 0.0) > 0:

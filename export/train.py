@@ -366,7 +366,7 @@ def _style_loss(model: VAE, lossnet, pool: ImagePool, style_pool: ImagePool, rng
 
     xc, xs = _pairs(pool, style_pool, rng, cfg, device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        return style_step(model, lossnet, xc, xs, style_weights(cfg), beta)
+        return style_step(model, lossnet, xc, xs, style_weights(cfg), beta, cfg.distinct_finest)
 
 
 @torch.no_grad()
@@ -406,6 +406,9 @@ def check_config(cfg: TrainConfig) -> None:
         (cfg.batch < 1, f"--batch {cfg.batch} is not a batch.", "Give the images per step, 1 or more (e.g. 8)."),
         (cfg.distinct_weight > 0 and cfg.batch % 2, f"--distinct-weight needs an even --batch, not {cfg.batch}.",
          "Each content crop comes twice, with two styles: give an even --batch (e.g. 8)."),
+        (cfg.distinct_finest < 1 or cfg.distinct_finest % 2 == 0 or cfg.distinct_finest >= 33,
+         f"--distinct-finest {cfg.distinct_finest} is invalid.",
+         "The finest marks the distinct term reads, in px: an odd size under 33 (1 reads every mark; e.g. 5)."),
         (cfg.crop < 4 * d or cfg.crop % d, f"--crop {cfg.crop} is invalid.",
          f"The training crop side: a multiple of {d} (the latent is 1/{d} of the image), at least {4 * d} (e.g. 128)."),
         (not 0 < cfg.scale_min <= 1, f"scale_min {cfg.scale_min} is outside (0, 1].", "It is the smallest random downscale (e.g. 0.4)."),

@@ -1,4 +1,5 @@
 import json
+import math
 import warnings
 
 import numpy as np
@@ -380,6 +381,9 @@ def test_distinct_loss_reads_shared_marks_not_the_contents_edges():
     own, kept = distinct_loss(*pair(a, b)), distinct_loss(*pair(0 * a, 0 * a))
     assert min(shared.item(), inverted.item(), stronger.item()) > 0.9, (shared, inverted, stronger)
     assert own.item() < 0.01 and kept.item() < 0.01, (own, kept)
+    fine, own_coarse = 0.05 * torch.sin(x * 2 * math.pi / 5), 0.05 * torch.sin(y / 4)  # 5-px period shared; 25-px not
+    both = distinct_loss(*pair(fine, fine + own_coarse)), distinct_loss(*pair(fine, fine + own_coarse), finest=5)
+    assert both[0].item() > 0.3 and both[1].item() < 0.01, both  # finest=5 reads only the marks of 5 px and more
     flat = torch.ones(2, 3, 96, 96, requires_grad=True)  # an output clipped white: no marks, finite gradient
     distinct_loss(flat, photo.repeat(2, 1, 1, 1)).sum().backward()
     assert torch.isfinite(flat.grad).all()
