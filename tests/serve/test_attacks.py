@@ -57,6 +57,25 @@ def _stall(port: int, declared: int = 100_000) -> socket.socket:
     return s
 
 
+def _response(s: socket.socket) -> str:
+    """The whole HTTP response on s: TCP may hand the headers and the body over in separate
+    reads, so read until the body's Content-Length has arrived (or the peer closes)."""
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+        head, sep, body = data.partition(b"\r\n\r\n")
+        length = [int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+        if sep and length and len(body) >= length[0]:
+            break
+    return data.decode(errors="replace")
+
+
 def test_stalled_uploads_do_not_take_slots_and_get_408(server):
     base, sid = server["base"], server["sid"]
     idle = [_stall(server["port"]) for _ in range(6)]  # more than max_in_flight (4)
@@ -71,10 +90,7 @@ def test_stalled_uploads_do_not_take_slots_and_get_408(server):
         answers = []
         for s in idle:
             s.settimeout(5)
-            try:
-                answers.append(s.recv(4096).decode(errors="replace"))
-            except OSError:
-                answers.append("")
+            answers.append(_response(s))
         assert all(" 408 " in a.split("\r\n")[0] for a in answers), answers
         body = answers[0].split("\r\n\r\n", 1)[1]
         assert "did not arrive" in json.loads(body)["error"] and json.loads(body)["note"]
