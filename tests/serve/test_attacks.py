@@ -2,6 +2,7 @@
 stalled uploads, a style bank file that would block, media types in other capitals, absurd
 style codes. Each case: the status and message, and the service still serving others."""
 
+import http.client
 import json
 import os
 import socket
@@ -58,22 +59,14 @@ def _stall(port: int, declared: int = 100_000) -> socket.socket:
 
 
 def _response(s: socket.socket) -> str:
-    """The whole HTTP response on s: TCP may hand the headers and the body over in separate
-    reads, so read until the body's Content-Length has arrived (or the peer closes)."""
-    data = b""
-    while True:
-        try:
-            chunk = s.recv(4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-        head, sep, body = data.partition(b"\r\n\r\n")
-        length = [int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
-        if sep and length and len(body) >= length[0]:
-            break
-    return data.decode(errors="replace")
+    """The whole HTTP response on s as text (status line, blank line, body), read by http.client:
+    TCP may hand the headers and the body over in separate reads. "" if none came."""
+    r = http.client.HTTPResponse(s)
+    try:
+        r.begin()
+        return f"HTTP/1.1 {r.status} {r.reason}\r\n\r\n" + r.read().decode(errors="replace")
+    except (OSError, http.client.HTTPException):
+        return ""
 
 
 def test_stalled_uploads_do_not_take_slots_and_get_408(server):
