@@ -39,7 +39,8 @@ def probe(models: list[str], data: Path, batches: int = 6, crop: int = 128, seed
     if recorded.get("stage") != "style":
         recorded = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())["train"]
     known = set(TrainConfig.__dataclass_fields__) - {"model"}
-    weights = style_weights(TrainConfig(**{k: v for k, v in recorded.items() if k in known}))
+    cfg = TrainConfig(**{k: v for k, v in recorded.items() if k in known})
+    weights = style_weights(cfg)
     vaes = {m: load_model(m)[0].eval() for m in models}
     net = LossNet()
     out: dict = {}
@@ -55,7 +56,7 @@ def probe(models: list[str], data: Path, batches: int = 6, crop: int = 128, seed
                 for _ in range(batches):
                     torch.manual_seed(seed)  # the ELBO's sample
                     xc, xs = pool.batch(rng, 8, crop, 0.4), spool.batch(rng, 8, crop, 0.4, rot90=True)
-                    loss, parts = style_step(vae, net, xc, xs, weights, recorded.get("beta", 1e-4))
+                    loss, parts = style_step(vae, net, xc, xs, weights, recorded.get("beta", 1e-4), cfg.distinct_finest)
                     for k, v in {"loss": loss.item(), **parts}.items():
                         tot[k] = tot.get(k, 0.0) + v / batches
             out.setdefault(split, {})[m] = tot
