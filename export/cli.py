@@ -50,7 +50,7 @@ def add_train(sub) -> None:
     )
     add_fields(p, TrainConfig, TRAIN_HELP, skip=("model",), choices=TRAIN_CHOICES, positional=("data",),
                metavar={"holdout": "NAME", "styles": "DIR", "init": "MODEL", "stop_after": "STEP", "textures": "N"})
-    add_fields(p, VAEConfig, TRAIN_HELP, only=("latent_channels", "widths", "dec_dilations", "dec_head", "style_kernels", "style_norm", "input_film"),
+    add_fields(p, VAEConfig, TRAIN_HELP, only=("latent_channels", "widths", "dec_dilations", "dec_head", "style_kernels", "up_kernels", "style_norm", "input_film"),
                choices=TRAIN_CHOICES, metavar={"widths": "W", "dec_dilations": "D"})
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/last exists (with --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="with --no-resume: replace the run already in --out")

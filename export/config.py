@@ -26,6 +26,8 @@ class VAEConfig:
     style_kernels: int = 0  # per decoder block, a depthwise filter the style chooses: each channel's
                             # kernel a mix of this many learned 3x3 kernels (at the block's dilation),
                             # the mix predicted from the style offset. 0: FiLM only (channel gains)
+    up_kernels: int = 0  # the same after each convolution above 1/4 (at 1/2 and full size), where the finest
+                         # marks are drawn: there FiLM can only reweight one set of strokes every painting shares
     style_norm: bool = False  # the decoder's convolutions at 1/4 also blend, per channel and by an amount the
                               # style offset sets, toward their instance-normalized activations scaled and
                               # shifted by the style (conditional instance normalization, Magenta's mechanism):
@@ -45,8 +47,9 @@ class VAEConfig:
                              f"{list(self.widths)}, style_widths {list(self.style_widths)}, style_hidden {self.style_hidden}")
         if not self.dec_dilations or min(self.dec_dilations) < 1:
             raise ValueError("dec_dilations needs at least one block, dilations >= 1")
-        if self.style_kernels < 0:
-            raise ValueError("style_kernels must be 0 (none) or more")
+        if self.style_kernels < 0 or self.up_kernels < 0:
+            raise ValueError(f"style_kernels and up_kernels must be 0 (none) or more, not {self.style_kernels}, "
+                             f"{self.up_kernels}")
         if self.dec_head not in DEC_HEADS:
             raise ValueError(f"dec_head must be one of {DEC_HEADS}, not {self.dec_head!r}")
 
@@ -62,8 +65,15 @@ class VAEConfig:
 
     @property
     def kernel_mixes(self) -> tuple[int, ...]:
-        """Numbers the style head predicts for each block's style-chosen filter (channels x kernels)."""
-        return tuple(self.widths[2] * self.style_kernels for _ in self.dec_dilations) if self.style_kernels else ()
+        """Numbers the style head predicts for each style-chosen filter (channels x kernels): the
+        blocks' at 1/4 (style_kernels), then the upsampling convolutions' (up_kernels)."""
+        blocks = tuple(self.widths[2] * self.style_kernels for _ in self.dec_dilations) if self.style_kernels else ()
+        return blocks + tuple(c * self.up_kernels for c in self.up_channels) if self.up_kernels else blocks
+
+    @property
+    def up_channels(self) -> tuple[int, ...]:
+        """Channels of the decoder's convolutions above 1/4 (nearest x2 + conv), in order."""
+        return (self.widths[1], self.widths[0]) if self.dec_head == "conv" else (self.widths[1],)
 
     @property
     def norm_layers(self) -> int:
@@ -74,8 +84,7 @@ class VAEConfig:
     def film_channels(self) -> tuple[int, ...]:
         """Channels of each FiLM-modulated convolution in the decoder, in order."""
         w = self.widths
-        up = (w[1], w[0]) if self.dec_head == "conv" else (w[1],)
-        return (*((w[2],) if self.input_film else ()), *(w[2] for _ in self.dec_dilations for _ in (0, 1)), *up,
+        return (*((w[2],) if self.input_film else ()), *(w[2] for _ in self.dec_dilations for _ in (0, 1)), *self.up_channels,
                 *((3,) if self.rgb_film else ()))
 
     @property
@@ -88,13 +97,14 @@ class VAEConfig:
 
     def head_rows(self) -> dict[str, slice]:
         """The style head's output rows by what they drive: film:{layer} (scale then shift),
-        mix{i} (a block's filter mix), norm:{layer} (blend, scale, shift), in the head's order."""
+        mix{i} (a block's filter mix), mix:up{i} (an upsampling conv's), norm:{layer} (blend, scale, shift), in the head's order."""
         out, i = {}, 0
         for name, c in zip(self.film_layers, self.film_channels):
             out[f"film:{name}"] = slice(i, i + 2 * c)
             i += 2 * c
+        blocks = len(self.dec_dilations) if self.style_kernels else 0
         for j, c in enumerate(self.kernel_mixes):
-            out[f"mix{j}"] = slice(i, i + c)
+            out[f"mix{j}" if j < blocks else f"mix:up{j - blocks}"] = slice(i, i + c)
             i += c
         for name, c in zip(self.film_layers, self.film_channels[: self.norm_layers]):
             out[f"norm:{name}"] = slice(i, i + 3 * c)
@@ -224,6 +234,8 @@ TRAIN_HELP = {
     "style_kernels": "a new model's decoder: per block, a depthwise filter the style chooses as a mix of this many "
                      "learned 3x3 kernels per channel (the painting picks the shape of its marks); 0: channel gains "
                      "only. --init from a model without them starts them at zero",
+    "up_kernels": "a new model's decoder: the same style-chosen filters after the convolutions at 1/2 and full size, "
+                  "where the finest strokes are drawn; 0: none. --init from a model without them starts them at zero",
     "style_norm": "a new model's decoder: the convolutions at 1/4 blend, by an amount the style sets, toward their "
                   "instance-normalized activations scaled and shifted by the style (conditional instance "
                   "normalization): the painting sets those layers' statistics. --init from a model without it "

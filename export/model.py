@@ -169,7 +169,8 @@ class StyleNorm(nn.Module):
 class Decoder(nn.Module):
     """(Latent, style offset) -> RGB. `forward` is unclamped (the training loss sees it);
     `image` clamps. With VAEConfig.style_kernels, each residual block also runs a StyleFilter
-    on its inner activations: the style chooses spatial filters, not only channel gains.
+    on its inner activations: the style chooses spatial filters, not only channel gains; with
+    up_kernels, so does each convolution above 1/4, on its output.
 
     Every convolution's output is modulated by the style (FiLM, between the conv and its
     ReLU): the style offset sets, per channel, how each layer responds, which is what lets
@@ -194,6 +195,8 @@ class Decoder(nn.Module):
             self.rgb = conv(w[1], 12)
         self.filters = nn.ModuleList(StyleFilter(w[2], cfg.style_kernels, d) for d in cfg.dec_dilations) \
             if cfg.style_kernels else None
+        self.up_filters = nn.ModuleList(StyleFilter(c, cfg.up_kernels, 1) for c in cfg.up_channels) \
+            if cfg.up_kernels else None
         self.norms = nn.ModuleList(StyleNorm(c) for c in cfg.film_channels[: cfg.norm_layers])
         self.style = StyleHead(cfg)
         self.cfg = cfg
@@ -213,8 +216,11 @@ class Decoder(nn.Module):
             if self.filters is not None and mixes is not None:  # no offset: the reconstruction, filters off
                 a = a + self.filters[i](a, mixes[i])
             h = F.relu(h + modulate(c2(a)))
-        for c in self.up:
+        up_mixes = mixes[len(self.filters or ()):] if mixes is not None else None
+        for i, c in enumerate(self.up):
             h = F.relu(modulate(c(F.interpolate(h, scale_factor=2.0, mode="nearest"))))
+            if self.up_filters is not None and up_mixes is not None:
+                h = h + self.up_filters[i](h, up_mixes[i])
         rgb = self.rgb(h) if self.cfg.dec_head == "conv" else F.pixel_shuffle(self.rgb(h), 2)
         return modulate(rgb) if self.cfg.rgb_film else rgb
 

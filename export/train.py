@@ -185,13 +185,13 @@ def probe_marks(model: VAE, styles: torch.Tensor, device: torch.device) -> dict:
             "probe_blotches": round(m["blotches"], 2)}
 
 
-GROWTHS = {"rgb_film": (False, True), "style_kernels": (0, None), "style_norm": (False, True), "input_film": (True, False)}
+GROWTHS = {"rgb_film": (False, True), "style_kernels": (0, None), "up_kernels": (0, None), "style_norm": (False, True), "input_film": (True, False)}
 
 
 def init_from(model: VAE, folder: str | os.PathLike) -> None:
     """Load a trained model's weights into `model`, which must have the same configuration
     (the style stage starts from the VAE stage's model), or one changed only as GROWTHS allow:
-    the RGB output's FiLM, the style-chosen filters (VAEConfig.style_kernels), the
+    the RGB output's FiLM, the style-chosen filters (VAEConfig.style_kernels, up_kernels), the
     normalization blend (style_norm) added, or the input convolution's FiLM (input_film)
     dropped. The style head's rows are copied by what they drive (VAEConfig.head_rows); new
     rows start at zero, so an added part changes nothing until training moves it."""

@@ -102,15 +102,23 @@ def test_configs_written_before_the_head_choice_load_with_the_conv_head():
     assert VAEConfig.from_dict(d).dec_head == "conv"
 
 
-def test_style_filters_change_the_marks_per_style_and_are_off_at_zero_offset():
-    """VAEConfig.style_kernels: the style offset chooses each block's depthwise filter. A zero
-    offset (strength 0) gives exactly the reconstruction; each block's mix rows matter; two
-    styles that differ only in the mix give different pictures (spatial control, not a gain)."""
+@pytest.mark.parametrize("kw, mixes", [({"style_kernels": 3}, (TINY["widths"][2] * 3,) * 2),
+                                       ({"up_kernels": 3}, (TINY["widths"][1] * 3, TINY["widths"][0] * 3)),
+                                       ({"style_kernels": 2, "up_kernels": 1}, (TINY["widths"][2] * 2,) * 2 + TINY["widths"][1::-1])],
+                         ids=["blocks", "up", "both"])
+def test_style_filters_change_the_marks_per_style_and_are_off_at_zero_offset(kw, mixes):
+    """VAEConfig.style_kernels / up_kernels: the style offset chooses each block's (and each
+    upsampling conv's) depthwise filter. A zero offset (strength 0) gives exactly the
+    reconstruction; each filter's mix rows matter; two styles that differ only in the mix give
+    different pictures (spatial control, not a gain)."""
     torch.manual_seed(0)
-    m = VAE(VAEConfig(**TINY, style_kernels=3)).eval()
+    m = VAE(VAEConfig(**TINY, **kw)).eval()
     w = m.decoder.style.net[-1].weight
     film_rows = 2 * sum(m.cfg.film_channels)
-    assert w.shape[0] == film_rows + sum(m.cfg.kernel_mixes) and m.cfg.kernel_mixes == (TINY["widths"][2] * 3,) * 2
+    assert w.shape[0] == film_rows + sum(m.cfg.kernel_mixes) and m.cfg.kernel_mixes == mixes
+    assert [k for k in m.cfg.head_rows() if k.startswith("mix")] == \
+        [f"mix{i}" for i in range(len(TINY["dec_dilations"]) if "style_kernels" in kw else 0)] + \
+        [f"mix:up{i}" for i in range(2 if "up_kernels" in kw else 0)]
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         torch.nn.init.normal_(w[film_rows:], std=0.3)  # the FiLM rows stay zero: only the filters act
@@ -128,7 +136,7 @@ def test_style_filters_change_the_marks_per_style_and_are_off_at_zero_offset():
             i += c
         assert i == w.shape[0]
     with pytest.raises(ValueError, match="style_kernels"):
-        VAEConfig(**TINY, style_kernels=-1)
+        VAEConfig(**TINY, **{k: -1 for k in kw})
 
 
 def test_style_norm_sets_the_layers_statistics_from_the_style_and_is_off_at_zero_offset():

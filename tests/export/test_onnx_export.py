@@ -1,6 +1,7 @@
 import json
 import os
 import stat
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -124,16 +125,18 @@ def test_the_shuffle_head_exports_to_depth_to_space(tmp_path):
 
 
 
-def test_style_filters_export_to_the_same_ops_and_match_torch(tmp_path):
-    """The style-chosen filters (VAEConfig.style_kernels) are a grouped Conv, a Mul by the
-    per-image mix and a grouped 1x1 Conv: no new op, a batch of different styles in one call,
-    and the export's own check holds them to PyTorch's output."""
-    m = _export_variant(tmp_path, std=0.3, style_kernels=3)
+@pytest.mark.parametrize("kw", [{"style_kernels": 3}, {"style_kernels": 2, "up_kernels": 2}], ids=["blocks", "blocks_and_up"])
+def test_style_filters_export_to_the_same_ops_and_match_torch(tmp_path, kw):
+    """The style-chosen filters (VAEConfig.style_kernels, up_kernels) are a grouped Conv, a Mul
+    by the per-image mix and a grouped 1x1 Conv: no new op, a batch of different styles in one
+    call, and the export's own check holds them to PyTorch's output."""
+    m = _export_variant(tmp_path, std=0.3, **kw)
     assert m["verification"]["passed"]
     dec = onnx.load(str(tmp_path / "out" / m["files"]["decoder"]["path"]))
     assert {n.op_type for n in dec.graph.node} == EXPECTED_OPS["decoder"]
-    groups = sorted(a.i for n in dec.graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group")
-    assert groups.count(TINY["widths"][2]) == 2 * len(TINY["dec_dilations"])  # each block's basis and its sum
+    groups = Counter(a.i for n in dec.graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group" and a.i > 1)
+    ups = (TINY["widths"][1], TINY["widths"][0]) if "up_kernels" in kw else ()
+    assert groups == Counter([TINY["widths"][2]] * 2 * len(TINY["dec_dilations"]) + [c for c in ups for _ in (0, 1)])  # basis, sum
     # two images with two different styles in one batch: each as it would be alone
     sess = ort.InferenceSession(str(tmp_path / "out" / "decoder.onnx"), providers=["CPUExecutionProvider"])
     enc = ort.InferenceSession(str(tmp_path / "out" / "encoder.onnx"), providers=["CPUExecutionProvider"])

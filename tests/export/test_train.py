@@ -93,8 +93,9 @@ def test_init_starts_from_a_model_of_the_same_configuration_only(tmp_path, tiny_
 
 
 @pytest.mark.parametrize("old_kw, new_kw", [({"rgb_film": False}, {}), ({}, {"style_kernels": 2}), ({}, {"style_norm": True}),
-                                            ({"style_kernels": 2}, {"style_kernels": 2, "style_norm": True})],
-                         ids=["rgb_film", "style_filters", "style_norm", "filters_then_norm"])
+                                            ({"style_kernels": 2}, {"style_kernels": 2, "style_norm": True}),
+                                            ({}, {"up_kernels": 2}), ({"style_kernels": 2}, {"style_kernels": 2, "up_kernels": 2})],
+                         ids=["rgb_film", "style_filters", "style_norm", "filters_then_norm", "up_filters", "filters_then_up"])
 def test_init_from_a_model_without_a_new_part_paints_as_before(tmp_path, old_kw, new_kw):
     """A model grown by the RGB output's FiLM, the style-chosen filters or the normalization
     blend (model 3 from model 2): the new head rows start at zero, so every style paints as before."""
