@@ -22,7 +22,7 @@ from stylert.engine.images import list_images
 
 from .checkpoint import DEFAULT_MODEL_DIR, load_model
 from .style import LossNet, style_step
-from .train import ImagePool, TrainConfig, held_out, style_weights
+from .train import ImagePool, TrainConfig, content_batch, held_out, style_weights
 
 
 def _files(data: Path, folders: tuple[str, ...]) -> list[Path]:
@@ -55,7 +55,9 @@ def probe(models: list[str], data: Path, batches: int = 6, crop: int = 128, seed
             with torch.no_grad():
                 for _ in range(batches):
                     torch.manual_seed(seed)  # the ELBO's sample
-                    xc, xs = pool.batch(rng, 8, crop, 0.4), spool.batch(rng, 8, crop, 0.4, rot90=True)
+                    # paired as in training, or the distinct term would compare different photos
+                    xc = content_batch(pool, rng, 8, crop, 0.4, cfg.distinct_weight > 0)
+                    xs = spool.batch(rng, 8, crop, 0.4, rot90=True)
                     loss, parts = style_step(vae, net, xc, xs, weights, recorded.get("beta", 1e-4), cfg.distinct_finest)
                     for k, v in {"loss": loss.item(), **parts}.items():
                         tot[k] = tot.get(k, 0.0) + v / batches

@@ -340,13 +340,15 @@ def style_weights(cfg: TrainConfig) -> dict:
             "distinct": cfg.distinct_weight, "recon": cfg.recon_weight}
 
 
+def content_batch(pool: ImagePool, rng, n: int, crop: int, scale_min: float, twice: bool) -> torch.Tensor:
+    """n content crops; twice (the distinct term, which compares one content under two styles):
+    n/2 crops, each twice (first half, second half)."""
+    return pool.batch(rng, n // 2, crop, scale_min).repeat(2, 1, 1, 1) if twice else pool.batch(rng, n, crop, scale_min)
+
+
 def _pairs(pool: ImagePool, style_pool: ImagePool, rng, cfg: TrainConfig, device):
-    """A batch of content crops and one of style crops (turned and recoloured), on `device`. With
-    the distinct term each content crop comes twice (first half, second half), with two styles."""
-    if cfg.distinct_weight > 0:
-        xc = pool.batch(rng, cfg.batch // 2, cfg.crop, cfg.scale_min).repeat(2, 1, 1, 1)
-    else:
-        xc = pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min)
+    """A batch of content crops (content_batch) and one of style crops (turned and recoloured), on `device`."""
+    xc = content_batch(pool, rng, cfg.batch, cfg.crop, cfg.scale_min, cfg.distinct_weight > 0)
     xs = style_pool.batch(rng, cfg.batch, cfg.crop, cfg.scale_min, rot90=True, jitter=cfg.style_jitter)
     return tuple(x.to(device).contiguous(memory_format=torch.channels_last) for x in (xc, xs))
 

@@ -85,6 +85,36 @@ def test_loss_probe_scores_train_and_held_out_pairs_on_the_same_crops(tmp_path, 
     assert {"loss", "style", "gram", "colour", "content", "psnr", "kl"} <= set(parts) and parts["loss"] > 0
 
 
+@pytest.mark.parametrize("distinct", [0.0, 20.0])
+def test_loss_probe_pairs_contents_as_the_recorded_run_did(tmp_path, monkeypatch, tiny_checkpoint, distinct):
+    """A run trained with the distinct term saw each content crop twice (two halves of a batch,
+    two styles); the probe must score it on batches built the same way, or the term compares
+    different photos."""
+    import shutil
+
+    from stylert.export import loss_probe
+
+    for sub, n in (("content", 4), ("style", 3)):
+        _images(tmp_path / "d" / sub, n=n, size=(48, 40))
+    seen = []
+
+    def fake_step(vae, net, xc, xs, weights, beta, finest):
+        seen.append((xc.clone(), weights["distinct"], finest))
+        return torch.tensor(1.0), {"style": 1.0}
+
+    monkeypatch.setattr(loss_probe, "style_step", fake_step)
+    monkeypatch.setattr(loss_probe, "LossNet", lambda: None)
+    run = tmp_path / "run"
+    shutil.copytree(tiny_checkpoint, run)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["train"] = {"stage": "style", "distinct_weight": distinct, "distinct_finest": 5, "holdout": []}
+    (run / "config.json").write_text(json.dumps(cfg))
+    loss_probe.probe([str(run)], tmp_path / "d", batches=1, crop=32, holdout=["img0.png"], log=lambda *_: None)
+    xc, w, finest = seen[0]
+    assert xc.shape[0] == 8 and w == distinct and finest == 5
+    assert torch.equal(xc[:4], xc[4:]) == (distinct > 0)
+
+
 def test_lpips_is_zero_for_the_same_image_and_grows_with_the_change():
     from stylert.export.vgg import LPIPS
 
