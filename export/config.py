@@ -47,9 +47,9 @@ class VAEConfig:
                              f"{list(self.widths)}, style_widths {list(self.style_widths)}, style_hidden {self.style_hidden}")
         if not self.dec_dilations or min(self.dec_dilations) < 1:
             raise ValueError("dec_dilations needs at least one block, dilations >= 1")
-        if self.style_kernels < 0 or self.up_kernels < 0:
-            raise ValueError(f"style_kernels and up_kernels must be 0 (none) or more, not {self.style_kernels}, "
-                             f"{self.up_kernels}")
+        for k in ("style_kernels", "up_kernels"):
+            if getattr(self, k) < 0:
+                raise ValueError(f"{k} must be 0 (none) or more, not {getattr(self, k)}")
         if self.dec_head not in DEC_HEADS:
             raise ValueError(f"dec_head must be one of {DEC_HEADS}, not {self.dec_head!r}")
 

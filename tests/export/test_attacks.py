@@ -106,6 +106,7 @@ def test_export_never_replaces_files_without_overwrite(tiny_checkpoint, tmp_path
 @pytest.mark.parametrize("option,value,words", [
     ("--dec-dilations", "0", "--dec-dilations needs at least one block"), ("--widths", "0 0 0", "--widths [0, 0, 0]"),
     ("--latent-channels", "0", "--latent-channels 0"), ("--style-kernels", "-1", "--style-kernels must be"),
+    ("--up-kernels", "-2", "--up-kernels must be 0 (none) or more, not -2"),
 ])
 def test_model_options_the_model_refuses_are_clear_errors(tmp_path, capsys, option, value, words):
     data = _images(tmp_path / "data", n=2)
