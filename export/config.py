@@ -64,11 +64,18 @@ class VAEConfig:
         return (self.latent_channels, *self.widths, *self.style_widths)
 
     @property
+    def style_filters(self) -> tuple[tuple[str, int], ...]:
+        """Each style-chosen filter's head rows, by name, and how many numbers its mix takes
+        (channels x kernels): the blocks' at 1/4 (mix{i}, style_kernels), then the upsampling
+        convolutions' (mix:up{i}, up_kernels)."""
+        blocks = [(f"mix{i}", self.widths[2] * self.style_kernels) for i in range(len(self.dec_dilations))]
+        ups = [(f"mix:up{i}", c * self.up_kernels) for i, c in enumerate(self.up_channels)]
+        return tuple((blocks if self.style_kernels else []) + (ups if self.up_kernels else []))
+
+    @property
     def kernel_mixes(self) -> tuple[int, ...]:
-        """Numbers the style head predicts for each style-chosen filter (channels x kernels): the
-        blocks' at 1/4 (style_kernels), then the upsampling convolutions' (up_kernels)."""
-        blocks = tuple(self.widths[2] * self.style_kernels for _ in self.dec_dilations) if self.style_kernels else ()
-        return blocks + tuple(c * self.up_kernels for c in self.up_channels) if self.up_kernels else blocks
+        """Numbers the style head predicts for each style-chosen filter, in style_filters' order."""
+        return tuple(c for _, c in self.style_filters)
 
     @property
     def up_channels(self) -> tuple[int, ...]:
@@ -102,9 +109,8 @@ class VAEConfig:
         for name, c in zip(self.film_layers, self.film_channels):
             out[f"film:{name}"] = slice(i, i + 2 * c)
             i += 2 * c
-        blocks = len(self.dec_dilations) if self.style_kernels else 0
-        for j, c in enumerate(self.kernel_mixes):
-            out[f"mix{j}" if j < blocks else f"mix:up{j - blocks}"] = slice(i, i + c)
+        for name, c in self.style_filters:
+            out[name] = slice(i, i + c)
             i += c
         for name, c in zip(self.film_layers, self.film_channels[: self.norm_layers]):
             out[f"norm:{name}"] = slice(i, i + 3 * c)
